@@ -1,0 +1,1 @@
+//! DCloud node agent.

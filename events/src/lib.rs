@@ -1,0 +1,13 @@
+//! DCloud's event-sourcing core: the event enum for the whole domain, the envelope
+//! with its hash chain, and the append-only log on fjall (append with an expected last
+//! sequence number, range reads, a catch-up-then-live tail, snapshots, verification).
+//!
+//! This crate does NOT know what the events mean (folding them into state is
+//! `dcloud-projections`), and knows nothing of axum, GraphQL or Docker.
+
+pub mod model;
+pub mod event;
+pub mod envelope;
+
+pub use envelope::{Envelope, EnvelopeBody, Hash, NewEvent, GENESIS_HASH, SCHEMA_VERSION};
+pub use event::Event;

@@ -1,0 +1,1 @@
+//! DCloud GraphQL schema (to come with the GraphQL issue).

@@ -1,0 +1,14 @@
+//! DCloud's pure core: the state folded from events (nodes, capacity and allocation,
+//! environments and their versions, templates, catalogs, services, deployments),
+//! commands and their `decide` functions (all business rules), placement, and the
+//! parsing and validation of user documents.
+//!
+//! This crate does NO I/O, reads no clock and no randomness: the same events give the
+//! same state, and the same command against the same state decides the same events
+//! (time and fresh ids come in with the command).
+
+pub mod actor;
+pub mod error;
+
+pub use actor::Actor;
+pub use error::{DomainError, FieldError};

@@ -1,0 +1,1 @@
+//! Replay tests live in `tests/`; this library is empty on purpose.

@@ -1,0 +1,2 @@
+//! The `dcloud` binary: CLI, server wiring and the single writer.
+fn main() {}
