@@ -12,42 +12,88 @@ use crate::model::{
 
 /// Everything that ever happens in DCloud. Past-tense names only.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
 )]
 #[serde(tag = "type", content = "data")]
 pub enum Event {
     // ── environments ─────────────────────────────────────────────────────────
     /// Version 1 of a new environment.
-    EnvironmentCreated { env_id: String, owner: String, spec: EnvironmentSpec },
+    EnvironmentCreated {
+        env_id: String,
+        owner: String,
+        spec: EnvironmentSpec,
+    },
     /// A new version (`version` = previous + 1) replacing the spec.
-    EnvironmentUpdated { env_id: String, version: u32, spec: EnvironmentSpec },
-    EnvironmentDeactivated { env_id: String },
-    EnvironmentDeleted { env_id: String },
+    EnvironmentUpdated {
+        env_id: String,
+        version: u32,
+        spec: EnvironmentSpec,
+    },
+    EnvironmentDeactivated {
+        env_id: String,
+    },
+    EnvironmentDeleted {
+        env_id: String,
+    },
 
     // ── templates ────────────────────────────────────────────────────────────
     /// Creates or replaces the template called `name`.
-    TemplateSaved { name: String, owner: String, spec: EnvironmentSpec },
-    TemplateDeleted { name: String },
+    TemplateSaved {
+        name: String,
+        owner: String,
+        spec: EnvironmentSpec,
+    },
+    TemplateDeleted {
+        name: String,
+    },
 
     // ── library and dataset catalogs ─────────────────────────────────────────
     /// Creates or replaces the library catalog of `catalog.os`.
-    CatalogUpserted { catalog: LibraryCatalog },
+    CatalogUpserted {
+        catalog: LibraryCatalog,
+    },
     /// Merges a category's databases and dataset versions into the dataset catalog.
-    DatasetsRegistered { category: DatasetCategory },
+    DatasetsRegistered {
+        category: DatasetCategory,
+    },
     /// Removes one dataset version from the dataset catalog.
-    DatasetRemoved { category: String, db: String, dataset: String, version: String },
+    DatasetRemoved {
+        category: String,
+        db: String,
+        dataset: String,
+        version: String,
+    },
 
     // ── services ─────────────────────────────────────────────────────────────
     /// Creates or replaces the registration of `service.name`.
-    ServiceRegistered { service: ServiceRegistration },
-    ServiceRefreshed { name: String },
-    ServiceDeregistered { name: String },
+    ServiceRegistered {
+        service: ServiceRegistration,
+    },
+    ServiceRefreshed {
+        name: String,
+    },
+    ServiceDeregistered {
+        name: String,
+    },
     /// Not refreshed within its TTL.
-    ServiceExpired { name: String },
+    ServiceExpired {
+        name: String,
+    },
 
     // ── nodes ────────────────────────────────────────────────────────────────
     /// First registration, or re-registration of a known node (same id: not a new node).
-    NodeRegistered { node_id: String, fingerprint: NodeFingerprint },
+    NodeRegistered {
+        node_id: String,
+        fingerprint: NodeFingerprint,
+    },
     /// Kept in the log at a configurable interval; liveness between them is in memory.
     NodeHeartbeat {
         node_id: String,
@@ -57,9 +103,15 @@ pub enum Event {
         engine_ok: bool,
     },
     /// Missed heartbeats past the TTL.
-    NodeLost { node_id: String },
-    NodeDrained { node_id: String },
-    NodeUndrained { node_id: String },
+    NodeLost {
+        node_id: String,
+    },
+    NodeDrained {
+        node_id: String,
+    },
+    NodeUndrained {
+        node_id: String,
+    },
 
     // ── scheduling and deployments ───────────────────────────────────────────
     /// A request to run version `env_version` of `env_id`.
@@ -83,30 +135,80 @@ pub enum Event {
         candidates: u32,
     },
     /// Fits nowhere now; stays pending and is placed when capacity frees.
-    DeploymentUnschedulable { deployment_id: String, rejected: Vec<RejectCount> },
-    DeploymentStopRequested { deployment_id: String },
+    DeploymentUnschedulable {
+        deployment_id: String,
+        rejected: Vec<RejectCount>,
+    },
+    DeploymentStopRequested {
+        deployment_id: String,
+    },
     /// Its node was lost; resources are released and it goes back to pending.
-    DeploymentLost { deployment_id: String, node_id: String },
+    DeploymentLost {
+        deployment_id: String,
+        node_id: String,
+    },
     /// Stopped and removed: its resources are free.
-    DeploymentStopped { deployment_id: String },
+    DeploymentStopped {
+        deployment_id: String,
+    },
 
     // ── images and containers, as reported by the node's agent ───────────────
-    ImageBuildStarted { deployment_id: String, image: String, steps: u32 },
-    ImageBuildProgress { deployment_id: String, step: u32, steps: u32 },
-    ImageBuildFailed { deployment_id: String, step: u32, command: String, output_tail: String },
-    ImageReady { deployment_id: String, image: String, cached: bool },
-    ContainerCreated { deployment_id: String, container_id: String },
-    ContainerStarted { deployment_id: String },
-    ContainerExited { deployment_id: String, code: i64 },
-    ContainerOomKilled { deployment_id: String },
-    ContainerRemoved { deployment_id: String },
+    ImageBuildStarted {
+        deployment_id: String,
+        image: String,
+        steps: u32,
+    },
+    ImageBuildProgress {
+        deployment_id: String,
+        step: u32,
+        steps: u32,
+    },
+    ImageBuildFailed {
+        deployment_id: String,
+        step: u32,
+        command: String,
+        output_tail: String,
+    },
+    ImageReady {
+        deployment_id: String,
+        image: String,
+        cached: bool,
+    },
+    ContainerCreated {
+        deployment_id: String,
+        container_id: String,
+    },
+    ContainerStarted {
+        deployment_id: String,
+    },
+    ContainerExited {
+        deployment_id: String,
+        code: i64,
+    },
+    ContainerOomKilled {
+        deployment_id: String,
+    },
+    ContainerRemoved {
+        deployment_id: String,
+    },
     /// Engine or driver failure that is not a build step (e.g. create refused).
-    ContainerFailed { deployment_id: String, message: String },
+    ContainerFailed {
+        deployment_id: String,
+        message: String,
+    },
 
     // ── access ───────────────────────────────────────────────────────────────
     /// `secret_hash` is blake3 of the token secret; the secret itself is never stored.
-    TokenCreated { token_id: String, name: String, role: Role, secret_hash: [u8; 32], node_id: Option<String> },
-    TokenRevoked { token_id: String },
+    TokenCreated {
+        token_id: String,
+        name: String,
+        role: Role,
+        secret_hash: [u8; 32],
+        node_id: Option<String>,
+    },
+    TokenRevoked {
+        token_id: String,
+    },
 }
 
 impl Event {
@@ -189,7 +291,9 @@ impl Event {
             | ContainerOomKilled { deployment_id }
             | ContainerRemoved { deployment_id }
             | ContainerFailed { deployment_id, .. } => format!("deployment:{deployment_id}"),
-            TokenCreated { token_id, .. } | TokenRevoked { token_id } => format!("token:{token_id}"),
+            TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
+                format!("token:{token_id}")
+            }
         }
     }
 

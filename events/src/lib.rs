@@ -5,9 +5,19 @@
 //! This crate does NOT know what the events mean (folding them into state is
 //! `dcloud-projections`), and knows nothing of axum, GraphQL or Docker.
 
-pub mod model;
-pub mod event;
 pub mod envelope;
+pub mod error;
+pub mod event;
+pub mod log;
+pub mod model;
+pub mod record;
+pub mod snapshot;
+pub mod tail;
+pub mod verify;
 
 pub use envelope::{Envelope, EnvelopeBody, Hash, NewEvent, GENESIS_HASH, SCHEMA_VERSION};
+pub use error::LogError;
 pub use event::Event;
+pub use log::{EventLog, FjallLog, ReplayIter};
+pub use tail::{LiveBatch, Tail, TailSource};
+pub use verify::{verify_dir, BadRecord, VerifyError, VerifyReport};

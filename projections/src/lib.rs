@@ -8,7 +8,16 @@
 //! (time and fresh ids come in with the command).
 
 pub mod actor;
+pub mod config;
 pub mod error;
+pub mod state;
+pub mod placement;
+pub mod command;
+pub mod decide;
 
 pub use actor::Actor;
+pub use command::{Command, Ctx, Report, Settings, SpecOverrides};
+pub use decide::decide;
 pub use error::{DomainError, FieldError};
+pub use placement::{place, Decision, Placement, PlacementRequest};
+pub use state::{Deployment, DeploymentStatus, Node, NodeHealth, SnapshotError, State};

@@ -1,1 +1,6 @@
-//! Replay tests live in `tests/`; this library is empty on purpose.
+//! Helpers shared by the replay tests, the crash child and the benchmarks: command
+//! generators and load loops. The tests themselves live in `tests/`.
+
+pub mod crash;
+pub mod workload;
+pub mod scenario;

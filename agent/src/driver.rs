@@ -1,0 +1,398 @@
+//! The driver contract: what the agent asks of a container engine (an `Assignment` to
+//! run, `Report`s back, what is `Observed`), shared by the Docker and simulated drivers.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use dcloud_events::model::{ContainerUsage, PortPublish, Resources, StorageMount};
+use dcloud_events::Event;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::error::AgentError;
+
+/// Label naming the deployment a container runs.
+pub const LABEL_DEPLOYMENT: &str = "dcloud.deployment";
+/// Label naming the node (agent) that owns a container.
+pub const LABEL_NODE: &str = "dcloud.node";
+/// Label naming the environment a container (or persistent volume) belongs to.
+pub const LABEL_ENVIRONMENT: &str = "dcloud.environment";
+/// Where datasets appear inside a container: `/datasets/<category>/<db>/<dataset>@<version>`.
+pub const DATASET_MOUNT_ROOT: &str = "/datasets";
+
+/// Where reports go: `(deployment_id, report)`.
+pub type ReportSender = mpsc::Sender<(String, Report)>;
+
+/// One deployment this node must run, as the control plane decided it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub deployment_id: String,
+    pub env_id: String,
+    pub node_id: String,
+    /// Image tag, the content hash of the recipe: identical recipes share one image.
+    pub image_tag: String,
+    /// The recipe, built as the only file of the build context.
+    pub dockerfile: String,
+    /// Number of build steps in the recipe (for progress reports).
+    pub steps: u32,
+    pub resources: Resources,
+    /// GPU device uuids assigned by the scheduler.
+    pub gpus: Vec<String>,
+    pub ports: Vec<PortPublish>,
+    pub storage: Vec<StorageMount>,
+    /// Dataset keys `category/db/dataset@version`, mounted read-only.
+    pub datasets: Vec<String>,
+    /// Environment variables for the container (service endpoints).
+    pub env: BTreeMap<String, String>,
+    /// Overrides the image's command.
+    pub command: Option<Vec<String>>,
+}
+
+/// What a driver tells the control plane about one deployment. Each maps onto one
+/// event of `dcloud_events::Event` (see [`Report::into_event`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Report {
+    BuildStarted { steps: u32 },
+    BuildProgress { step: u32, steps: u32 },
+    BuildFailed { step: u32, command: String, output_tail: String },
+    ImageReady { cached: bool },
+    Created { container_id: String },
+    Started,
+    Exited { code: i64 },
+    OomKilled,
+    Removed,
+    Failed { message: String },
+}
+
+impl Report {
+    /// The event recording this report; `image` is the assignment's image tag.
+    pub fn into_event(self, deployment_id: String, image: &str) -> Event {
+        match self {
+            Report::BuildStarted { steps } => Event::ImageBuildStarted {
+                deployment_id,
+                image: image.to_string(),
+                steps,
+            },
+            Report::BuildProgress { step, steps } => Event::ImageBuildProgress {
+                deployment_id,
+                step,
+                steps,
+            },
+            Report::BuildFailed {
+                step,
+                command,
+                output_tail,
+            } => Event::ImageBuildFailed {
+                deployment_id,
+                step,
+                command,
+                output_tail,
+            },
+            Report::ImageReady { cached } => Event::ImageReady {
+                deployment_id,
+                image: image.to_string(),
+                cached,
+            },
+            Report::Created { container_id } => Event::ContainerCreated {
+                deployment_id,
+                container_id,
+            },
+            Report::Started => Event::ContainerStarted { deployment_id },
+            Report::Exited { code } => Event::ContainerExited {
+                deployment_id,
+                code,
+            },
+            Report::OomKilled => Event::ContainerOomKilled { deployment_id },
+            Report::Removed => Event::ContainerRemoved { deployment_id },
+            Report::Failed { message } => Event::ContainerFailed {
+                deployment_id,
+                message,
+            },
+        }
+    }
+}
+
+/// A container the engine holds for this node (found by the node label).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// Empty when the container carries our node label but no deployment label.
+    pub deployment_id: String,
+    pub container_id: String,
+    /// Container name without the leading `/`.
+    pub name: String,
+    /// The image the container was created from (the tag we asked for).
+    pub image: String,
+    pub running: bool,
+    /// Set once the container has exited; `None` while created or running.
+    pub exit_code: Option<i64>,
+}
+
+/// A container engine as the agent uses it. Implementations: `DockerDriver`, `SimDriver`.
+///
+/// Reports: `ensure_running` sends what it does itself (build progress, image ready,
+/// created, started); `watch` forwards what the engine sees happen later (exits, OOM
+/// kills, removals). Errors are returned, not reported: the caller (the reconciler)
+/// reports `Failed` for a non-transient error other than a build failure, which the
+/// driver has already reported as `BuildFailed`.
+pub trait Driver: Send + Sync {
+    /// Builds (or reuses) the image, then creates and starts the deployment's container
+    /// unless it already runs. Idempotent: never makes a second container.
+    fn ensure_running<'a>(
+        &'a self,
+        assignment: &'a Assignment,
+        tx: &'a ReportSender,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+
+    /// Stops the deployment's container (SIGTERM, then SIGKILL after `grace`) and removes
+    /// it with its temporary storage. Unknown deployments are not an error.
+    fn stop<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+
+    /// Stops and removes one container by id (orphans and duplicates).
+    fn remove_container<'a>(
+        &'a self,
+        container_id: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
+
+    /// All containers carrying this node's label, running or not.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Observed>, AgentError>>;
+
+    /// Current usage of each running container.
+    fn stats(&self) -> BoxFuture<'_, Result<Vec<ContainerUsage>, AgentError>>;
+
+    /// Forwards lifecycle reports (started, exited, OOM-killed, removed) to `tx` until
+    /// `tx` is closed, reconnecting to the engine with backoff when it goes away.
+    fn watch(&self, tx: ReportSender) -> BoxFuture<'_, Result<(), AgentError>>;
+
+    /// False while the engine is unreachable.
+    fn engine_ok(&self) -> bool;
+}
+
+/// The deterministic container name of a deployment.
+pub fn container_name(deployment_id: &str) -> String {
+    format!("dcloud-{deployment_id}")
+}
+
+impl Assignment {
+    /// Checks what both drivers rely on: ids usable in names, sane mount targets and
+    /// dataset keys, env names.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        check_id("deployment_id", &self.deployment_id)?;
+        check_id("env_id", &self.env_id)?;
+        if self.image_tag.is_empty() {
+            return Err(invalid("image_tag", "must not be empty"));
+        }
+        for (i, s) in self.storage.iter().enumerate() {
+            check_target(&format!("storage[{i}].target"), &s.target)?;
+        }
+        for (i, d) in self.datasets.iter().enumerate() {
+            dataset_relative_path(d).map_err(|reason| invalid(&format!("datasets[{i}]"), &reason))?;
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.external == 0 || p.internal == 0 {
+                return Err(invalid(&format!("ports[{i}]"), "port 0 is not a port"));
+            }
+        }
+        for key in self.env.keys() {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return Err(invalid(&format!("env.{key}"), "not a valid variable name"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Validates a dataset key `category/db/dataset@version` and returns it as a relative path.
+pub fn dataset_relative_path(key: &str) -> Result<PathBuf, String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    if parts.len() != 3 {
+        return Err(format!("{key:?} is not category/db/dataset@version"));
+    }
+    for part in &parts {
+        if part.is_empty() || *part == "." || *part == ".." || part.contains(['\\', '\0']) {
+            return Err(format!("{key:?} has an invalid path component {part:?}"));
+        }
+    }
+    if !parts[2].contains('@') {
+        return Err(format!("{key:?} has no @version"));
+    }
+    Ok(parts.iter().collect())
+}
+
+/// The host path of a dataset under the node's dataset root.
+pub fn dataset_host_path(root: &Path, key: &str) -> Result<PathBuf, AgentError> {
+    let rel = dataset_relative_path(key).map_err(|reason| invalid("datasets", &reason))?;
+    Ok(root.join(rel))
+}
+
+/// Where a dataset appears inside the container.
+pub fn dataset_container_path(key: &str) -> String {
+    format!("{DATASET_MOUNT_ROOT}/{key}")
+}
+
+fn check_id(field: &str, id: &str) -> Result<(), AgentError> {
+    let ok = id.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            &format!("{id:?} must be 1-128 of [A-Za-z0-9_.-], starting with a letter or digit"),
+        ))
+    }
+}
+
+fn check_target(field: &str, target: &str) -> Result<(), AgentError> {
+    let path = Path::new(target);
+    if !path.is_absolute() {
+        return Err(invalid(field, &format!("{target:?} is not an absolute path")));
+    }
+    if path.components().any(|c| matches!(c, Component::ParentDir)) || target.contains('\0') {
+        return Err(invalid(field, &format!("{target:?} must not contain ..")));
+    }
+    if path.components().count() < 2 {
+        return Err(invalid(field, "cannot mount over /"));
+    }
+    Ok(())
+}
+
+fn invalid(field: &str, reason: &str) -> AgentError {
+    AgentError::InvalidAssignment {
+        field: field.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use dcloud_events::model::{Lifecycle, Protocol};
+
+    /// A valid assignment for tests of this crate.
+    pub(crate) fn assignment(deployment_id: &str) -> Assignment {
+        Assignment {
+            deployment_id: deployment_id.to_string(),
+            env_id: "env1".to_string(),
+            node_id: "0x020000000001".to_string(),
+            image_tag: "dcloud/env:abc123".to_string(),
+            dockerfile: "FROM dcloud-test/busybox:latest\nRUN true\n".to_string(),
+            steps: 2,
+            resources: Resources {
+                cpu_millis: 500,
+                memory_bytes: 256 << 20,
+                gpus: 0,
+                storage_bytes: 1 << 30,
+            },
+            gpus: vec![],
+            ports: vec![PortPublish {
+                external: 30080,
+                internal: 8080,
+                protocol: Protocol::Tcp,
+            }],
+            storage: vec![StorageMount {
+                target: "/data".to_string(),
+                size_bytes: 1 << 30,
+                lifecycle: Lifecycle::Persistent,
+            }],
+            datasets: vec!["vision/imagenet/train@v2".to_string()],
+            env: BTreeMap::from([("DFS_URL".to_string(), "http://10.0.0.5:9000".to_string())]),
+            command: None,
+        }
+    }
+
+    #[test]
+    fn valid_assignment_passes() {
+        assert!(assignment("d1").validate().is_ok());
+    }
+
+    #[test]
+    fn bad_inputs_name_the_field() {
+        let mut a = assignment("bad/id");
+        let err = a.validate().unwrap_err().to_string();
+        assert!(err.contains("deployment_id"), "{err}");
+
+        a = assignment("d1");
+        a.datasets = vec!["vision/../etc@1".to_string()];
+        let err = a.validate().unwrap_err().to_string();
+        assert!(err.contains("datasets[0]"), "{err}");
+
+        a = assignment("d1");
+        a.datasets = vec!["vision/imagenet/train".to_string()];
+        let err = a.validate().unwrap_err().to_string();
+        assert!(err.contains("no @version"), "{err}");
+
+        a = assignment("d1");
+        a.storage[0].target = "data".to_string();
+        let err = a.validate().unwrap_err().to_string();
+        assert!(err.contains("storage[0].target"), "{err}");
+
+        a = assignment("d1");
+        a.storage[0].target = "/data/../etc".to_string();
+        assert!(a.validate().is_err());
+
+        a = assignment("d1");
+        a.env.insert("A=B".to_string(), "x".to_string());
+        assert!(a.validate().is_err());
+    }
+
+    #[test]
+    fn dataset_paths() {
+        let root = Path::new("/srv/datasets");
+        assert_eq!(
+            dataset_host_path(root, "vision/imagenet/train@v2").unwrap(),
+            PathBuf::from("/srv/datasets/vision/imagenet/train@v2")
+        );
+        assert_eq!(
+            dataset_container_path("vision/imagenet/train@v2"),
+            "/datasets/vision/imagenet/train@v2"
+        );
+        assert!(dataset_host_path(root, "/abs/db/x@1").is_err());
+        assert!(dataset_host_path(root, "a/b/c/d@1").is_err());
+    }
+
+    #[test]
+    fn reports_become_events() {
+        let e = Report::BuildFailed {
+            step: 3,
+            command: "RUN false".into(),
+            output_tail: "boom".into(),
+        }
+        .into_event("d1".into(), "img:1");
+        assert_eq!(
+            e,
+            Event::ImageBuildFailed {
+                deployment_id: "d1".into(),
+                step: 3,
+                command: "RUN false".into(),
+                output_tail: "boom".into()
+            }
+        );
+        let e = Report::ImageReady { cached: true }.into_event("d1".into(), "img:1");
+        assert_eq!(
+            e,
+            Event::ImageReady {
+                deployment_id: "d1".into(),
+                image: "img:1".into(),
+                cached: true
+            }
+        );
+        let e = Report::Exited { code: 3 }.into_event("d1".into(), "img:1");
+        assert_eq!(
+            e,
+            Event::ContainerExited {
+                deployment_id: "d1".into(),
+                code: 3
+            }
+        );
+    }
+}

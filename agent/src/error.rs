@@ -1,0 +1,55 @@
+//! The agent's one error type: what went wrong with the host, the engine, a build or an
+//! assignment, in variants a caller can act on.
+
+/// Errors of the node agent (fingerprint, drivers, reconcile).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The container engine cannot be reached: the socket is missing, refuses
+    /// connections, or stopped answering. Transient: retry later, keep the assignments.
+    #[error("docker engine not reachable at {socket}: {reason}")]
+    EngineUnavailable { socket: String, reason: String },
+
+    /// The engine answered but refused the request.
+    #[error("docker {op} failed: {message}")]
+    Engine {
+        op: &'static str,
+        /// HTTP status of the engine's answer, when there was one.
+        status: Option<u16>,
+        message: String,
+    },
+
+    /// A step of the image build failed (already reported as `Report::BuildFailed`).
+    #[error("image build failed at step {step} ({command}): {message}")]
+    BuildFailed {
+        step: u32,
+        command: String,
+        message: String,
+    },
+
+    /// The assignment itself cannot be run as given (bad id, path or value).
+    #[error("invalid assignment: {field}: {reason}")]
+    InvalidAssignment { field: String, reason: String },
+
+    /// The node has not got what the assignment asks for (simulated driver).
+    #[error("node {node_id} cannot run {deployment_id}: {reason}")]
+    Insufficient {
+        node_id: String,
+        deployment_id: String,
+        reason: String,
+    },
+
+    /// Reading the host's own facts failed.
+    #[error("cannot read {what} from the system: {message}")]
+    System { what: &'static str, message: String },
+
+    /// No interface with a usable MAC address, and no node id configured.
+    #[error("no network interface with a mac address found; set the node id explicitly")]
+    NoNodeId,
+}
+
+impl AgentError {
+    /// True when retrying later may succeed without any change (engine away).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AgentError::EngineUnavailable { .. })
+    }
+}

@@ -1,0 +1,218 @@
+//! Snapshots of the projection, stored beside the log as opaque bytes with a checksum:
+//! save, load the newest one that checks out (skipping corrupt ones), prune.
+//!
+//! Value under key = seq (big-endian u64) in the `snapshots` keyspace:
+//! `SNAPSHOT_MAGIC | blake3(seq_be ‖ state) 32 | state`. The checksum covers the seq, so
+//! a snapshot copied under another key does not verify. Encoding the state is the
+//! caller's job; this module never interprets it.
+
+use std::fmt::Display;
+
+use fjall::PersistMode;
+
+use crate::error::LogError;
+use crate::log::{EventLog, FjallLog, Inner};
+use crate::record::{key_seq, seq_key};
+
+/// First byte of every stored snapshot.
+pub const SNAPSHOT_MAGIC: u8 = 0x5A;
+const SNAPSHOT_HEADER: usize = 33;
+
+fn checksum(seq: u64, state: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(&seq_key(seq));
+    h.update(state);
+    h.finalize().into()
+}
+
+/// The state bytes of a stored snapshot, or why it is not trustworthy.
+fn open_snapshot(seq: u64, value: &[u8]) -> Result<&[u8], String> {
+    let Some((head, state)) = value.split_at_checked(SNAPSHOT_HEADER) else {
+        return Err(format!("{} bytes, shorter than its header", value.len()));
+    };
+    if head[0] != SNAPSHOT_MAGIC {
+        return Err(format!("bad magic byte {:#04x}", head[0]));
+    }
+    if head[1..] != checksum(seq, state) {
+        return Err("checksum does not match".into());
+    }
+    Ok(state)
+}
+
+/// Stores `state` durably under `seq` (see [`EventLog::save_snapshot`]).
+pub(crate) fn save(inner: &Inner, seq: u64, state: &[u8]) -> Result<(), LogError> {
+    let mut w = inner.lock_writer()?;
+    w.check_writable()?;
+    let mut value = Vec::with_capacity(SNAPSHOT_HEADER + state.len());
+    value.push(SNAPSHOT_MAGIC);
+    value.extend_from_slice(&checksum(seq, state));
+    value.extend_from_slice(state);
+    let mut batch = inner.db.batch().durability(Some(PersistMode::SyncData));
+    batch.insert(&inner.snapshots, &seq_key(seq)[..], value);
+    batch.commit().map_err(|e| w.poison(e))?;
+    tracing::debug!(seq, bytes = state.len(), "snapshot saved");
+    Ok(())
+}
+
+/// See [`EventLog::scan_snapshots`].
+pub(crate) fn scan(
+    inner: &Inner,
+    max_seq: u64,
+    accept: &mut dyn FnMut(u64, &[u8]) -> bool,
+) -> Option<u64> {
+    let last_seq = inner.committed_seq();
+    for guard in inner.snapshots.iter().rev() {
+        let (key, value) = match guard.into_inner() {
+            Ok(kv) => kv,
+            Err(error) => {
+                tracing::warn!(error = ?error, "unreadable snapshot entry skipped");
+                continue;
+            }
+        };
+        let Some(seq) = key_seq(&key) else {
+            tracing::warn!(key = %hex::encode(&key), "snapshot with a malformed key skipped");
+            continue;
+        };
+        if seq > last_seq {
+            tracing::warn!(seq, last_seq, "snapshot ahead of the log skipped");
+            continue;
+        }
+        if seq > max_seq {
+            continue;
+        }
+        match open_snapshot(seq, &value) {
+            Ok(state) if accept(seq, state) => return Some(seq),
+            Ok(_) => {}
+            Err(reason) => tracing::warn!(seq, %reason, "corrupt snapshot skipped"),
+        }
+    }
+    None
+}
+
+/// See [`EventLog::prune_snapshots`].
+pub(crate) fn prune(inner: &Inner, keep: usize) -> Result<usize, LogError> {
+    let keys: Vec<_> = inner
+        .snapshots
+        .iter()
+        .rev()
+        .skip(keep)
+        .map(|g| g.key())
+        .collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        return Ok(0);
+    }
+    let mut w = inner.lock_writer()?;
+    w.check_writable()?;
+    let mut batch = inner.db.batch();
+    for key in &keys {
+        batch.remove(&inner.snapshots, key.clone());
+    }
+    batch.commit().map_err(|e| w.poison(e))?;
+    Ok(keys.len())
+}
+
+/// Seqs of the stored snapshots, oldest first (valid or not).
+pub(crate) fn seqs(inner: &Inner) -> Result<Vec<u64>, LogError> {
+    let mut seqs = Vec::new();
+    for guard in inner.snapshots.iter() {
+        let key = guard.key()?;
+        seqs.extend(key_seq(&key));
+    }
+    Ok(seqs)
+}
+
+/// The newest snapshot at or below `max_seq` whose checksum verifies and that `decode`
+/// accepts; a snapshot that does not decode is skipped with a `warn!` naming its seq.
+fn newest_valid<L, T, E>(
+    log: &L,
+    max_seq: u64,
+    decode: &dyn Fn(&[u8]) -> Result<T, E>,
+) -> Option<(u64, T)>
+where
+    L: EventLog + ?Sized,
+    E: Display,
+{
+    let mut found = None;
+    let seq = log.scan_snapshots(max_seq, &mut |seq, bytes| match decode(bytes) {
+        Ok(t) => {
+            found = Some(t);
+            true
+        }
+        Err(error) => {
+            tracing::warn!(seq, %error, "snapshot that does not decode skipped");
+            false
+        }
+    })?;
+    found.map(|t| (seq, t))
+}
+
+impl<'a> dyn EventLog + 'a {
+    /// The newest snapshot whose checksum verifies, that `decode` accepts and that is
+    /// not ahead of the log, as `(seq, state)`. Every snapshot skipped on the way is
+    /// logged with `warn!` and its seq; `None` means "replay from the start".
+    pub fn newest_valid_snapshot<T, E: Display>(
+        &self,
+        decode: &dyn Fn(&[u8]) -> Result<T, E>,
+    ) -> Option<(u64, T)> {
+        newest_valid(self, u64::MAX, decode)
+    }
+
+    /// `newest_valid_snapshot` among the snapshots taken at or before `max_seq`
+    /// (for replaying history up to a point).
+    pub fn newest_valid_snapshot_upto<T, E: Display>(
+        &self,
+        max_seq: u64,
+        decode: &dyn Fn(&[u8]) -> Result<T, E>,
+    ) -> Option<(u64, T)> {
+        newest_valid(self, max_seq, decode)
+    }
+}
+
+impl FjallLog {
+    /// The newest valid snapshot; see `newest_valid_snapshot` on `dyn EventLog`.
+    pub fn newest_valid_snapshot<T, E: Display>(
+        &self,
+        decode: &dyn Fn(&[u8]) -> Result<T, E>,
+    ) -> Option<(u64, T)> {
+        newest_valid(self, u64::MAX, decode)
+    }
+
+    /// The newest valid snapshot at or before `max_seq`; see the same method on `dyn EventLog`.
+    pub fn newest_valid_snapshot_upto<T, E: Display>(
+        &self,
+        max_seq: u64,
+        decode: &dyn Fn(&[u8]) -> Result<T, E>,
+    ) -> Option<(u64, T)> {
+        newest_valid(self, max_seq, decode)
+    }
+
+    /// Seqs of the stored snapshots, oldest first (valid or not).
+    pub fn snapshot_seqs(&self) -> Result<Vec<u64>, LogError> {
+        seqs(self.inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_snapshot_checks_magic_length_and_checksum() {
+        let state = b"projection bytes";
+        let mut value = vec![SNAPSHOT_MAGIC];
+        value.extend_from_slice(&checksum(9, state));
+        value.extend_from_slice(state);
+        assert_eq!(open_snapshot(9, &value), Ok(&state[..]));
+        assert!(
+            open_snapshot(10, &value).is_err(),
+            "checksum covers the seq"
+        );
+        assert!(open_snapshot(9, &value[..20]).is_err());
+        let mut flipped = value.clone();
+        *flipped.last_mut().expect("non-empty") ^= 1;
+        assert!(open_snapshot(9, &flipped).is_err());
+        let mut bad_magic = value;
+        bad_magic[0] = 0;
+        assert!(open_snapshot(9, &bad_magic).is_err());
+    }
+}

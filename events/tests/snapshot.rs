@@ -1,0 +1,178 @@
+//! Snapshots: the newest valid one is used, a corrupt one is skipped with a warning
+//! naming its seq (never trusted), snapshots ahead of the log are ignored, pruning
+//! keeps the newest K.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::{fill, open};
+use dcloud_events::record::seq_key;
+use dcloud_events::snapshot::SNAPSHOT_MAGIC;
+use dcloud_events::{EventLog, FjallLog};
+use fjall::{Database, KeyspaceCreateOptions};
+
+fn state(seq: u64) -> Vec<u8> {
+    format!("state@{seq}").into_bytes()
+}
+
+fn decode(bytes: &[u8]) -> Result<String, String> {
+    let s = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    s.starts_with("state@")
+        .then(|| s.to_owned())
+        .ok_or_else(|| format!("not a state: {s}"))
+}
+
+/// A closed log of 40 events with snapshots at 10, 20 and 30.
+fn log_with_snapshots() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&dir);
+    fill(&log, 4, 10);
+    for seq in [10, 20, 30] {
+        log.save_snapshot(seq, &state(seq)).expect("save");
+    }
+    dir
+}
+
+fn tamper_snapshots(dir: &Path, f: impl FnOnce(&fjall::Keyspace)) {
+    let db = Database::builder(dir).open().expect("raw open");
+    let snaps = db
+        .keyspace("snapshots", KeyspaceCreateOptions::default)
+        .expect("keyspace");
+    f(&snaps);
+    db.persist(fjall::PersistMode::SyncAll).expect("persist");
+}
+
+/// Runs `f` with a tracing subscriber that captures formatted output.
+fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buf").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = tracing::subscriber::with_default(sub, f);
+    let text = String::from_utf8(buf.0.lock().expect("buf").clone()).expect("utf8");
+    (out, text)
+}
+
+#[test]
+fn newest_valid_snapshot_is_the_newest() {
+    let dir = log_with_snapshots();
+    let log = open(&dir);
+    assert_eq!(
+        log.newest_valid_snapshot(&decode),
+        Some((30, "state@30".to_owned()))
+    );
+    assert_eq!(log.snapshot_seqs().expect("seqs"), vec![10, 20, 30]);
+    let dyn_log: &dyn EventLog = &log;
+    assert_eq!(
+        dyn_log.newest_valid_snapshot(&decode),
+        Some((30, "state@30".to_owned()))
+    );
+    // A closure taken by reference, as the server's start-up passes it.
+    assert_eq!(
+        dyn_log.newest_valid_snapshot_upto(25, &|bytes| decode(bytes).map_err(|e| e.len())),
+        Some((20, "state@20".to_owned()))
+    );
+    assert_eq!(dyn_log.newest_valid_snapshot_upto(9, &decode), None);
+}
+
+#[test]
+fn a_snapshot_survives_reopen() {
+    let dir = log_with_snapshots();
+    let log = open(&dir);
+    log.save_snapshot(40, &state(40)).expect("save");
+    drop(log);
+    assert_eq!(
+        open(&dir).newest_valid_snapshot(&decode),
+        Some((40, "state@40".to_owned()))
+    );
+}
+
+#[test]
+fn a_corrupt_snapshot_is_skipped_with_a_warning_and_an_older_one_used() {
+    let dir = log_with_snapshots();
+    tamper_snapshots(dir.path(), |s| {
+        let mut v = s.get(seq_key(30)).expect("get").expect("present").to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 0x01;
+        s.insert(seq_key(30), v).expect("insert");
+    });
+    let log = open(&dir);
+    let (found, logs) = capture_logs(|| log.newest_valid_snapshot(&decode));
+    assert_eq!(found, Some((20, "state@20".to_owned())));
+    assert!(
+        logs.contains("corrupt snapshot skipped") && logs.contains("seq=30"),
+        "{logs}"
+    );
+    assert!(!logs.contains("seq=20"), "{logs}");
+}
+
+#[test]
+fn a_snapshot_the_decoder_refuses_is_skipped() {
+    let dir = log_with_snapshots();
+    let log = open(&dir);
+    log.save_snapshot(35, b"garbage").expect("save");
+    let (found, logs) = capture_logs(|| log.newest_valid_snapshot(&decode));
+    assert_eq!(found, Some((30, "state@30".to_owned())));
+    assert!(
+        logs.contains("does not decode") && logs.contains("seq=35"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn snapshots_moved_truncated_or_ahead_of_the_log_are_not_trusted() {
+    let dir = log_with_snapshots();
+    tamper_snapshots(dir.path(), |s| {
+        let v20 = s.get(seq_key(20)).expect("get").expect("present");
+        s.insert(seq_key(25), v20).expect("copy 20 to 25");
+        s.insert(seq_key(30), vec![SNAPSHOT_MAGIC, 1, 2])
+            .expect("truncate 30");
+    });
+    let log = open(&dir);
+    log.save_snapshot(99, &state(99))
+        .expect("save ahead of the log");
+    let (found, logs) = capture_logs(|| log.newest_valid_snapshot(&decode));
+    assert_eq!(found, Some((20, "state@20".to_owned())));
+    for seq in ["seq=99", "seq=30", "seq=25"] {
+        assert!(logs.contains(seq), "{seq} not named in {logs}");
+    }
+}
+
+#[test]
+fn no_valid_snapshot_means_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&dir);
+    assert_eq!(log.newest_valid_snapshot(&decode), None);
+    fill(&log, 1, 5);
+    log.save_snapshot(5, b"not a state").expect("save");
+    assert_eq!(log.newest_valid_snapshot(&decode), None);
+}
+
+#[test]
+fn prune_keeps_the_newest_k() {
+    let dir = log_with_snapshots();
+    let log: FjallLog = open(&dir);
+    log.save_snapshot(40, &state(40)).expect("save");
+    assert_eq!(log.prune_snapshots(2).expect("prune"), 2);
+    assert_eq!(log.snapshot_seqs().expect("seqs"), vec![30, 40]);
+    assert_eq!(log.prune_snapshots(2).expect("prune again"), 0);
+    assert_eq!(log.prune_snapshots(0).expect("prune all"), 2);
+    assert_eq!(log.snapshot_seqs().expect("seqs"), Vec::<u64>::new());
+    assert_eq!(log.newest_valid_snapshot(&decode), None);
+}

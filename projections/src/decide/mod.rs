@@ -1,0 +1,119 @@
+//! `decide`: a command against the current state gives the events to append, or a
+//! typed refusal. All business rules and all authorisation live here.
+//!
+//! Roles: `admin` may do everything; `user` only its own environments and deployments
+//! (owner = actor name) and never catalogs, nodes or tokens; `agent` only its own node's
+//! registration, heartbeats and reports; `auditor` nothing (it only reads).
+
+mod deployments;
+mod environments;
+mod nodes;
+mod registry;
+mod scratch;
+
+use dcloud_events::model::Role;
+use dcloud_events::Event;
+
+use crate::command::{Command, Ctx};
+use crate::error::DomainError;
+use crate::state::State;
+
+pub use registry::DATASET_SERVICE;
+
+pub(crate) use scratch::Scratch;
+
+/// Decides `cmd` against `state`. Never changes anything: the caller appends the events
+/// and applies them. An empty list means "nothing to do" (e.g. a duplicate report).
+pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, DomainError> {
+    if ctx.actor.role == Role::Auditor {
+        return Err(DomainError::Forbidden("auditors only read".into()));
+    }
+    let mut s = Scratch::new(state, ctx);
+    match cmd {
+        Command::CreateEnvironment { env_id, spec } => environments::create(&mut s, env_id, spec)?,
+        Command::UpdateEnvironment { env_id, expected_version, spec } => {
+            environments::update(&mut s, env_id, *expected_version, spec)?
+        }
+        Command::DeactivateEnvironment { env_id } => environments::deactivate(&mut s, env_id)?,
+        Command::DeleteEnvironment { env_id } => environments::delete(&mut s, env_id)?,
+        Command::SaveTemplate { name, spec } => environments::save_template(&mut s, name, spec)?,
+        Command::DeleteTemplate { name } => environments::delete_template(&mut s, name)?,
+        Command::CreateFromTemplate { env_id, template, overrides } => {
+            environments::create_from_template(&mut s, env_id, template, overrides)?
+        }
+        Command::UpsertCatalog { catalog } => registry::upsert_catalog(&mut s, catalog)?,
+        Command::RegisterDatasets { category } => registry::register_datasets(&mut s, category)?,
+        Command::RemoveDataset { category, db, dataset, version } => {
+            registry::remove_dataset(&mut s, category, db, dataset, version)?
+        }
+        Command::RegisterService { service } => registry::register_service(&mut s, service)?,
+        Command::RefreshService { name } => registry::refresh_service(&mut s, name)?,
+        Command::DeregisterService { name } => registry::deregister_service(&mut s, name)?,
+        Command::ExpireServices => registry::expire_services(&mut s)?,
+        Command::CreateToken { token_id, name, role, secret_hash, node_id } => {
+            registry::create_token(&mut s, token_id, name, *role, secret_hash, node_id.as_deref())?
+        }
+        Command::RevokeToken { token_id } => registry::revoke_token(&mut s, token_id)?,
+        Command::RegisterNode { node_id, fingerprint } => nodes::register(&mut s, node_id, fingerprint)?,
+        Command::Heartbeat { node_id, usage, containers, engine_ok } => {
+            nodes::heartbeat(&mut s, node_id, usage, containers, *engine_ok)?
+        }
+        Command::MarkNodesLost { node_ids } => nodes::mark_lost(&mut s, node_ids)?,
+        Command::DrainNode { node_id } => nodes::drain(&mut s, node_id)?,
+        Command::UndrainNode { node_id } => nodes::undrain(&mut s, node_id)?,
+        Command::Deploy { deployment_id, env_id, policy } => {
+            deployments::deploy(&mut s, deployment_id, env_id, *policy)?
+        }
+        Command::Stop { deployment_id } => deployments::stop(&mut s, deployment_id)?,
+        Command::Report { deployment_id, report } => deployments::report(&mut s, deployment_id, report)?,
+        Command::RetryPending => {
+            admin_only(ctx, "retrying the pending queue")?;
+            s.place_pending(true);
+        }
+    }
+    Ok(s.into_events())
+}
+
+fn forbidden(msg: String) -> DomainError {
+    DomainError::Forbidden(msg)
+}
+
+pub(crate) fn admin_only(ctx: &Ctx, what: &str) -> Result<(), DomainError> {
+    if ctx.actor.is_admin() {
+        Ok(())
+    } else {
+        Err(forbidden(format!("{what} needs an admin token")))
+    }
+}
+
+/// Admins and users (not agents).
+pub(crate) fn user_or_admin(ctx: &Ctx, what: &str) -> Result<(), DomainError> {
+    match ctx.actor.role {
+        Role::Admin | Role::User => Ok(()),
+        _ => Err(forbidden(format!("{what} needs a user or admin token"))),
+    }
+}
+
+/// Admins, and the user who owns the thing.
+pub(crate) fn owner_or_admin(ctx: &Ctx, owner: &str, what: &str) -> Result<(), DomainError> {
+    match ctx.actor.role {
+        Role::Admin => Ok(()),
+        Role::User if ctx.actor.name == owner => Ok(()),
+        Role::User => Err(forbidden(format!("{what} belongs to another user"))),
+        _ => Err(forbidden(format!("{what} needs a user or admin token"))),
+    }
+}
+
+/// Admins, and the agent of `node_id`.
+pub(crate) fn node_actor(ctx: &Ctx, node_id: &str) -> Result<(), DomainError> {
+    match ctx.actor.role {
+        Role::Admin => Ok(()),
+        Role::Agent if ctx.actor.node_id.as_deref() == Some(node_id) => Ok(()),
+        Role::Agent => Err(forbidden(format!("an agent may act only for its own node, not {node_id}"))),
+        _ => Err(forbidden(format!("node {node_id} is acted for by its agent or an admin"))),
+    }
+}
+
+fn not_found(kind: &'static str, id: &str) -> DomainError {
+    DomainError::NotFound { kind, id: id.to_string() }
+}

@@ -1,0 +1,160 @@
+//! Nodes: registration (first or again), heartbeats kept at an interval, loss (its
+//! deployments are released and placed elsewhere), drain and undrain.
+
+use dcloud_events::model::{ContainerUsage, NodeFingerprint, Resources, Usage};
+use dcloud_events::Event;
+
+use super::{admin_only, node_actor, not_found, Scratch};
+use crate::error::DomainError;
+use crate::state::Deployment;
+
+/// Gives back what `d` holds on a node that can no longer keep it: a deployment being
+/// stopped is simply stopped, any other goes back to the queue.
+fn evict(s: &mut Scratch<'_>, d: &Deployment, node_id: &str) {
+    if d.status == crate::state::DeploymentStatus::Stopping {
+        s.emit(Event::DeploymentStopped { deployment_id: d.id.clone() });
+    } else {
+        s.emit(Event::DeploymentLost { deployment_id: d.id.clone(), node_id: node_id.to_string() });
+        s.requeue(d);
+    }
+    s.release(d);
+}
+
+/// The node's deployments, oldest first.
+fn held<'s>(s: &Scratch<'s>, slot: u32) -> Vec<&'s Deployment> {
+    let state = s.state;
+    let mut ds: Vec<&Deployment> = state
+        .nodes
+        .get(slot as usize)
+        .map(|n| n.deployments.iter().filter_map(|id| state.deployments.get(id)).collect())
+        .unwrap_or_default();
+    ds.sort_by_key(|d| d.requested_seq);
+    ds
+}
+
+/// First registration, or again (same id: same node, new fingerprint, alive again,
+/// still draining if it was). When the new fingerprint cannot hold everything booked
+/// on the node, the newest deployments that no longer fit are lost and placed again.
+pub(super) fn register(s: &mut Scratch<'_>, node_id: &str, fp: &NodeFingerprint) -> Result<(), DomainError> {
+    node_actor(s.ctx, node_id)?;
+    if node_id.is_empty() {
+        return Err(DomainError::Invalid("a node id must not be empty".into()));
+    }
+    s.emit(Event::NodeRegistered { node_id: node_id.to_string(), fingerprint: fp.clone() });
+    let Some(slot) = s.slot_of(node_id) else {
+        s.add_node(node_id, fp.clone());
+        s.place_pending(false);
+        return Ok(());
+    };
+    let mut probe = match s.node(slot) {
+        Some(n) => n.clone(),
+        None => return Ok(()),
+    };
+    probe.reregister(fp.clone(), s.ctx.now_ms);
+    let cap = probe.allocatable();
+    let mut kept = Resources::default();
+    let mut evicted = Vec::new();
+    for d in held(s, slot) {
+        let devices_ok =
+            d.gpus.iter().all(|u| probe.gpus.iter().any(|g| &g.uuid == u && !g.reserved));
+        let with = Resources {
+            cpu_millis: kept.cpu_millis.saturating_add(d.need.cpu_millis),
+            memory_bytes: kept.memory_bytes.saturating_add(d.need.memory_bytes),
+            gpus: 0,
+            storage_bytes: kept.storage_bytes.saturating_add(d.need.storage_bytes),
+        };
+        let fits = with.cpu_millis <= cap.cpu_millis
+            && with.memory_bytes <= cap.memory_bytes
+            && with.storage_bytes <= cap.storage_bytes;
+        if devices_ok && fits {
+            kept = with;
+        } else {
+            evicted.push(d);
+        }
+    }
+    let now = s.ctx.now_ms;
+    if let Some(node) = s.node_mut(slot) {
+        node.reregister(fp.clone(), now);
+    }
+    for d in evicted {
+        evict(s, d, node_id);
+    }
+    s.gained(slot);
+    s.place_pending(false);
+    Ok(())
+}
+
+/// Kept in the log when `heartbeat_log_interval_ms` has passed since the last kept one
+/// or when the engine's health changed; otherwise nothing (the writer tracks liveness).
+pub(super) fn heartbeat(
+    s: &mut Scratch<'_>,
+    node_id: &str,
+    usage: &Usage,
+    containers: &[ContainerUsage],
+    engine_ok: bool,
+) -> Result<(), DomainError> {
+    node_actor(s.ctx, node_id)?;
+    let node = s.state.node(node_id).ok_or_else(|| not_found("node", node_id))?;
+    if !node.is_alive() {
+        return Err(DomainError::Invalid(format!("node {node_id} is lost; register it again")));
+    }
+    let due = match node.last_heartbeat_ms {
+        None => true,
+        Some(t) => s.ctx.now_ms.saturating_sub(t) >= s.ctx.settings.heartbeat_log_interval_ms,
+    };
+    if due || node.engine_ok != engine_ok {
+        s.emit(Event::NodeHeartbeat {
+            node_id: node_id.to_string(),
+            usage: usage.clone(),
+            containers: containers.to_vec(),
+            engine_ok,
+        });
+    }
+    Ok(())
+}
+
+/// The writer's timer names the nodes past the TTL; unknown or already lost nodes are
+/// skipped. Each lost node's deployments are released and placed elsewhere at once.
+pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), DomainError> {
+    admin_only(s.ctx, "marking nodes lost")?;
+    for node_id in node_ids {
+        let Some(slot) = s.slot_of(node_id) else { continue };
+        if !s.node(slot).is_some_and(|n| n.is_alive()) {
+            continue;
+        }
+        s.emit(Event::NodeLost { node_id: node_id.clone() });
+        if let Some(n) = s.node_mut(slot) {
+            n.health = crate::state::NodeHealth::Lost;
+        }
+        for d in held(s, slot) {
+            evict(s, d, node_id);
+        }
+    }
+    s.place_pending(false);
+    Ok(())
+}
+
+/// A draining node keeps its deployments and takes no new ones.
+pub(super) fn drain(s: &mut Scratch<'_>, node_id: &str) -> Result<(), DomainError> {
+    admin_only(s.ctx, "draining a node")?;
+    let node = s.state.node(node_id).ok_or_else(|| not_found("node", node_id))?;
+    if !node.draining {
+        s.emit(Event::NodeDrained { node_id: node_id.to_string() });
+    }
+    Ok(())
+}
+
+pub(super) fn undrain(s: &mut Scratch<'_>, node_id: &str) -> Result<(), DomainError> {
+    admin_only(s.ctx, "undraining a node")?;
+    let node = s.state.node(node_id).ok_or_else(|| not_found("node", node_id))?;
+    if node.draining {
+        s.emit(Event::NodeUndrained { node_id: node_id.to_string() });
+        let slot = node.slot;
+        if let Some(n) = s.node_mut(slot) {
+            n.draining = false;
+        }
+        s.gained(slot);
+        s.place_pending(false);
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The library catalogs (admin only: they hold shell commands), the dataset catalog
+//! (admins and the `dfs-server` service), the service registry, and access tokens.
+
+use dcloud_events::model::{DatasetCategory, LibraryCatalog, Role, ServiceRegistration};
+use dcloud_events::Event;
+
+use super::{admin_only, forbidden, not_found, Scratch};
+use crate::error::{DomainError, FieldError};
+
+/// The service actor that owns the dataset catalog besides admins.
+pub const DATASET_SERVICE: &str = "dfs-server";
+
+fn invalid(path: &str, message: &str) -> DomainError {
+    DomainError::Validation(vec![FieldError::new(path, message)])
+}
+
+pub(super) fn upsert_catalog(s: &mut Scratch<'_>, catalog: &LibraryCatalog) -> Result<(), DomainError> {
+    admin_only(s.ctx, "changing a library catalog")?;
+    if catalog.os.trim().is_empty() {
+        return Err(invalid("os", "must name an os"));
+    }
+    s.emit(Event::CatalogUpserted { catalog: catalog.clone() });
+    Ok(())
+}
+
+fn datasets_actor(s: &Scratch<'_>) -> Result<(), DomainError> {
+    if s.ctx.actor.is_admin() || s.ctx.actor.name == DATASET_SERVICE {
+        Ok(())
+    } else {
+        Err(forbidden(format!("the dataset catalog is kept by admins and {DATASET_SERVICE}")))
+    }
+}
+
+pub(super) fn register_datasets(s: &mut Scratch<'_>, category: &DatasetCategory) -> Result<(), DomainError> {
+    datasets_actor(s)?;
+    if category.category.trim().is_empty() {
+        return Err(invalid("category-name", "must name a category"));
+    }
+    s.emit(Event::DatasetsRegistered { category: category.clone() });
+    Ok(())
+}
+
+pub(super) fn remove_dataset(
+    s: &mut Scratch<'_>,
+    category: &str,
+    db: &str,
+    dataset: &str,
+    version: &str,
+) -> Result<(), DomainError> {
+    datasets_actor(s)?;
+    if !s.state.datasets.contains(category, db, dataset, version) {
+        return Err(not_found("dataset", &format!("{category}/{db}/{dataset}@{version}")));
+    }
+    s.emit(Event::DatasetRemoved {
+        category: category.to_string(),
+        db: db.to_string(),
+        dataset: dataset.to_string(),
+        version: version.to_string(),
+    });
+    Ok(())
+}
+
+/// Services register themselves: an admin, or an actor named like the service.
+fn service_actor(s: &Scratch<'_>, name: &str) -> Result<(), DomainError> {
+    if s.ctx.actor.is_admin() || s.ctx.actor.name == name {
+        Ok(())
+    } else {
+        Err(forbidden(format!("service {name} is registered by itself or an admin")))
+    }
+}
+
+pub(super) fn register_service(s: &mut Scratch<'_>, service: &ServiceRegistration) -> Result<(), DomainError> {
+    service_actor(s, &service.name)?;
+    if service.name.trim().is_empty() {
+        return Err(invalid("service-name", "must name the service"));
+    }
+    if service.endpoints.is_empty() {
+        return Err(invalid("servers", "a service needs at least one endpoint (ip and port)"));
+    }
+    s.emit(Event::ServiceRegistered { service: service.clone() });
+    Ok(())
+}
+
+pub(super) fn refresh_service(s: &mut Scratch<'_>, name: &str) -> Result<(), DomainError> {
+    service_actor(s, name)?;
+    if !s.state.services.contains_key(name) {
+        return Err(not_found("service", name));
+    }
+    s.emit(Event::ServiceRefreshed { name: name.to_string() });
+    Ok(())
+}
+
+pub(super) fn deregister_service(s: &mut Scratch<'_>, name: &str) -> Result<(), DomainError> {
+    service_actor(s, name)?;
+    if !s.state.services.contains_key(name) {
+        return Err(not_found("service", name));
+    }
+    s.emit(Event::ServiceDeregistered { name: name.to_string() });
+    Ok(())
+}
+
+/// Every service with a TTL not refreshed within it as of `now_ms`.
+pub(super) fn expire_services(s: &mut Scratch<'_>) -> Result<(), DomainError> {
+    admin_only(s.ctx, "expiring services")?;
+    let now = s.ctx.now_ms;
+    let expired: Vec<String> =
+        s.state.services.values().filter(|v| v.is_expired(now)).map(|v| v.registration.name.clone()).collect();
+    for name in expired {
+        s.emit(Event::ServiceExpired { name });
+    }
+    Ok(())
+}
+
+pub(super) fn create_token(
+    s: &mut Scratch<'_>,
+    token_id: &str,
+    name: &str,
+    role: Role,
+    secret_hash: &[u8; 32],
+    node_id: Option<&str>,
+) -> Result<(), DomainError> {
+    admin_only(s.ctx, "creating a token")?;
+    if s.state.tokens.contains_key(token_id) {
+        return Err(DomainError::AlreadyExists { kind: "token", id: token_id.to_string() });
+    }
+    if name.trim().is_empty() {
+        return Err(invalid("name", "a token needs a name"));
+    }
+    match (role, node_id) {
+        (Role::Agent, None) => return Err(invalid("node", "an agent token must name its node")),
+        (Role::Agent, Some(_)) | (_, None) => {}
+        (_, Some(_)) => return Err(invalid("node", "only agent tokens name a node")),
+    }
+    s.emit(Event::TokenCreated {
+        token_id: token_id.to_string(),
+        name: name.to_string(),
+        role,
+        secret_hash: *secret_hash,
+        node_id: node_id.map(str::to_string),
+    });
+    Ok(())
+}
+
+/// Revoking twice is a no-op.
+pub(super) fn revoke_token(s: &mut Scratch<'_>, token_id: &str) -> Result<(), DomainError> {
+    admin_only(s.ctx, "revoking a token")?;
+    let token = s.state.tokens.get(token_id).ok_or_else(|| not_found("token", token_id))?;
+    if !token.revoked {
+        s.emit(Event::TokenRevoked { token_id: token_id.to_string() });
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! The offline tools over a data directory: `audit verify` (walk the hash chain) and
+//! `replay` (rebuild the state up to a sequence number and print it).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use dcloud_events::verify_dir;
+use dcloud_events::LogError;
+use dcloud_projections::State;
+use serde::Serialize;
+
+use crate::store;
+
+/// Output format of client commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// `dcloud audit verify`: exit 0 with a one-line summary when the chain holds,
+/// exit 1 naming the first bad sequence number when it does not.
+pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
+    let dir = store::log_dir(data);
+    if !dir.is_dir() {
+        anyhow::bail!("no event log in {} (expected {})", data.display(), dir.display());
+    }
+    match verify_dir(&dir) {
+        Ok(report) => {
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": true,
+                        "events": report.events,
+                        "last_seq": report.last_seq,
+                        "last_hash": hex::encode(report.last_hash),
+                    })
+                ),
+                Output::Table => println!(
+                    "ok: {} events, chain verified up to seq {} (last hash {})",
+                    report.events,
+                    report.last_seq,
+                    hex::encode(report.last_hash)
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(LogError::Verify(bad)) => {
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "ok": false,
+                        "first_bad_seq": bad.first_bad_seq,
+                        "reason": bad.reason.to_string(),
+                    })
+                ),
+                Output::Table => {
+                    println!("FAILED: first bad seq {}: {}", bad.first_bad_seq, bad.reason)
+                }
+            }
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e).context("verifying the log"),
+    }
+}
+
+/// What `replay` prints.
+#[derive(Debug, Serialize)]
+pub struct ReplaySummary {
+    pub seq: u64,
+    pub digest: String,
+    pub snapshot_seq: Option<u64>,
+    pub replayed: u64,
+    pub counts: Counts,
+    pub nodes: Vec<NodeLine>,
+    pub deployments: Vec<DeploymentLine>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Counts {
+    pub nodes: usize,
+    pub nodes_by_health: BTreeMap<String, usize>,
+    pub environments: usize,
+    pub templates: usize,
+    pub catalogs: usize,
+    pub services: usize,
+    pub deployments: usize,
+    pub deployments_by_status: BTreeMap<String, usize>,
+    pub pending: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeLine {
+    pub id: String,
+    pub health: String,
+    pub draining: bool,
+    pub cpu_millis: u64,
+    pub cpu_millis_allocated: u64,
+    pub memory_bytes: u64,
+    pub memory_bytes_allocated: u64,
+    pub gpus: usize,
+    pub gpus_allocated: u32,
+    pub deployments: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeploymentLine {
+    pub id: String,
+    pub environment: String,
+    pub node: Option<String>,
+    pub status: String,
+}
+
+/// Builds the summary of a state.
+pub fn summarize(state: &State, snapshot_seq: Option<u64>, replayed: u64) -> ReplaySummary {
+    let mut nodes_by_health = BTreeMap::new();
+    let nodes: Vec<NodeLine> = state
+        .nodes_by_id()
+        .map(|n| {
+            *nodes_by_health.entry(n.health.as_str().to_string()).or_insert(0) += 1;
+            NodeLine {
+                id: n.id.clone(),
+                health: n.health.as_str().into(),
+                draining: n.draining,
+                cpu_millis: n.fingerprint.capacity.cpu_millis,
+                cpu_millis_allocated: n.allocated.cpu_millis,
+                memory_bytes: n.fingerprint.capacity.memory_bytes,
+                memory_bytes_allocated: n.allocated.memory_bytes,
+                gpus: n.gpus.len(),
+                gpus_allocated: n.allocated.gpus,
+                deployments: n.deployments.len(),
+            }
+        })
+        .collect();
+    let mut deployments_by_status = BTreeMap::new();
+    let deployments: Vec<DeploymentLine> = state
+        .deployments
+        .values()
+        .map(|d| {
+            *deployments_by_status.entry(d.status.as_str().to_string()).or_insert(0) += 1;
+            DeploymentLine {
+                id: d.id.clone(),
+                environment: d.env_id.clone(),
+                node: d.node.clone(),
+                status: d.status.as_str().into(),
+            }
+        })
+        .collect();
+    ReplaySummary {
+        seq: state.last_seq(),
+        digest: hex::encode(state.digest()),
+        snapshot_seq,
+        replayed,
+        counts: Counts {
+            nodes: nodes.len(),
+            nodes_by_health,
+            environments: state.environments.len(),
+            templates: state.templates.len(),
+            catalogs: state.catalogs.len(),
+            services: state.services.len(),
+            deployments: deployments.len(),
+            deployments_by_status,
+            pending: state.pending.len(),
+        },
+        nodes,
+        deployments,
+    }
+}
+
+/// `dcloud replay`: the state as it stood at `to` (default: the end of the log).
+pub fn replay(data: &Path, to: Option<u64>, use_snapshot: bool, output: Output) -> anyhow::Result<ExitCode> {
+    if !store::log_dir(data).is_dir() {
+        anyhow::bail!("no event log in {}", data.display());
+    }
+    let log = store::open_log(data)?;
+    if let Some(to) = to {
+        let last = dcloud_events::EventLog::last_seq(&*log);
+        if to > last {
+            anyhow::bail!("--to {to} is past the end of the log (last seq is {last})");
+        }
+    }
+    let (state, rec) = store::recover(&*log, to, use_snapshot)?;
+    let summary = summarize(&state, rec.snapshot_seq, rec.replayed);
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Table => print_table(&summary),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(s: &ReplaySummary) {
+    println!("state at seq {}  digest {}", s.seq, s.digest);
+    match s.snapshot_seq {
+        Some(seq) => println!("from snapshot at seq {seq} + {} events replayed", s.replayed),
+        None => println!("{} events replayed from the start", s.replayed),
+    }
+    let c = &s.counts;
+    println!(
+        "nodes {}  environments {}  templates {}  catalogs {}  services {}  deployments {} (pending {})",
+        c.nodes, c.environments, c.templates, c.catalogs, c.services, c.deployments, c.pending
+    );
+    if !s.nodes.is_empty() {
+        println!();
+        println!("{:<24} {:<8} {:>14} {:>22} {:>7} {:>6}", "NODE", "HEALTH", "CPU (m)", "MEMORY (MiB)", "GPUS", "DEPL");
+        for n in &s.nodes {
+            println!(
+                "{:<24} {:<8} {:>14} {:>22} {:>7} {:>6}",
+                n.id,
+                format!("{}{}", n.health, if n.draining { "*" } else { "" }),
+                format!("{}/{}", n.cpu_millis_allocated, n.cpu_millis),
+                format!("{}/{}", n.memory_bytes_allocated >> 20, n.memory_bytes >> 20),
+                format!("{}/{}", n.gpus_allocated, n.gpus),
+                n.deployments
+            );
+        }
+    }
+    if !s.deployments.is_empty() {
+        println!();
+        println!("{:<38} {:<38} {:<24} STATUS", "DEPLOYMENT", "ENVIRONMENT", "NODE");
+        for d in &s.deployments {
+            println!("{:<38} {:<38} {:<24} {}", d.id, d.environment, d.node.as_deref().unwrap_or("-"), d.status);
+        }
+    }
+}
