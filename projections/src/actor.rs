@@ -12,23 +12,43 @@ pub struct Actor {
 
 impl Actor {
     pub fn system() -> Self {
-        Actor { name: "system".into(), role: Role::Admin, node_id: None }
+        Actor {
+            name: "system".into(),
+            role: Role::Admin,
+            node_id: None,
+        }
     }
 
     pub fn admin(name: &str) -> Self {
-        Actor { name: name.into(), role: Role::Admin, node_id: None }
+        Actor {
+            name: name.into(),
+            role: Role::Admin,
+            node_id: None,
+        }
     }
 
     pub fn user(name: &str) -> Self {
-        Actor { name: name.into(), role: Role::User, node_id: None }
+        Actor {
+            name: name.into(),
+            role: Role::User,
+            node_id: None,
+        }
     }
 
     pub fn agent(node_id: &str) -> Self {
-        Actor { name: node_id.into(), role: Role::Agent, node_id: Some(node_id.into()) }
+        Actor {
+            name: node_id.into(),
+            role: Role::Agent,
+            node_id: Some(node_id.into()),
+        }
     }
 
     pub fn auditor(name: &str) -> Self {
-        Actor { name: name.into(), role: Role::Auditor, node_id: None }
+        Actor {
+            name: name.into(),
+            role: Role::Auditor,
+            node_id: None,
+        }
     }
 
     /// The actor string stored in envelopes: `role:name` (`system` for the server itself).

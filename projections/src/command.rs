@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 
 use dcloud_events::model::{
-    ContainerUsage, DatasetCategory, EnvironmentSpec, LanguageSpec,
-    LibraryCatalog, NodeFingerprint, PlacementPolicy, PortPublish, Resources, Role,
-    ServiceRegistration, StorageMount, Usage,
+    ContainerUsage, DatasetCategory, EnvironmentSpec, LanguageSpec, LibraryCatalog,
+    NodeFingerprint, PlacementPolicy, PortPublish, Resources, Role, ServiceRegistration,
+    StorageMount, Usage,
 };
 use dcloud_events::Event;
 
@@ -16,63 +16,148 @@ use crate::actor::Actor;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     // ── environments and templates ───────────────────────────────────────────
-    CreateEnvironment { env_id: String, spec: EnvironmentSpec },
+    CreateEnvironment {
+        env_id: String,
+        spec: EnvironmentSpec,
+    },
     /// Refused with `Conflict` unless `expected_version` is the current version.
-    UpdateEnvironment { env_id: String, expected_version: u64, spec: EnvironmentSpec },
-    DeactivateEnvironment { env_id: String },
+    UpdateEnvironment {
+        env_id: String,
+        expected_version: u64,
+        spec: EnvironmentSpec,
+    },
+    DeactivateEnvironment {
+        env_id: String,
+    },
     /// Refused while the environment has live deployments.
-    DeleteEnvironment { env_id: String },
-    SaveTemplate { name: String, spec: EnvironmentSpec },
-    DeleteTemplate { name: String },
-    CreateFromTemplate { env_id: String, template: String, overrides: SpecOverrides },
+    DeleteEnvironment {
+        env_id: String,
+    },
+    SaveTemplate {
+        name: String,
+        spec: EnvironmentSpec,
+    },
+    DeleteTemplate {
+        name: String,
+    },
+    CreateFromTemplate {
+        env_id: String,
+        template: String,
+        overrides: SpecOverrides,
+    },
 
     // ── catalogs and services ────────────────────────────────────────────────
-    UpsertCatalog { catalog: LibraryCatalog },
-    RegisterDatasets { category: DatasetCategory },
-    RemoveDataset { category: String, db: String, dataset: String, version: String },
-    RegisterService { service: ServiceRegistration },
-    RefreshService { name: String },
-    DeregisterService { name: String },
+    UpsertCatalog {
+        catalog: LibraryCatalog,
+    },
+    RegisterDatasets {
+        category: DatasetCategory,
+    },
+    RemoveDataset {
+        category: String,
+        db: String,
+        dataset: String,
+        version: String,
+    },
+    RegisterService {
+        service: ServiceRegistration,
+    },
+    RefreshService {
+        name: String,
+    },
+    DeregisterService {
+        name: String,
+    },
     /// Expires every service not refreshed within its TTL as of `Ctx::now_ms`.
     ExpireServices,
 
     // ── nodes ────────────────────────────────────────────────────────────────
-    RegisterNode { node_id: String, fingerprint: NodeFingerprint },
+    RegisterNode {
+        node_id: String,
+        fingerprint: NodeFingerprint,
+    },
     /// Logged only every `Settings::heartbeat_log_interval_ms` (or when `engine_ok`
     /// changes); otherwise decides no events.
-    Heartbeat { node_id: String, usage: Usage, containers: Vec<ContainerUsage>, engine_ok: bool },
+    Heartbeat {
+        node_id: String,
+        usage: Usage,
+        containers: Vec<ContainerUsage>,
+        engine_ok: bool,
+    },
     /// The writer's timer names the nodes that missed the TTL.
-    MarkNodesLost { node_ids: Vec<String> },
-    DrainNode { node_id: String },
-    UndrainNode { node_id: String },
+    MarkNodesLost {
+        node_ids: Vec<String>,
+    },
+    DrainNode {
+        node_id: String,
+    },
+    UndrainNode {
+        node_id: String,
+    },
 
     // ── deployments ──────────────────────────────────────────────────────────
-    Deploy { deployment_id: String, env_id: String, policy: Option<PlacementPolicy> },
-    Stop { deployment_id: String },
+    Deploy {
+        deployment_id: String,
+        env_id: String,
+        policy: Option<PlacementPolicy>,
+    },
+    Stop {
+        deployment_id: String,
+    },
     /// An agent's report about a deployment assigned to its node.
-    Report { deployment_id: String, report: Report },
+    Report {
+        deployment_id: String,
+        report: Report,
+    },
     /// Tries every pending deployment against every node (a safety valve for the
     /// writer's timer; capacity changes retry the queue on their own).
     RetryPending,
 
     // ── access ───────────────────────────────────────────────────────────────
-    CreateToken { token_id: String, name: String, role: Role, secret_hash: [u8; 32], node_id: Option<String> },
-    RevokeToken { token_id: String },
+    CreateToken {
+        token_id: String,
+        name: String,
+        role: Role,
+        secret_hash: [u8; 32],
+        node_id: Option<String>,
+    },
+    RevokeToken {
+        token_id: String,
+    },
 }
 
 /// What an agent reports about one deployment; each maps to one event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
-    BuildStarted { image: String, steps: u32 },
-    BuildProgress { step: u32, steps: u32 },
-    BuildFailed { step: u32, command: String, output_tail: String },
-    ImageReady { image: String, cached: bool },
-    ContainerCreated { container_id: String },
+    BuildStarted {
+        image: String,
+        steps: u32,
+    },
+    BuildProgress {
+        step: u32,
+        steps: u32,
+    },
+    BuildFailed {
+        step: u32,
+        command: String,
+        output_tail: String,
+    },
+    ImageReady {
+        image: String,
+        cached: bool,
+    },
+    ContainerCreated {
+        container_id: String,
+    },
     ContainerStarted,
-    ContainerExited { code: i64 },
+    ContainerExited {
+        code: i64,
+    },
     ContainerOomKilled,
     ContainerRemoved,
-    ContainerFailed { message: String },
+    ContainerFailed {
+        message: String,
+    },
 }
 
 impl Report {
@@ -80,18 +165,46 @@ impl Report {
     pub fn to_event(&self, deployment_id: &str) -> Event {
         let deployment_id = deployment_id.to_string();
         match self.clone() {
-            Report::BuildStarted { image, steps } => Event::ImageBuildStarted { deployment_id, image, steps },
-            Report::BuildProgress { step, steps } => Event::ImageBuildProgress { deployment_id, step, steps },
-            Report::BuildFailed { step, command, output_tail } => {
-                Event::ImageBuildFailed { deployment_id, step, command, output_tail }
-            }
-            Report::ImageReady { image, cached } => Event::ImageReady { deployment_id, image, cached },
-            Report::ContainerCreated { container_id } => Event::ContainerCreated { deployment_id, container_id },
+            Report::BuildStarted { image, steps } => Event::ImageBuildStarted {
+                deployment_id,
+                image,
+                steps,
+            },
+            Report::BuildProgress { step, steps } => Event::ImageBuildProgress {
+                deployment_id,
+                step,
+                steps,
+            },
+            Report::BuildFailed {
+                step,
+                command,
+                output_tail,
+            } => Event::ImageBuildFailed {
+                deployment_id,
+                step,
+                command,
+                output_tail,
+            },
+            Report::ImageReady { image, cached } => Event::ImageReady {
+                deployment_id,
+                image,
+                cached,
+            },
+            Report::ContainerCreated { container_id } => Event::ContainerCreated {
+                deployment_id,
+                container_id,
+            },
             Report::ContainerStarted => Event::ContainerStarted { deployment_id },
-            Report::ContainerExited { code } => Event::ContainerExited { deployment_id, code },
+            Report::ContainerExited { code } => Event::ContainerExited {
+                deployment_id,
+                code,
+            },
             Report::ContainerOomKilled => Event::ContainerOomKilled { deployment_id },
             Report::ContainerRemoved => Event::ContainerRemoved { deployment_id },
-            Report::ContainerFailed { message } => Event::ContainerFailed { deployment_id, message },
+            Report::ContainerFailed { message } => Event::ContainerFailed {
+                deployment_id,
+                message,
+            },
         }
     }
 }

@@ -8,12 +8,12 @@
 //! (time and fresh ids come in with the command).
 
 pub mod actor;
-pub mod config;
-pub mod error;
-pub mod state;
-pub mod placement;
 pub mod command;
+pub mod config;
 pub mod decide;
+pub mod error;
+pub mod placement;
+pub mod state;
 
 pub use actor::Actor;
 pub use command::{Command, Ctx, Report, Settings, SpecOverrides};

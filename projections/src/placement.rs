@@ -67,7 +67,13 @@ pub enum Decision {
 
 /// Places `req` on the nodes of `state`.
 pub fn place(state: &State, req: &PlacementRequest<'_>) -> Decision {
-    place_in(&View { state, overlay: &BTreeMap::new() }, req)
+    place_in(
+        &View {
+            state,
+            overlay: &BTreeMap::new(),
+        },
+        req,
+    )
 }
 
 /// The nodes as a decision in progress sees them: the state's, with the copies it has
@@ -79,15 +85,21 @@ pub(crate) struct View<'a> {
 
 impl View<'_> {
     fn len(&self) -> usize {
-        let extra = self.overlay.keys().next_back().map_or(0, |&k| k as usize + 1);
+        let extra = self
+            .overlay
+            .keys()
+            .next_back()
+            .map_or(0, |&k| k as usize + 1);
         self.state.nodes.len().max(extra)
     }
 
     fn node(&self, slot: u32) -> Option<&Node> {
-        self.overlay.get(&slot).or_else(|| self.state.nodes.get(slot as usize))
+        self.overlay
+            .get(&slot)
+            .or_else(|| self.state.nodes.get(slot as usize))
     }
 
-    fn summary(&self, slot: u32) -> Option<Slot> {
+    pub(crate) fn summary(&self, slot: u32) -> Option<Slot> {
         match self.overlay.get(&slot) {
             Some(n) => Some(n.summary()),
             None => self.state.slots.get(slot as usize).copied(),
@@ -122,6 +134,8 @@ fn labels_match(node: &Node, req: &PlacementRequest<'_>) -> bool {
     req.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// `free_after / alloc` in thousandths, exact (integer arithmetic keeps decisions
+/// reproducible everywhere).
 fn milli(free_after: u64, alloc: u64) -> i64 {
     if alloc == 0 {
         return 0;
@@ -134,6 +148,7 @@ fn milli(free_after: u64, alloc: u64) -> i64 {
 }
 
 /// `Ok(score)` or `Err(reason index)`: the first check that fails, in fixed order.
+#[inline(always)]
 fn judge(view: &View<'_>, slot: u32, s: &Slot, req: &PlacementRequest<'_>) -> Result<i64, usize> {
     if !s.has(Slot::ALIVE) {
         return Err(LOST);
@@ -167,14 +182,14 @@ fn judge(view: &View<'_>, slot: u32, s: &Slot, req: &PlacementRequest<'_>) -> Re
             }
         }
     }
-    let mut sum = milli(s.free_cpu - need.cpu_millis, s.alloc_cpu)
+    let sum = milli(s.free_cpu - need.cpu_millis, s.alloc_cpu)
         + milli(s.free_mem - need.memory_bytes, s.alloc_mem);
-    let mut parts = 2;
-    if need.gpus > 0 {
-        sum += milli(u64::from(s.free_gpus - need.gpus), u64::from(s.alloc_gpus));
-        parts += 1;
-    }
-    let spread = sum / parts;
+    // Constant divisors: the scan runs once per node per placement.
+    let spread = if need.gpus > 0 {
+        (sum + milli(u64::from(s.free_gpus - need.gpus), u64::from(s.alloc_gpus))) / 3
+    } else {
+        sum / 2
+    };
     let mut score = match req.policy {
         PlacementPolicy::Spread => spread,
         PlacementPolicy::BinPack => 1000 - spread,
@@ -188,23 +203,29 @@ fn judge(view: &View<'_>, slot: u32, s: &Slot, req: &PlacementRequest<'_>) -> Re
     Ok(score)
 }
 
+/// A feasible node: score, slot, order number.
+type Candidate = (i64, u32, u64);
+
 /// Best first: higher score, then lower node id.
 struct Top<'v> {
     view: &'v View<'v>,
-    best: [(i64, u32); RUNNERS_UP + 1],
+    best: [Candidate; RUNNERS_UP + 1],
     len: usize,
 }
 
 impl<'v> Top<'v> {
-    fn better(&self, a: (i64, u32), b: (i64, u32)) -> bool {
+    fn better(&self, a: Candidate, b: Candidate) -> bool {
         if a.0 != b.0 {
             return a.0 > b.0;
+        }
+        if a.2 != 0 && b.2 != 0 {
+            return a.2 < b.2; // order numbers sort like ids
         }
         let id = |s: u32| self.view.node(s).map_or("", |n| n.id.as_str());
         id(a.1) < id(b.1)
     }
 
-    fn offer(&mut self, c: (i64, u32)) {
+    fn offer(&mut self, c: Candidate) {
         if self.len == self.best.len() && !self.better(c, self.best[self.len - 1]) {
             return;
         }
@@ -239,12 +260,16 @@ fn reasons(counts: &[u32], req: &PlacementRequest<'_>) -> Vec<RejectCount> {
 /// Scans every node of the view.
 pub(crate) fn place_in(view: &View<'_>, req: &PlacementRequest<'_>) -> Decision {
     let mut counts = vec![0u32; PORT0 + req.ports.len()];
-    let mut top = Top { view, best: [(0, 0); RUNNERS_UP + 1], len: 0 };
+    let mut top = Top {
+        view,
+        best: [(0, 0, 0); RUNNERS_UP + 1],
+        len: 0,
+    };
     let mut candidates = 0u32;
     let mut visit = |slot: u32, s: &Slot, top: &mut Top<'_>| match judge(view, slot, s, req) {
         Ok(score) => {
             candidates += 1;
-            top.offer((score, slot));
+            top.offer((score, slot, s.order));
         }
         Err(r) => counts[r] += 1,
     };
@@ -269,21 +294,28 @@ pub(crate) fn place_in(view: &View<'_>, req: &PlacementRequest<'_>) -> Decision 
     if top.len == 0 {
         return Decision::Unschedulable { rejected };
     }
-    let (score_milli, slot) = top.best[0];
+    let (score_milli, slot, _) = top.best[0];
     let Some(node) = view.node(slot) else {
         return Decision::Unschedulable { rejected };
     };
     let runners_up = top.best[1..top.len]
         .iter()
-        .filter_map(|&(score_milli, s)| {
-            Some(CandidateScore { node_id: view.node(s)?.id.clone(), score_milli })
+        .filter_map(|&(score_milli, s, _)| {
+            Some(CandidateScore {
+                node_id: view.node(s)?.id.clone(),
+                score_milli,
+            })
         })
         .collect();
     Decision::Placed(Placement {
         node_id: node.id.clone(),
         slot,
         score_milli,
-        gpus: node.free_gpus().take(req.need.gpus as usize).map(str::to_string).collect(),
+        gpus: node
+            .free_gpus()
+            .take(req.need.gpus as usize)
+            .map(str::to_string)
+            .collect(),
         runners_up,
         rejected,
         candidates,
@@ -296,5 +328,8 @@ pub(crate) fn fits_any(
     req: &PlacementRequest<'_>,
     slots: impl IntoIterator<Item = u32>,
 ) -> bool {
-    slots.into_iter().any(|slot| view.summary(slot).is_some_and(|s| judge(view, slot, &s, req).is_ok()))
+    slots.into_iter().any(|slot| {
+        view.summary(slot)
+            .is_some_and(|s| judge(view, slot, &s, req).is_ok())
+    })
 }

@@ -28,7 +28,11 @@ fn every_example_imports() {
     let mut seen = 0;
     for entry in std::fs::read_dir(examples()).expect("examples folder") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         if name.ends_with(".md") {
             continue;
         }
@@ -47,12 +51,22 @@ fn every_example_imports() {
 fn the_copy_matches_the_shared_examples() {
     // CI keeps shared/ beside the repository; when it is there, the copy must not drift.
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples");
-    let Ok(entries) = std::fs::read_dir(&shared) else { return };
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        return;
+    };
     for entry in entries {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let copy = std::fs::read(examples().join(&name)).unwrap_or_default();
-        assert_eq!(std::fs::read(&path).ok(), Some(copy), "tests/data/examples/{name} differs");
+        assert_eq!(
+            std::fs::read(&path).ok(),
+            Some(copy),
+            "tests/data/examples/{name} differs"
+        );
     }
 }
 
@@ -63,17 +77,30 @@ fn environment_json_reads_as_the_original_meant() {
     assert_eq!(spec.version_label, "2");
     assert_eq!(spec.os, "ubuntu");
     assert_eq!(spec.languages[0].name, "python");
-    assert_eq!(spec.languages[0].libraries, ["numpy", "pandas", "scikit-learn"]);
+    assert_eq!(
+        spec.languages[0].libraries,
+        ["numpy", "pandas", "scikit-learn"]
+    );
     assert_eq!(spec.resources.memory_bytes, 4 << 30);
     assert_eq!(spec.resources.cpu_millis, 2000);
     assert_eq!(spec.resources.gpus, 1);
     assert_eq!(spec.resources.storage_bytes, 20 << 30);
     let dataset = &spec.datasets[0];
-    assert_eq!((dataset.category.as_str(), dataset.dbs[0].name.as_str()), ("imaging", "coco"));
+    assert_eq!(
+        (dataset.category.as_str(), dataset.dbs[0].name.as_str()),
+        ("imaging", "coco")
+    );
     assert_eq!(dataset.dbs[0].datasets[0].name, "train2017");
     assert_eq!(dataset.dbs[0].datasets[0].version, "3");
-    let ports: Vec<_> = spec.ports.iter().map(|p| (p.external, p.internal, p.protocol)).collect();
-    assert_eq!(ports, [(8888, 8888, Protocol::Tcp), (6006, 6006, Protocol::Tcp)]);
+    let ports: Vec<_> = spec
+        .ports
+        .iter()
+        .map(|p| (p.external, p.internal, p.protocol))
+        .collect();
+    assert_eq!(
+        ports,
+        [(8888, 8888, Protocol::Tcp), (6006, 6006, Protocol::Tcp)]
+    );
     assert_eq!(spec.storage[0].target, "/scratch");
     assert_eq!(spec.storage[0].size_bytes, 2 << 30);
     assert_eq!(spec.storage[0].lifecycle, Lifecycle::Temporary);
@@ -93,7 +120,10 @@ fn environment_yaml_reads_as_written() {
     assert_eq!(spec.resources.cpu_millis, 500);
     assert_eq!(spec.resources.gpus, 0);
     assert_eq!(spec.resources.storage_bytes, 2 << 30);
-    assert_eq!((spec.ports[0].external, spec.ports[0].internal), (18888, 8888));
+    assert_eq!(
+        (spec.ports[0].external, spec.ports[0].internal),
+        (18888, 8888)
+    );
     assert_eq!(spec.meta.oid, None);
     assert!(spec.is_active, "is_active defaults to true");
 }
@@ -137,7 +167,11 @@ fn services_example_has_both_forms() {
     assert_eq!(services[0].endpoints[0].port, 8003);
     assert_eq!(services[1].name, "broker");
     assert!(!services[1].single);
-    let ports: Vec<_> = services[1].endpoints.iter().map(|e| (e.ip.as_str(), e.port)).collect();
+    let ports: Vec<_> = services[1]
+        .endpoints
+        .iter()
+        .map(|e| (e.ip.as_str(), e.port))
+        .collect();
     assert_eq!(ports, [("127.0.0.1", 9092), ("127.0.0.2", 9092)]);
 }
 
@@ -149,5 +183,8 @@ fn catalog_example_lists_languages_and_libraries() {
     assert_eq!(catalog.init_steps.len(), 2);
     let languages: Vec<&str> = catalog.specifications.keys().map(String::as_str).collect();
     assert_eq!(languages, ["golang", "node-js", "python"]);
-    assert_eq!(catalog.specifications["python"].libraries["numpy"], ["pip install --upgrade numpy"]);
+    assert_eq!(
+        catalog.specifications["python"].libraries["numpy"],
+        ["pip install --upgrade numpy"]
+    );
 }

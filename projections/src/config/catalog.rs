@@ -25,12 +25,14 @@ const LANGUAGE_FIELDS: &[&str] = &["installation-steps", "libraries"];
 
 pub(crate) fn read_catalog(errors: &mut Errors, v: &Value, path: &str) -> Option<LibraryCatalog> {
     let obj = Obj::open(errors, v, path, CATALOG_FIELDS)?;
-    let os = obj.require(errors, "os", "an operating system such as ubuntu").and_then(|v| {
-        let path = obj.path("os");
-        let os = text(errors, v, &path, "a string")?;
-        errors.check(&path, check_name(os));
-        Some(os.to_owned())
-    });
+    let os = obj
+        .require(errors, "os", "an operating system such as ubuntu")
+        .and_then(|v| {
+            let path = obj.path("os");
+            let os = text(errors, v, &path, "a string")?;
+            errors.check(&path, check_name(os));
+            Some(os.to_owned())
+        });
     let base_image = obj.get("base-image").and_then(|v| {
         let path = obj.path("base-image");
         let image = text(errors, v, &path, "an image reference such as ubuntu:22.04")?;
@@ -46,7 +48,13 @@ pub(crate) fn read_catalog(errors: &mut Errors, v: &Value, path: &str) -> Option
         .map(|v| read_specifications(errors, v, &obj.path("specifications")))
         .unwrap_or_default();
     let meta = read_meta(errors, &obj);
-    Some(LibraryCatalog { os: os.unwrap_or_default(), base_image, init_steps, specifications, meta })
+    Some(LibraryCatalog {
+        os: os.unwrap_or_default(),
+        base_image,
+        init_steps,
+        specifications,
+        meta,
+    })
 }
 
 /// A list of shell commands; a single string is taken as a list of one.
@@ -65,10 +73,17 @@ fn commands(errors: &mut Errors, v: &Value, path: &str) -> Vec<String> {
     }
 }
 
-fn read_specifications(errors: &mut Errors, v: &Value, path: &str) -> BTreeMap<String, LanguageCatalog> {
+fn read_specifications(
+    errors: &mut Errors,
+    v: &Value,
+    path: &str,
+) -> BTreeMap<String, LanguageCatalog> {
     let mut specifications = BTreeMap::new();
     let Value::Object(map) = v else {
-        errors.push(path, format!("expected an object of languages, found {}", kind(v)));
+        errors.push(
+            path,
+            format!("expected an object of languages, found {}", kind(v)),
+        );
         return specifications;
     };
     let mut names: Vec<&String> = map.keys().collect();
@@ -76,7 +91,9 @@ fn read_specifications(errors: &mut Errors, v: &Value, path: &str) -> BTreeMap<S
     for name in names {
         let lang_path = field_path(path, name);
         errors.check(&lang_path, check_word(name));
-        let Some(obj) = Obj::open(errors, &map[name], &lang_path, LANGUAGE_FIELDS) else { continue };
+        let Some(obj) = Obj::open(errors, &map[name], &lang_path, LANGUAGE_FIELDS) else {
+            continue;
+        };
         let installation_steps = obj
             .get("installation-steps")
             .map(|v| commands(errors, v, &obj.path("installation-steps")))
@@ -85,7 +102,13 @@ fn read_specifications(errors: &mut Errors, v: &Value, path: &str) -> BTreeMap<S
             .get("libraries")
             .map(|v| read_libraries(errors, v, &obj.path("libraries")))
             .unwrap_or_default();
-        specifications.insert(name.clone(), LanguageCatalog { installation_steps, libraries });
+        specifications.insert(
+            name.clone(),
+            LanguageCatalog {
+                installation_steps,
+                libraries,
+            },
+        );
     }
     specifications
 }
@@ -93,7 +116,13 @@ fn read_specifications(errors: &mut Errors, v: &Value, path: &str) -> BTreeMap<S
 fn read_libraries(errors: &mut Errors, v: &Value, path: &str) -> BTreeMap<String, Vec<String>> {
     let mut libraries = BTreeMap::new();
     let Value::Object(map) = v else {
-        errors.push(path, format!("expected an object of library names to commands, found {}", kind(v)));
+        errors.push(
+            path,
+            format!(
+                "expected an object of library names to commands, found {}",
+                kind(v)
+            ),
+        );
         return libraries;
     };
     let mut names: Vec<&String> = map.keys().collect();
@@ -116,7 +145,11 @@ pub(crate) fn check_catalog(errors: &mut Errors, catalog: &LibraryCatalog) {
     for (name, language) in &catalog.specifications {
         let path = field_path("specifications", name);
         errors.check(&path, check_word(name));
-        check_commands(errors, &field_path(&path, "installation-steps"), &language.installation_steps);
+        check_commands(
+            errors,
+            &field_path(&path, "installation-steps"),
+            &language.installation_steps,
+        );
         for (library, commands) in &language.libraries {
             let lib_path = field_path(&field_path(&path, "libraries"), library);
             errors.check(&lib_path, check_word(library));
@@ -166,7 +199,10 @@ mod tests {
         let v = json!({"os": "ubuntu", "init-steps": "apt-get update"});
         let catalog = read_catalog(&mut errors, &v, "");
         assert!(errors.into_vec().is_empty());
-        assert_eq!(catalog.map(|c| c.init_steps), Some(vec!["apt-get update".to_owned()]));
+        assert_eq!(
+            catalog.map(|c| c.init_steps),
+            Some(vec!["apt-get update".to_owned()])
+        );
     }
 
     #[test]
@@ -176,6 +212,9 @@ mod tests {
         read_catalog(&mut errors, &v, "");
         let errors = errors.into_vec();
         assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].to_string(), "init-steps: expected a list of shell commands, found a number");
+        assert_eq!(
+            errors[0].to_string(),
+            "init-steps: expected a list of shell commands, found a number"
+        );
     }
 }

@@ -14,7 +14,11 @@ const DB_FIELDS: &[&str] = &["db-name", "dataset"];
 const VERSION_FIELDS: &[&str] = &["dataset-name", "version"];
 
 /// A dataset catalog document (top level: `_id` allowed and dropped).
-pub(crate) fn read_dataset_document(errors: &mut Errors, v: &Value, path: &str) -> Option<DatasetCategory> {
+pub(crate) fn read_dataset_document(
+    errors: &mut Errors,
+    v: &Value,
+    path: &str,
+) -> Option<DatasetCategory> {
     read(errors, v, path, DOCUMENT_FIELDS)
 }
 
@@ -25,7 +29,12 @@ pub(crate) fn read_category(errors: &mut Errors, v: &Value, path: &str) -> Optio
 
 fn read(errors: &mut Errors, v: &Value, path: &str, known: &[&str]) -> Option<DatasetCategory> {
     let obj = Obj::open(errors, v, path, known)?;
-    let category = name(errors, &obj, "category-name", "a category name such as imaging");
+    let category = name(
+        errors,
+        &obj,
+        "category-name",
+        "a category name such as imaging",
+    );
     let mut dbs = Vec::new();
     if let Some(v) = obj.require(errors, "db", "a list of {db-name, dataset}") {
         let db_path = obj.path("db");
@@ -34,7 +43,10 @@ fn read(errors: &mut Errors, v: &Value, path: &str, known: &[&str]) -> Option<Da
             dbs.extend(read_db(errors, item, &item_path(&db_path, i)));
         }
     }
-    Some(DatasetCategory { category: category.unwrap_or_default(), dbs })
+    Some(DatasetCategory {
+        category: category.unwrap_or_default(),
+        dbs,
+    })
 }
 
 fn read_db(errors: &mut Errors, v: &Value, path: &str) -> Option<DatasetDb> {
@@ -48,18 +60,31 @@ fn read_db(errors: &mut Errors, v: &Value, path: &str) -> Option<DatasetDb> {
             datasets.extend(read_version(errors, item, &item_path(&list_path, i)));
         }
     }
-    Some(DatasetDb { name: db.unwrap_or_default(), datasets })
+    Some(DatasetDb {
+        name: db.unwrap_or_default(),
+        datasets,
+    })
 }
 
 fn read_version(errors: &mut Errors, v: &Value, path: &str) -> Option<DatasetVersion> {
     let obj = Obj::open(errors, v, path, VERSION_FIELDS)?;
-    let name = name(errors, &obj, "dataset-name", "a dataset name such as train2017");
-    let version = obj.require(errors, "version", "a version such as \"3\"").and_then(|v| {
-        let path = obj.path("version");
-        let version = label(errors, v, &path)?;
-        checked(errors, &path, version)
-    });
-    Some(DatasetVersion { name: name.unwrap_or_default(), version: version.unwrap_or_default() })
+    let name = name(
+        errors,
+        &obj,
+        "dataset-name",
+        "a dataset name such as train2017",
+    );
+    let version = obj
+        .require(errors, "version", "a version such as \"3\"")
+        .and_then(|v| {
+            let path = obj.path("version");
+            let version = label(errors, v, &path)?;
+            checked(errors, &path, version)
+        });
+    Some(DatasetVersion {
+        name: name.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+    })
 }
 
 fn name(errors: &mut Errors, obj: &Obj<'_>, key: &str, expected: &str) -> Option<String> {
@@ -79,7 +104,12 @@ fn checked(errors: &mut Errors, path: &str, s: String) -> Option<String> {
     }
 }
 
-fn non_empty_list<'a>(errors: &mut Errors, v: &'a Value, path: &str, expected: &str) -> &'a [Value] {
+fn non_empty_list<'a>(
+    errors: &mut Errors,
+    v: &'a Value,
+    path: &str,
+    expected: &str,
+) -> &'a [Value] {
     let items = list(errors, v, path, expected).unwrap_or_default();
     if items.is_empty() && v.is_array() {
         errors.push(path, format!("must not be empty; expected {expected}"));
@@ -89,21 +119,33 @@ fn non_empty_list<'a>(errors: &mut Errors, v: &'a Value, path: &str, expected: &
 
 /// Problems with a category already built; paths start at `path` (e.g. `dataset[0]`).
 pub(crate) fn check_category(errors: &mut Errors, path: &str, category: &DatasetCategory) {
-    errors.check(&field_path(path, "category-name"), check_text(&category.category));
+    errors.check(
+        &field_path(path, "category-name"),
+        check_text(&category.category),
+    );
     let db_path = field_path(path, "db");
     if category.dbs.is_empty() {
-        errors.push(&db_path, "must not be empty; expected a list of {db-name, dataset}");
+        errors.push(
+            &db_path,
+            "must not be empty; expected a list of {db-name, dataset}",
+        );
     }
     for (i, db) in category.dbs.iter().enumerate() {
         let path = item_path(&db_path, i);
         errors.check(&field_path(&path, "db-name"), check_text(&db.name));
         let list_path = field_path(&path, "dataset");
         if db.datasets.is_empty() {
-            errors.push(&list_path, "must not be empty; expected a list of {dataset-name, version}");
+            errors.push(
+                &list_path,
+                "must not be empty; expected a list of {dataset-name, version}",
+            );
         }
         for (j, version) in db.datasets.iter().enumerate() {
             let path = item_path(&list_path, j);
-            errors.check(&field_path(&path, "dataset-name"), check_text(&version.name));
+            errors.check(
+                &field_path(&path, "dataset-name"),
+                check_text(&version.name),
+            );
             errors.check(&field_path(&path, "version"), check_text(&version.version));
         }
     }
@@ -135,9 +177,14 @@ pub fn dataset_catalog_contains(
     dataset: &str,
     version: &str,
 ) -> bool {
-    categories.iter().filter(|c| c.category == category).any(|c| {
-        c.dbs.iter().filter(|d| d.name == db).any(|d| {
-            d.datasets.iter().any(|v| v.name == dataset && v.version == version)
+    categories
+        .iter()
+        .filter(|c| c.category == category)
+        .any(|c| {
+            c.dbs.iter().filter(|d| d.name == db).any(|d| {
+                d.datasets
+                    .iter()
+                    .any(|v| v.name == dataset && v.version == version)
+            })
         })
-    })
 }

@@ -18,7 +18,10 @@ pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 pub(crate) fn read_text(text: &str, format: Format) -> Result<Value, Vec<FieldError>> {
     let fail = |message: String| Err(vec![FieldError::new("", message)]);
     if text.len() > MAX_DOCUMENT_BYTES {
-        return fail(format!("the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}", text.len()));
+        return fail(format!(
+            "the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
+            text.len()
+        ));
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
@@ -35,7 +38,9 @@ pub(crate) fn read_text(text: &str, format: Format) -> Result<Value, Vec<FieldEr
                 Ok(value) => Ok(value),
                 // Flow-style YAML also starts with a bracket; report JSON's error if
                 // it is not YAML either.
-                Err(json_error) => read_yaml(text).or_else(|_| fail(format!("not valid json: {json_error}"))),
+                Err(json_error) => {
+                    read_yaml(text).or_else(|_| fail(format!("not valid json: {json_error}")))
+                }
             }
         }
     }
@@ -80,7 +85,9 @@ impl<'de> Visitor<'de> for Strict {
     }
 
     fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Value, E> {
-        Number::from_f64(n).map(Value::Number).ok_or_else(|| E::custom("number is not finite"))
+        Number::from_f64(n)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number is not finite"))
     }
 
     fn visit_str<E>(self, s: &str) -> Result<Value, E> {
@@ -124,12 +131,18 @@ fn read_yaml(text: &str) -> Result<Value, Vec<FieldError>> {
         value
             .apply_merge()
             .map_err(|e| vec![FieldError::new("", format!("not valid yaml: {e}"))])?;
-        documents.push(value);
+        // A document of nothing but comments holds no document.
+        if !value.is_null() {
+            documents.push(value);
+        }
     }
     let mut errors = Errors::default();
     let value = match documents.len() {
         0 => return Err(vec![FieldError::new("", "the document is empty")]),
-        1 => documents.pop().map(|d| from_yaml(&mut errors, d, "")).unwrap_or_default(),
+        1 => documents
+            .pop()
+            .map(|d| from_yaml(&mut errors, d, ""))
+            .unwrap_or_default(),
         _ => Value::Array(
             documents
                 .into_iter()
@@ -163,7 +176,11 @@ fn from_yaml(errors: &mut Errors, value: serde_yaml::Value, path: &str) -> Value
         }
         Y::String(s) => Value::String(s),
         Y::Sequence(items) => Value::Array(
-            items.into_iter().enumerate().map(|(i, v)| from_yaml(errors, v, &item_path(path, i))).collect(),
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| from_yaml(errors, v, &item_path(path, i)))
+                .collect(),
         ),
         Y::Mapping(mapping) => {
             let mut map = Map::new();
@@ -173,7 +190,11 @@ fn from_yaml(errors: &mut Errors, value: serde_yaml::Value, path: &str) -> Value
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
                     other => {
-                        let found = if other.is_null() { "null" } else { "a list or an object" };
+                        let found = if other.is_null() {
+                            "null"
+                        } else {
+                            "a list or an object"
+                        };
                         errors.push(path, format!("a field name must be text, found {found}"));
                         continue;
                     }
@@ -186,7 +207,10 @@ fn from_yaml(errors: &mut Errors, value: serde_yaml::Value, path: &str) -> Value
             Value::Object(map)
         }
         Y::Tagged(tagged) => {
-            errors.push(path, format!("yaml tags such as {} are not supported", tagged.tag));
+            errors.push(
+                path,
+                format!("yaml tags such as {} are not supported", tagged.tag),
+            );
             Value::Null
         }
     }
@@ -197,7 +221,9 @@ fn from_yaml(errors: &mut Errors, value: serde_yaml::Value, path: &str) -> Value
 pub(crate) enum Kind {
     Environment,
     /// A template: `template-name`, or `{"template": {…}}` (`wrapped`).
-    Template { wrapped: bool },
+    Template {
+        wrapped: bool,
+    },
     Catalog,
     Service,
     Datasets,
@@ -209,7 +235,10 @@ pub(crate) enum Kind {
 /// service; `category-name` or `db` → dataset category.
 pub(crate) fn detect(v: &Value) -> Result<Kind, String> {
     let Value::Object(map) = v else {
-        return Err(format!("expected a document (an object), found {}", kind(v)));
+        return Err(format!(
+            "expected a document (an object), found {}",
+            kind(v)
+        ));
     };
     let has = |keys: &[&str]| keys.iter().any(|k| map.contains_key(*k));
     if map.len() == 1 && map.get("template").is_some_and(Value::is_object) {
@@ -226,11 +255,13 @@ pub(crate) fn detect(v: &Value) -> Result<Kind, String> {
     } else if has(&["category-name", "db"]) {
         Kind::Datasets
     } else {
-        return Err("cannot tell what kind of document this is; expected an environment \
+        return Err(
+            "cannot tell what kind of document this is; expected an environment \
                     (env-name), a template (template-name, or {\"template\": {…}}), a library \
                     catalog (specifications), a service (service-name) or a dataset category \
                     (category-name)"
-            .into());
+                .into(),
+        );
     };
     Ok(kind)
 }

@@ -1,9 +1,7 @@
 //! Export back to the original JSON formats, with Mongo extended JSON ids and times
 //! where the document carried them. Parsing an export gives back an equal value.
 
-use dcloud_events::model::{
-    DatasetCategory, EnvironmentSpec, LibraryCatalog, ServiceRegistration,
-};
+use dcloud_events::model::{DatasetCategory, EnvironmentSpec, LibraryCatalog, ServiceRegistration};
 use serde_json::{json, Map, Value};
 
 use super::catalog::write_catalog;
@@ -31,7 +29,7 @@ pub fn export_environment(spec: &EnvironmentSpec) -> Value {
         .collect();
     out.insert("languages".into(), Value::Array(languages));
     let r = &spec.resources;
-    let storage = if r.storage_bytes % GIB == 0 {
+    let storage = if r.storage_bytes.is_multiple_of(GIB) {
         json!(r.storage_bytes / GIB)
     } else {
         json!(format_size(r.storage_bytes))

@@ -8,14 +8,15 @@ use serde_json::{json, Map, Value};
 use super::read::{integer, kind, scalar_text, show, Errors, Obj};
 use super::rules::check_oid;
 
-/// Metadata fields accepted on every document kind.
-pub(crate) const META_FIELDS: [&str; 4] = ["_id", "creation_time", "last_updation_time", "config_id"];
-
 /// Reads `_id`, `creation_time`, `last_updation_time` and `config_id`.
 pub(crate) fn read_meta(errors: &mut Errors, obj: &Obj<'_>) -> OriginalMeta {
     OriginalMeta {
-        oid: obj.get("_id").and_then(|v| read_oid(errors, v, &obj.path("_id"))),
-        config_id: obj.get("config_id").and_then(|v| integer(errors, v, &obj.path("config_id"))),
+        oid: obj
+            .get("_id")
+            .and_then(|v| read_oid(errors, v, &obj.path("_id"))),
+        config_id: obj
+            .get("config_id")
+            .and_then(|v| integer(errors, v, &obj.path("config_id"))),
         creation_time_ms: obj
             .get("creation_time")
             .and_then(|v| read_date(errors, v, &obj.path("creation_time"))),
@@ -85,7 +86,10 @@ fn read_date(errors: &mut Errors, v: &Value, path: &str) -> Option<i64> {
     if parsed.is_none() {
         errors.push(
             path,
-            format!("{} is not a date; use ISO-8601 such as 2024-01-12T09:30:00Z", show(v)),
+            format!(
+                "{} is not a date; use ISO-8601 such as 2024-01-12T09:30:00Z",
+                show(v)
+            ),
         );
     }
     parsed
@@ -112,7 +116,9 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     let num = |from: usize, len: usize| -> Option<i64> {
         let digits = b.get(from..from + len)?;
         digits.iter().all(u8::is_ascii_digit).then(|| {
-            digits.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
+            digits
+                .iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
         })
     };
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
@@ -126,7 +132,10 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     if b.len() == 10 {
         return Some(ms);
     }
-    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+    if !matches!(b.get(10), Some(b'T' | b't' | b' '))
+        || b.get(13) != Some(&b':')
+        || b.get(16) != Some(&b':')
+    {
         return None;
     }
     let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
@@ -136,12 +145,19 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
     ms += (hour * 3600 + minute * 60 + second) * 1000;
     let mut at = 19;
     if b.get(at) == Some(&b'.') {
-        let digits = b[at + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let digits = b[at + 1..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
         if digits == 0 {
             return None;
         }
         let millis = (0..3).fold(0i64, |acc, i| {
-            let d = if i < digits { i64::from(b[at + 1 + i] - b'0') } else { 0 };
+            let d = if i < digits {
+                i64::from(b[at + 1 + i] - b'0')
+            } else {
+                0
+            };
             acc * 10 + d
         });
         ms += millis;
@@ -157,7 +173,11 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
                 return None;
             }
             let offset = (hours * 60 + minutes) * 60_000;
-            Some(if *sign == b'+' { ms - offset } else { ms + offset })
+            Some(if *sign == b'+' {
+                ms - offset
+            } else {
+                ms + offset
+            })
         }
         _ => None,
     }
@@ -169,8 +189,12 @@ pub fn format_datetime(ms: i64) -> String {
     let days = ms.div_euclid(86_400_000);
     let in_day = ms.rem_euclid(86_400_000);
     let (year, month, day) = civil_from_days(days);
-    let (h, m, s, milli) =
-        (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
+    let (h, m, s, milli) = (
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000,
+    );
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{milli:03}Z")
 }
 
@@ -218,29 +242,59 @@ mod tests {
 
     #[test]
     fn parses_the_original_exports() {
-        assert_eq!(parse_datetime("2024-01-12T09:30:00.000Z"), Some(1_705_051_800_000));
-        assert_eq!(parse_datetime("2024-01-14T16:05:12.500Z"), Some(1_705_248_312_500));
+        assert_eq!(
+            parse_datetime("2024-01-12T09:30:00.000Z"),
+            Some(1_705_051_800_000)
+        );
+        assert_eq!(
+            parse_datetime("2024-01-14T16:05:12.500Z"),
+            Some(1_705_248_312_500)
+        );
         assert_eq!(parse_datetime("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_datetime("1970-01-01"), Some(0));
         assert_eq!(parse_datetime("1970-01-01T02:00:00+02:00"), Some(0));
         assert_eq!(parse_datetime("1970-01-01T00:00:00.123456Z"), Some(123));
         assert_eq!(parse_datetime("1969-12-31T23:59:59.999Z"), Some(-1));
-        assert_eq!(parse_datetime("2000-02-29T00:00:00Z"), Some(951_782_400_000));
+        assert_eq!(
+            parse_datetime("2000-02-29T00:00:00Z"),
+            Some(951_782_400_000)
+        );
     }
 
     #[test]
     fn rejects_what_is_not_a_date() {
-        for bad in ["", "2024", "2024-13-01", "2023-02-29", "2024-01-12T24:00:00Z", "2024-01-12T09:30Z", "2024-01-12T09:30:00.Z", "2024-01-12T09:30:00+2", "é024-01-01", "2024-01-12T09:30:00Zjunk"] {
+        for bad in [
+            "",
+            "2024",
+            "2024-13-01",
+            "2023-02-29",
+            "2024-01-12T24:00:00Z",
+            "2024-01-12T09:30Z",
+            "2024-01-12T09:30:00.Z",
+            "2024-01-12T09:30:00+2",
+            "é024-01-01",
+            "2024-01-12T09:30:00Zjunk",
+        ] {
             assert_eq!(parse_datetime(bad), None, "{bad:?}");
         }
     }
 
     #[test]
     fn format_and_parse_agree() {
-        for ms in [0, 1, 1_705_051_800_000, 951_782_400_000, MAX_ISO_MS, -62_167_219_200_000] {
+        for ms in [
+            0,
+            1,
+            1_705_051_800_000,
+            951_782_400_000,
+            MAX_ISO_MS,
+            -62_167_219_200_000,
+        ] {
             assert_eq!(parse_datetime(&format_datetime(ms)), Some(ms), "{ms}");
         }
-        assert_eq!(format_datetime(1_705_248_312_500), "2024-01-14T16:05:12.500Z");
+        assert_eq!(
+            format_datetime(1_705_248_312_500),
+            "2024-01-14T16:05:12.500Z"
+        );
     }
 
     #[test]

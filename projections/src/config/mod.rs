@@ -16,6 +16,7 @@ mod doc;
 mod environment;
 mod export;
 mod extjson;
+mod host;
 mod read;
 mod recipe;
 mod references;
@@ -33,8 +34,8 @@ use read::{item_path, Errors};
 pub use dataset::dataset_catalog_contains;
 pub use doc::MAX_DOCUMENT_BYTES;
 pub use export::{
-    export_catalog, export_dataset_category, export_document, export_environment,
-    export_service, export_template,
+    export_catalog, export_dataset_category, export_document, export_environment, export_service,
+    export_template,
 };
 pub use extjson::{format_datetime, parse_datetime};
 pub use recipe::{default_base_images, recipe, recipe_for, Recipe};
@@ -120,7 +121,9 @@ fn read_document(errors: &mut Errors, v: &Value, path: &str) -> Option<Document>
         Ok(doc::Kind::Environment) => {
             environment::read_environment(errors, v, path, false).map(Document::Environment)
         }
-        Ok(doc::Kind::Template { wrapped }) => read_template(errors, v, path, wrapped).map(Document::Template),
+        Ok(doc::Kind::Template { wrapped }) => {
+            read_template(errors, v, path, wrapped).map(Document::Template)
+        }
         Ok(doc::Kind::Catalog) => catalog::read_catalog(errors, v, path).map(Document::Catalog),
         Ok(doc::Kind::Service) => service::read_service(errors, v, path).map(Document::Service),
         Ok(doc::Kind::Datasets) => {
@@ -129,7 +132,12 @@ fn read_document(errors: &mut Errors, v: &Value, path: &str) -> Option<Document>
     }
 }
 
-fn read_template(errors: &mut Errors, v: &Value, path: &str, wrapped: bool) -> Option<EnvironmentSpec> {
+fn read_template(
+    errors: &mut Errors,
+    v: &Value,
+    path: &str,
+    wrapped: bool,
+) -> Option<EnvironmentSpec> {
     match (wrapped, v.get("template")) {
         (true, Some(inner)) => {
             environment::read_environment(errors, inner, &read::field_path(path, "template"), true)
@@ -143,6 +151,7 @@ pub fn parse_environment(text: &str, format: Format) -> Result<EnvironmentSpec, 
     environment_from_value(&doc::read_text(text, format)?)
 }
 
+/// One environment document, already parsed into a generic value (e.g. GraphQL JSON input).
 pub fn environment_from_value(value: &Value) -> Result<EnvironmentSpec, Vec<FieldError>> {
     let mut errors = Errors::default();
     let spec = environment::read_environment(&mut errors, value, "", false);
@@ -155,6 +164,7 @@ pub fn parse_template(text: &str, format: Format) -> Result<EnvironmentSpec, Vec
     template_from_value(&doc::read_text(text, format)?)
 }
 
+/// One template, already parsed into a generic value; see [`parse_template`].
 pub fn template_from_value(value: &Value) -> Result<EnvironmentSpec, Vec<FieldError>> {
     let mut errors = Errors::default();
     let wrapped = doc::detect(value) == Ok(doc::Kind::Template { wrapped: true });
@@ -167,6 +177,7 @@ pub fn parse_catalog(text: &str, format: Format) -> Result<LibraryCatalog, Vec<F
     catalog_from_value(&doc::read_text(text, format)?)
 }
 
+/// One library catalog, already parsed into a generic value.
 pub fn catalog_from_value(value: &Value) -> Result<LibraryCatalog, Vec<FieldError>> {
     let mut errors = Errors::default();
     let catalog = catalog::read_catalog(&mut errors, value, "");
@@ -178,6 +189,7 @@ pub fn parse_service(text: &str, format: Format) -> Result<ServiceRegistration, 
     service_from_value(&doc::read_text(text, format)?)
 }
 
+/// One service registration, already parsed into a generic value.
 pub fn service_from_value(value: &Value) -> Result<ServiceRegistration, Vec<FieldError>> {
     let mut errors = Errors::default();
     let service = service::read_service(&mut errors, value, "");
@@ -185,10 +197,14 @@ pub fn service_from_value(value: &Value) -> Result<ServiceRegistration, Vec<Fiel
 }
 
 /// Service registrations: one object or a list of them (paths then start `[i].`).
-pub fn parse_services(text: &str, format: Format) -> Result<Vec<ServiceRegistration>, Vec<FieldError>> {
+pub fn parse_services(
+    text: &str,
+    format: Format,
+) -> Result<Vec<ServiceRegistration>, Vec<FieldError>> {
     services_from_value(&doc::read_text(text, format)?)
 }
 
+/// Service registrations (one object or a list), already parsed into a generic value.
 pub fn services_from_value(value: &Value) -> Result<Vec<ServiceRegistration>, Vec<FieldError>> {
     let mut errors = Errors::default();
     let services = match value {
@@ -197,16 +213,22 @@ pub fn services_from_value(value: &Value) -> Result<Vec<ServiceRegistration>, Ve
             .enumerate()
             .filter_map(|(i, item)| service::read_service(&mut errors, item, &item_path("", i)))
             .collect(),
-        other => service::read_service(&mut errors, other, "").into_iter().collect(),
+        other => service::read_service(&mut errors, other, "")
+            .into_iter()
+            .collect(),
     };
     errors.finish(Some(services))
 }
 
 /// One dataset catalog entry (`category-name`, `db[]`).
-pub fn parse_dataset_category(text: &str, format: Format) -> Result<DatasetCategory, Vec<FieldError>> {
+pub fn parse_dataset_category(
+    text: &str,
+    format: Format,
+) -> Result<DatasetCategory, Vec<FieldError>> {
     dataset_category_from_value(&doc::read_text(text, format)?)
 }
 
+/// One dataset catalog entry, already parsed into a generic value.
 pub fn dataset_category_from_value(value: &Value) -> Result<DatasetCategory, Vec<FieldError>> {
     let mut errors = Errors::default();
     let category = dataset::read_dataset_document(&mut errors, value, "");

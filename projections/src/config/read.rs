@@ -116,15 +116,28 @@ pub(crate) fn scalar_text(v: &Value) -> Option<Cow<'_, str>> {
 /// The closest of `known` to an unknown field name, when close enough to be a typo.
 pub(crate) fn suggest<'k>(name: &str, known: &[&'k str]) -> Option<&'k str> {
     let norm = |s: &str| -> Vec<char> {
-        s.chars().map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() }).collect()
+        s.chars()
+            .map(|c| {
+                if c == '_' {
+                    '-'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            })
+            .collect()
     };
     let wrong = norm(name);
-    known
+    let close = known
         .iter()
         .map(|k| (distance(&wrong, &norm(k)), *k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(1) && *d < k.len())
         .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+        .map(|(_, k)| k);
+    // A shortened name (`language` for `language-name`) is as good a hint as a typo.
+    close.or_else(|| {
+        let prefix_of = |k: &&&str| wrong.len() >= 3 && norm(k).starts_with(&wrong);
+        known.iter().find(prefix_of).copied()
+    })
 }
 
 /// Levenshtein distance between two char sequences.
@@ -135,7 +148,11 @@ fn distance(a: &[char], b: &[char]) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = if ca == cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
+            row[j + 1] = if ca == cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
             diagonal = above;
         }
     }
@@ -156,9 +173,17 @@ pub(crate) fn list_names<'n>(names: impl IntoIterator<Item = &'n str>) -> String
 /// "unknown x; did you mean y?" or "…; known: a, b".
 pub(crate) fn unknown_message(what: &str, name: &str, known: &[&str]) -> String {
     match suggest(name, known) {
-        Some(close) => format!("unknown {what} {}; did you mean {}?", quote(name), quote(close)),
+        Some(close) => format!(
+            "unknown {what} {}; did you mean {}?",
+            quote(name),
+            quote(close)
+        ),
         None if known.is_empty() => format!("unknown {what} {}", quote(name)),
-        None => format!("unknown {what} {}; known: {}", quote(name), list_names(known.iter().copied())),
+        None => format!(
+            "unknown {what} {}; known: {}",
+            quote(name),
+            list_names(known.iter().copied())
+        ),
     }
 }
 
@@ -181,12 +206,18 @@ impl<'a> Obj<'a> {
             errors.push(path, format!("expected an object, found {}", kind(v)));
             return None;
         };
-        let mut unknown: Vec<&String> = map.keys().filter(|k| !known.contains(&k.as_str())).collect();
+        let mut unknown: Vec<&String> = map
+            .keys()
+            .filter(|k| !known.contains(&k.as_str()))
+            .collect();
         unknown.sort();
         for key in unknown {
             errors.push(&field_path(path, key), unknown_message("field", key, known));
         }
-        Some(Obj { map, path: path.to_owned() })
+        Some(Obj {
+            map,
+            path: path.to_owned(),
+        })
     }
 
     /// The field's value; `null` counts as absent.
@@ -199,7 +230,12 @@ impl<'a> Obj<'a> {
     }
 
     /// The field's value, or an error saying it is missing and what it should hold.
-    pub(crate) fn require(&self, errors: &mut Errors, key: &str, expected: &str) -> Option<&'a Value> {
+    pub(crate) fn require(
+        &self,
+        errors: &mut Errors,
+        key: &str,
+        expected: &str,
+    ) -> Option<&'a Value> {
         let value = self.get(key);
         if value.is_none() {
             errors.push(&self.path(key), format!("missing; expected {expected}"));
@@ -209,7 +245,12 @@ impl<'a> Obj<'a> {
 }
 
 /// A JSON string.
-pub(crate) fn text<'a>(errors: &mut Errors, v: &'a Value, path: &str, expected: &str) -> Option<&'a str> {
+pub(crate) fn text<'a>(
+    errors: &mut Errors,
+    v: &'a Value,
+    path: &str,
+    expected: &str,
+) -> Option<&'a str> {
     match v {
         Value::String(s) => Some(s),
         other => {
@@ -231,7 +272,12 @@ pub(crate) fn label(errors: &mut Errors, v: &Value, path: &str) -> Option<String
 }
 
 /// A JSON list.
-pub(crate) fn list<'a>(errors: &mut Errors, v: &'a Value, path: &str, expected: &str) -> Option<&'a [Value]> {
+pub(crate) fn list<'a>(
+    errors: &mut Errors,
+    v: &'a Value,
+    path: &str,
+    expected: &str,
+) -> Option<&'a [Value]> {
     match v {
         Value::Array(items) => Some(items),
         other => {
@@ -286,7 +332,10 @@ pub(crate) fn flag(errors: &mut Errors, v: &Value, path: &str) -> Option<bool> {
         },
     };
     if parsed.is_none() {
-        errors.push(path, format!("expected true, false, 1 or 0, found {}", show(v)));
+        errors.push(
+            path,
+            format!("expected true, false, 1 or 0, found {}", show(v)),
+        );
     }
     parsed
 }
@@ -303,6 +352,7 @@ mod tests {
         assert_eq!(suggest("storge", &known), Some("storage"));
         assert_eq!(suggest("language_name", &known), Some("language-name"));
         assert_eq!(suggest("is-active", &known), Some("is_active"));
+        assert_eq!(suggest("language", &known), Some("language-name"));
         assert_eq!(suggest("memory", &known), None);
         assert_eq!(suggest("x", &known), None);
     }
@@ -310,7 +360,10 @@ mod tests {
     #[test]
     fn distance_counts_edits() {
         let d = |a: &str, b: &str| {
-            distance(&a.chars().collect::<Vec<_>>(), &b.chars().collect::<Vec<_>>())
+            distance(
+                &a.chars().collect::<Vec<_>>(),
+                &b.chars().collect::<Vec<_>>(),
+            )
         };
         assert_eq!(d("kitten", "sitting"), 3);
         assert_eq!(d("", "abc"), 3);

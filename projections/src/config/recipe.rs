@@ -44,7 +44,10 @@ pub fn recipe_for(
         Some(catalog) => recipe(spec, catalog, default_base_images),
         None => {
             let known: Vec<&str> = catalogs.keys().map(String::as_str).collect();
-            Err(vec![FieldError::new("os", not_in(&spec.os, "the library catalog", &known))])
+            Err(vec![FieldError::new(
+                "os",
+                not_in(&spec.os, "the library catalog", &known),
+            )])
         }
     }
 }
@@ -59,11 +62,18 @@ pub fn recipe(
 ) -> Result<Recipe, Vec<FieldError>> {
     let mut errors = Errors::default();
     if catalog.os != spec.os {
-        let message = format!("{} does not match the catalog's os {}", quote(&spec.os), quote(&catalog.os));
+        let message = format!(
+            "{} does not match the catalog's os {}",
+            quote(&spec.os),
+            quote(&catalog.os)
+        );
         errors.push("os", message);
         return Err(errors.into_vec());
     }
-    let base_image = catalog.base_image.as_ref().or_else(|| default_base_images.get(&spec.os));
+    let base_image = catalog
+        .base_image
+        .as_ref()
+        .or_else(|| default_base_images.get(&spec.os));
     let base_image = match base_image {
         Some(image) => {
             errors.check("base-image", check_image(image));
@@ -85,11 +95,19 @@ pub fn recipe(
         let Some(available) = catalog.specifications.get(name) else {
             let known: Vec<&str> = catalog.specifications.keys().map(String::as_str).collect();
             let path = field_path(&item_path("languages", i), "language-name");
-            errors.push(&path, not_in(name, &format!("the catalog for {}", spec.os), &known));
+            errors.push(
+                &path,
+                not_in(name, &format!("the catalog for {}", spec.os), &known),
+            );
             continue;
         };
         let spec_path = field_path("specifications", name);
-        add_steps(&mut errors, &mut steps, &field_path(&spec_path, "installation-steps"), &available.installation_steps);
+        add_steps(
+            &mut errors,
+            &mut steps,
+            &field_path(&spec_path, "installation-steps"),
+            &available.installation_steps,
+        );
         for (library, (i, j)) in libraries {
             let Some(commands) = available.libraries.get(library) else {
                 let known: Vec<&str> = available.libraries.keys().map(String::as_str).collect();
@@ -114,7 +132,9 @@ type Wanted<'a> = BTreeMap<&'a str, (usize, BTreeMap<&'a str, (usize, usize)>)>;
 fn wanted(spec: &EnvironmentSpec) -> impl Iterator<Item = (usize, BTreeMap<&str, (usize, usize)>)> {
     let mut wanted: Wanted<'_> = BTreeMap::new();
     for (i, language) in spec.languages.iter().enumerate() {
-        let entry = wanted.entry(language.name.as_str()).or_insert((i, BTreeMap::new()));
+        let entry = wanted
+            .entry(language.name.as_str())
+            .or_insert((i, BTreeMap::new()));
         for (j, library) in language.libraries.iter().enumerate() {
             entry.1.entry(library.as_str()).or_insert((i, j));
         }
@@ -146,5 +166,11 @@ fn build(base_image: String, steps: Vec<String>) -> Recipe {
     hasher.update(dockerfile.as_bytes());
     let hash = hasher.finalize().to_hex().to_string();
     let tag = format!("dcloud-env:{}", &hash[..16]);
-    Recipe { base_image, steps, dockerfile, hash, tag }
+    Recipe {
+        base_image,
+        steps,
+        dockerfile,
+        hash,
+        tag,
+    }
 }

@@ -26,9 +26,13 @@ pub fn check_references(
             for (i, language) in spec.languages.iter().enumerate() {
                 let path = item_path("languages", i);
                 let Some(libraries) = catalog.specifications.get(&language.name) else {
-                    let known: Vec<&str> = catalog.specifications.keys().map(String::as_str).collect();
+                    let known: Vec<&str> =
+                        catalog.specifications.keys().map(String::as_str).collect();
                     let place = format!("the catalog for {}", spec.os);
-                    errors.push(&field_path(&path, "language-name"), not_in(&language.name, &place, &known));
+                    errors.push(
+                        &field_path(&path, "language-name"),
+                        not_in(&language.name, &place, &known),
+                    );
                     continue;
                 };
                 let known: Vec<&str> = libraries.libraries.keys().map(String::as_str).collect();
@@ -47,7 +51,12 @@ pub fn check_references(
         for (j, db) in category.dbs.iter().enumerate() {
             let db_path = item_path(&field_path(&category_path, "db"), j);
             for (k, dataset) in db.datasets.iter().enumerate() {
-                if !dataset_known(&category.category, &db.name, &dataset.name, &dataset.version) {
+                if !dataset_known(
+                    &category.category,
+                    &db.name,
+                    &dataset.name,
+                    &dataset.version,
+                ) {
                     let path = item_path(&field_path(&db_path, "dataset"), k);
                     let message = format!(
                         "{}/{}/{} version {} is not in the dataset catalog",

@@ -9,7 +9,9 @@ pub(crate) fn check_name(s: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let chars_ok = s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let chars_ok = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if first_ok && chars_ok && s.len() <= 64 {
         Ok(())
     } else {
@@ -46,7 +48,10 @@ pub(crate) fn check_text(s: &str) -> Result<(), String> {
 /// Free text that may be empty: the document's own `version`.
 pub(crate) fn check_label(s: &str) -> Result<(), String> {
     if s.len() > 256 || s.chars().any(char::is_control) {
-        return Err(format!("{} is not valid; use at most 256 characters on one line", quote(s)));
+        return Err(format!(
+            "{} is not valid; use at most 256 characters on one line",
+            quote(s)
+        ));
     }
     Ok(())
 }
@@ -71,7 +76,10 @@ pub(crate) fn check_command(s: &str) -> Result<(), String> {
 /// A mount point inside the container.
 pub(crate) fn check_target(s: &str) -> Result<(), String> {
     if !s.starts_with('/') {
-        return Err(format!("{} is not an absolute path; use a path such as /data", quote(s)));
+        return Err(format!(
+            "{} is not an absolute path; use a path such as /data",
+            quote(s)
+        ));
     }
     if s.split('/').any(|part| part == "..") {
         return Err(format!("{} must not contain '..'", quote(s)));
@@ -107,7 +115,9 @@ fn image_ok(s: &str) -> bool {
         None => (s, None),
     };
     if let Some(digest) = digest {
-        let Some((algo, hex)) = digest.split_once(':') else { return false };
+        let Some((algo, hex)) = digest.split_once(':') else {
+            return false;
+        };
         let algo_ok = !algo.is_empty() && algo.chars().all(|c| c.is_ascii_alphanumeric());
         if !algo_ok || hex.len() < 32 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
             return false;
@@ -120,8 +130,13 @@ fn image_ok(s: &str) -> bool {
     };
     if let Some(tag) = tag {
         let tag_ok = (1..=128).contains(&tag.len())
-            && tag.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-            && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            && tag
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
         if !tag_ok {
             return false;
         }
@@ -130,7 +145,8 @@ fn image_ok(s: &str) -> bool {
     parts.iter().enumerate().all(|(i, part)| {
         let registry = i == 0 && parts.len() > 1 && looks_like_registry(part);
         if registry {
-            part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+            part.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
         } else {
             path_component_ok(part)
         }
@@ -148,7 +164,9 @@ fn path_component_ok(part: &str) -> bool {
     !bytes.is_empty()
         && bytes.first().is_some_and(alnum)
         && bytes.last().is_some_and(alnum)
-        && bytes.iter().all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
+        && bytes
+            .iter()
+            .all(|b| alnum(b) || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// A MongoDB object id: 24 hex digits.
@@ -156,14 +174,19 @@ pub(crate) fn check_oid(s: &str) -> Result<(), String> {
     if s.len() == 24 && s.chars().all(|c| c.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(format!("{} is not an object id; expected 24 hex digits", quote(s)))
+        Err(format!(
+            "{} is not an object id; expected 24 hex digits",
+            quote(s)
+        ))
     }
 }
 
 /// A node label name (`gpu-model`, `dcloud.io/zone`).
 pub(crate) fn check_label_key(s: &str) -> Result<(), String> {
     let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let chars_ok = s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    let chars_ok = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     if first_ok && chars_ok && s.len() <= 128 {
         Ok(())
     } else {
@@ -177,7 +200,10 @@ pub(crate) fn check_label_key(s: &str) -> Result<(), String> {
 
 /// A node label value: may be empty.
 pub(crate) fn check_label_value(s: &str) -> Result<(), String> {
-    if s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+    if s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
         Ok(())
     } else {
         Err(format!(
@@ -223,7 +249,16 @@ mod tests {
         ] {
             assert_eq!(check_image(good), Ok(()), "{good}");
         }
-        for bad in ["", "Ubuntu", "ubuntu 22.04", "ubuntu:", "ubuntu:22.04\nRUN x", "a//b", "-x", "x@sha256:zz"] {
+        for bad in [
+            "",
+            "Ubuntu",
+            "ubuntu 22.04",
+            "ubuntu:",
+            "ubuntu:22.04\nRUN x",
+            "a//b",
+            "-x",
+            "x@sha256:zz",
+        ] {
             assert!(check_image(bad).is_err(), "{bad:?}");
         }
     }

@@ -22,20 +22,33 @@ pub(crate) const SERVICE_FIELDS: &[&str] = &[
 ];
 const SERVER_FIELDS: &[&str] = &["ip", "port"];
 
-pub(crate) fn read_service(errors: &mut Errors, v: &Value, path: &str) -> Option<ServiceRegistration> {
+pub(crate) fn read_service(
+    errors: &mut Errors,
+    v: &Value,
+    path: &str,
+) -> Option<ServiceRegistration> {
     let obj = Obj::open(errors, v, path, SERVICE_FIELDS)?;
-    let name = obj.require(errors, "service-name", "a name such as dfs-server").and_then(|v| {
-        let path = obj.path("service-name");
-        let name = text(errors, v, &path, "a string")?;
-        errors.check(&path, check_name(name));
-        Some(name.to_owned())
-    });
+    let name = obj
+        .require(errors, "service-name", "a name such as dfs-server")
+        .and_then(|v| {
+            let path = obj.path("service-name");
+            let name = text(errors, v, &path, "a string")?;
+            errors.check(&path, check_name(name));
+            Some(name.to_owned())
+        });
     let single = obj.get("servers").is_none();
     let mut endpoints = Vec::new();
     match obj.get("servers") {
         Some(_) if obj.get("ip").is_some() || obj.get("port").is_some() => {
-            let key = if obj.get("ip").is_some() { "ip" } else { "port" };
-            errors.push(&obj.path(key), "give either ip and port, or servers, not both");
+            let key = if obj.get("ip").is_some() {
+                "ip"
+            } else {
+                "port"
+            };
+            errors.push(
+                &obj.path(key),
+                "give either ip and port, or servers, not both",
+            );
         }
         Some(servers) => {
             let path = obj.path("servers");
@@ -52,34 +65,54 @@ pub(crate) fn read_service(errors: &mut Errors, v: &Value, path: &str) -> Option
         None => endpoints.extend(read_endpoint(errors, &obj)),
     }
     let ttl_ms = obj.get("ttl").and_then(|v| {
-        let ttl = scalar_text(v).and_then(|s| parse_duration_ms(&s).ok()).filter(|ms| *ms > 0);
+        let ttl = scalar_text(v)
+            .and_then(|s| parse_duration_ms(&s).ok())
+            .filter(|ms| *ms > 0);
         if ttl.is_none() {
-            let message = format!("{} is not a duration; use seconds such as 30, or 30s, 5m, 500ms", show(v));
+            let message = format!(
+                "{} is not a duration; use seconds such as 30, or 30s, 5m, 500ms",
+                show(v)
+            );
             errors.push(&obj.path("ttl"), message);
         }
         ttl
     });
     let meta = read_meta(errors, &obj);
-    Some(ServiceRegistration { name: name.unwrap_or_default(), endpoints, ttl_ms, single, meta })
+    Some(ServiceRegistration {
+        name: name.unwrap_or_default(),
+        endpoints,
+        ttl_ms,
+        single,
+        meta,
+    })
 }
 
 /// `ip` and `port` of an object (the service itself, or one of its `servers`).
 fn read_endpoint(errors: &mut Errors, obj: &Obj<'_>) -> Option<Endpoint> {
-    let ip = obj.require(errors, "ip", "an address such as 127.0.0.1").and_then(|v| {
-        let path = obj.path("ip");
-        let ip = text(errors, v, &path, "a string")?;
-        errors.check(&path, check_host(ip));
-        Some(ip.to_owned())
-    });
-    let port = obj.require(errors, "port", "a port such as 8003").and_then(|v| {
-        let port = scalar_text(v).and_then(|s| s.trim().parse::<u16>().ok()).filter(|p| *p != 0);
-        if port.is_none() {
-            let message = format!("{} is not a port; use a number from 1 to 65535", show(v));
-            errors.push(&obj.path("port"), message);
-        }
-        port
-    });
-    Some(Endpoint { ip: ip?, port: port? })
+    let ip = obj
+        .require(errors, "ip", "an address such as 127.0.0.1")
+        .and_then(|v| {
+            let path = obj.path("ip");
+            let ip = text(errors, v, &path, "a string")?;
+            errors.check(&path, check_host(ip));
+            Some(ip.to_owned())
+        });
+    let port = obj
+        .require(errors, "port", "a port such as 8003")
+        .and_then(|v| {
+            let port = scalar_text(v)
+                .and_then(|s| s.trim().parse::<u16>().ok())
+                .filter(|p| *p != 0);
+            if port.is_none() {
+                let message = format!("{} is not a port; use a number from 1 to 65535", show(v));
+                errors.push(&obj.path("port"), message);
+            }
+            port
+        });
+    Some(Endpoint {
+        ip: ip?,
+        port: port?,
+    })
 }
 
 /// Problems with a registration already built.
@@ -95,7 +128,10 @@ pub(crate) fn check_service(errors: &mut Errors, service: &ServiceRegistration) 
         }
     } else {
         if service.endpoints.is_empty() {
-            errors.push("servers", "must not be empty; expected a list of {ip, port}");
+            errors.push(
+                "servers",
+                "must not be empty; expected a list of {ip, port}",
+            );
         }
         for (i, endpoint) in service.endpoints.iter().enumerate() {
             let path = item_path("servers", i);
@@ -119,13 +155,19 @@ pub(crate) fn write_service(service: &ServiceRegistration) -> Value {
             out.insert("port".into(), json!(endpoint.port));
         }
         (_, endpoints) => {
-            let servers: Vec<Value> =
-                endpoints.iter().map(|e| json!({ "ip": e.ip, "port": e.port })).collect();
+            let servers: Vec<Value> = endpoints
+                .iter()
+                .map(|e| json!({ "ip": e.ip, "port": e.port }))
+                .collect();
             out.insert("servers".into(), Value::Array(servers));
         }
     }
     if let Some(ms) = service.ttl_ms {
-        let ttl = if ms % 1000 == 0 { json!(ms / 1000) } else { json!(format!("{ms}ms")) };
+        let ttl = if ms % 1000 == 0 {
+            json!(ms / 1000)
+        } else {
+            json!(format!("{ms}ms"))
+        };
         out.insert("ttl".into(), ttl);
     }
     write_meta(&mut out, &service.meta);

@@ -8,7 +8,13 @@ const KIB: u64 = 1 << 10;
 const GIB: u64 = 1 << 30;
 
 /// The units a size may carry, largest first (export picks the first exact one).
-const UNITS: [(&str, u64); 5] = [("T", 1 << 40), ("G", GIB), ("M", 1 << 20), ("K", KIB), ("B", 1)];
+const UNITS: [(&str, u64); 5] = [
+    ("T", 1 << 40),
+    ("G", GIB),
+    ("M", 1 << 20),
+    ("K", KIB),
+    ("B", 1),
+];
 
 /// Why a quantity could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +47,9 @@ fn decimal(s: &str) -> Option<(u128, u32)> {
 
 /// `value × 10^-scale × unit`, rounded down to whole units of the result.
 fn scaled(value: u128, scale: u32, unit: u64) -> Result<u64, QuantityError> {
-    let total = value.checked_mul(u128::from(unit)).ok_or(QuantityError::TooLarge)?;
+    let total = value
+        .checked_mul(u128::from(unit))
+        .ok_or(QuantityError::TooLarge)?;
     u64::try_from(total / 10u128.pow(scale)).map_err(|_| QuantityError::TooLarge)
 }
 
@@ -49,10 +57,16 @@ fn scaled(value: u128, scale: u32, unit: u64) -> Result<u64, QuantityError> {
 /// `1GB`, `4096B`. Surrounding spaces are ignored; a space inside is not.
 pub fn parse_size(text: &str) -> Result<u64, QuantityError> {
     let s = text.trim();
-    let split = s.find(|c: char| c.is_ascii_alphabetic()).ok_or(QuantityError::Malformed)?;
+    let split = s
+        .find(|c: char| c.is_ascii_alphabetic())
+        .ok_or(QuantityError::Malformed)?;
     let (number, unit) = s.split_at(split);
     let (value, scale) = decimal(number).ok_or(QuantityError::Malformed)?;
-    scaled(value, scale, unit_bytes(unit).ok_or(QuantityError::Malformed)?)
+    scaled(
+        value,
+        scale,
+        unit_bytes(unit).ok_or(QuantityError::Malformed)?,
+    )
 }
 
 fn unit_bytes(unit: &str) -> Option<u64> {
@@ -62,7 +76,10 @@ fn unit_bytes(unit: &str) -> Option<u64> {
     }
     let base = upper.strip_suffix('B').unwrap_or(&upper);
     let base = base.strip_suffix('I').unwrap_or(base);
-    UNITS.iter().find(|(name, _)| *name == base && *name != "B").map(|(_, bytes)| *bytes)
+    UNITS
+        .iter()
+        .find(|(name, _)| *name == base && *name != "B")
+        .map(|(_, bytes)| *bytes)
 }
 
 /// The canonical spelling of a size: the largest unit that holds it exactly (`4G`,
@@ -70,7 +87,7 @@ fn unit_bytes(unit: &str) -> Option<u64> {
 pub fn format_size(bytes: u64) -> String {
     let (name, unit) = UNITS
         .iter()
-        .find(|(_, unit)| bytes % unit == 0 && bytes != 0)
+        .find(|(_, unit)| bytes.is_multiple_of(*unit) && bytes != 0)
         .copied()
         .unwrap_or(("B", 1));
     format!("{}{name}", bytes / unit)
@@ -161,7 +178,9 @@ mod tests {
         ] {
             assert_eq!(parse_size(text), Ok(bytes), "{text}");
         }
-        for bad in ["1 GB", "1", "G", "1.G", ".5G", "1X", "1GG", "-1G", "1e3G", "1ⅯG"] {
+        for bad in [
+            "1 GB", "1", "G", "1.G", ".5G", "1X", "1GG", "-1G", "1e3G", "1ⅯG",
+        ] {
             assert_eq!(parse_size(bad), Err(QuantityError::Malformed), "{bad}");
         }
         assert_eq!(parse_size("99999999T"), Err(QuantityError::TooLarge));
@@ -188,7 +207,14 @@ mod tests {
 
     #[test]
     fn cpu_to_millicores() {
-        for (text, millis) in [("1.0", 1000), ("2", 2000), ("0.5", 500), ("0.001", 1), ("500m", 500), ("1.5000", 1500)] {
+        for (text, millis) in [
+            ("1.0", 1000),
+            ("2", 2000),
+            ("0.5", 500),
+            ("0.001", 1),
+            ("500m", 500),
+            ("1.5000", 1500),
+        ] {
             assert_eq!(parse_cpu_millis(text), Ok(millis), "{text}");
         }
         assert_eq!(parse_cpu_millis("0.0001"), Err(QuantityError::TooFine));

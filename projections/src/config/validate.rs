@@ -5,8 +5,8 @@ use dcloud_events::model::{DatasetCategory, EnvironmentSpec, LibraryCatalog, Ser
 
 use super::catalog::check_catalog;
 use super::dataset::check_category;
-use super::environment::{check_port_conflict, check_target_conflict};
 use super::extjson::check_meta;
+use super::host::{check_port_conflict, check_target_conflict};
 use super::read::{field_path, item_path, Errors};
 use super::rules::{
     check_label, check_label_key, check_label_value, check_name, check_port, check_target,
@@ -23,9 +23,15 @@ pub fn validate_environment(spec: &EnvironmentSpec) -> Vec<FieldError> {
     errors.check("os", check_name(&spec.os));
     for (i, language) in spec.languages.iter().enumerate() {
         let path = item_path("languages", i);
-        errors.check(&field_path(&path, "language-name"), check_word(&language.name));
+        errors.check(
+            &field_path(&path, "language-name"),
+            check_word(&language.name),
+        );
         for (j, library) in language.libraries.iter().enumerate() {
-            errors.check(&item_path(&field_path(&path, "libraries"), j), check_word(library));
+            errors.check(
+                &item_path(&field_path(&path, "libraries"), j),
+                check_word(library),
+            );
         }
     }
     if spec.resources.memory_bytes == 0 {
@@ -40,17 +46,30 @@ pub fn validate_environment(spec: &EnvironmentSpec) -> Vec<FieldError> {
     let mut seen = Vec::new();
     for (i, publish) in spec.ports.iter().enumerate() {
         let path = item_path("port-publish", i);
-        errors.check(&field_path(&path, "external.ports"), check_port(publish.external));
-        errors.check(&field_path(&path, "internal.ports"), check_port(publish.internal));
-        check_port_conflict(&mut errors, "port-publish", i, publish, &seen);
-        seen.push((i, publish.clone()));
+        errors.check(
+            &field_path(&path, "external.ports"),
+            check_port(publish.external),
+        );
+        errors.check(
+            &field_path(&path, "internal.ports"),
+            check_port(publish.internal),
+        );
+        let key = (publish.external, publish.protocol);
+        check_port_conflict(&mut errors, "port-publish", i, key, &seen);
+        seen.push((i, key));
     }
     let mut targets = Vec::new();
     for (i, mount) in spec.storage.iter().enumerate() {
         let path = item_path("storage", i);
         let target_path = field_path(&path, "target");
         errors.check(&target_path, check_target(&mount.target));
-        check_target_conflict(&mut errors, &target_path, &mount.target, &targets, "storage");
+        check_target_conflict(
+            &mut errors,
+            &target_path,
+            &mount.target,
+            &targets,
+            "storage",
+        );
         targets.push((i, mount.target.clone()));
         if mount.size_bytes == 0 {
             errors.push(&field_path(&path, "size"), "must be more than 0");

@@ -18,16 +18,25 @@ pub(super) fn deploy(
 ) -> Result<(), DomainError> {
     user_or_admin(s.ctx, "deploying")?;
     if deployment_id.is_empty() {
-        return Err(DomainError::Invalid("a deployment id must not be empty".into()));
+        return Err(DomainError::Invalid(
+            "a deployment id must not be empty".into(),
+        ));
     }
     if s.state.deployments.contains_key(deployment_id) {
-        return Err(DomainError::AlreadyExists { kind: "deployment", id: deployment_id.to_string() });
+        return Err(DomainError::AlreadyExists {
+            kind: "deployment",
+            id: deployment_id.to_string(),
+        });
     }
     let state = s.state;
-    let env = state.environment(env_id).ok_or_else(|| not_found("environment", env_id))?;
+    let env = state
+        .environment(env_id)
+        .ok_or_else(|| not_found("environment", env_id))?;
     owner_or_admin(s.ctx, &env.owner, &format!("environment {env_id}"))?;
     if !env.active {
-        return Err(DomainError::Invalid(format!("environment {env_id} is inactive")));
+        return Err(DomainError::Invalid(format!(
+            "environment {env_id} is inactive"
+        )));
     }
     let spec = env.spec().ok_or_else(|| not_found("environment", env_id))?;
     let image = s.image_for(spec)?;
@@ -46,7 +55,10 @@ pub(super) fn deploy(
 /// Queued or finished: stopped at once. Placed: the agent is asked to stop it, and its
 /// resources stay booked until the agent reports the container removed.
 pub(super) fn stop(s: &mut Scratch<'_>, deployment_id: &str) -> Result<(), DomainError> {
-    let d = s.state.deployment(deployment_id).ok_or_else(|| not_found("deployment", deployment_id))?;
+    let d = s
+        .state
+        .deployment(deployment_id)
+        .ok_or_else(|| not_found("deployment", deployment_id))?;
     owner_or_admin(s.ctx, &d.owner, &format!("deployment {deployment_id}"))?;
     let deployment_id = deployment_id.to_string();
     match d.status {
@@ -75,7 +87,9 @@ fn rank(status: S) -> Option<u8> {
 
 fn implied_rank(report: &Report) -> Option<u8> {
     match report {
-        Report::BuildStarted { .. } | Report::BuildProgress { .. } | Report::ImageReady { .. } => Some(1),
+        Report::BuildStarted { .. } | Report::BuildProgress { .. } | Report::ImageReady { .. } => {
+            Some(1)
+        }
         Report::ContainerCreated { .. } => Some(2),
         Report::ContainerStarted => Some(3),
         _ => None,
@@ -101,9 +115,15 @@ fn report_name(report: &Report) -> &'static str {
 /// nothing (sent twice) decides no events; one that contradicts the status is refused.
 /// Reports that end a placed deployment (exited, oom-killed, failed, removed while
 /// stopping) free its resources, and the queue is tried again at once.
-pub(super) fn report(s: &mut Scratch<'_>, deployment_id: &str, report: &Report) -> Result<(), DomainError> {
+pub(super) fn report(
+    s: &mut Scratch<'_>,
+    deployment_id: &str,
+    report: &Report,
+) -> Result<(), DomainError> {
     let state = s.state;
-    let d = state.deployment(deployment_id).ok_or_else(|| not_found("deployment", deployment_id))?;
+    let d = state
+        .deployment(deployment_id)
+        .ok_or_else(|| not_found("deployment", deployment_id))?;
     match s.ctx.actor.role {
         Role::Admin => {}
         Role::Agent => {
@@ -115,14 +135,20 @@ pub(super) fn report(s: &mut Scratch<'_>, deployment_id: &str, report: &Report) 
                 )));
             }
         }
-        _ => return Err(forbidden("only a node's agent reports container state".into())),
+        _ => {
+            return Err(forbidden(
+                "only a node's agent reports container state".into(),
+            ))
+        }
     }
     let event = report.to_event(deployment_id);
     if d.status == S::Stopping && *report == Report::ContainerRemoved {
         if d.container_id.is_some() {
             s.emit(event);
         }
-        s.emit(Event::DeploymentStopped { deployment_id: deployment_id.to_string() });
+        s.emit(Event::DeploymentStopped {
+            deployment_id: deployment_id.to_string(),
+        });
         s.release(d);
         s.place_pending(false);
         return Ok(());

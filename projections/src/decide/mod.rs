@@ -31,41 +31,70 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
     let mut s = Scratch::new(state, ctx);
     match cmd {
         Command::CreateEnvironment { env_id, spec } => environments::create(&mut s, env_id, spec)?,
-        Command::UpdateEnvironment { env_id, expected_version, spec } => {
-            environments::update(&mut s, env_id, *expected_version, spec)?
-        }
+        Command::UpdateEnvironment {
+            env_id,
+            expected_version,
+            spec,
+        } => environments::update(&mut s, env_id, *expected_version, spec)?,
         Command::DeactivateEnvironment { env_id } => environments::deactivate(&mut s, env_id)?,
         Command::DeleteEnvironment { env_id } => environments::delete(&mut s, env_id)?,
         Command::SaveTemplate { name, spec } => environments::save_template(&mut s, name, spec)?,
         Command::DeleteTemplate { name } => environments::delete_template(&mut s, name)?,
-        Command::CreateFromTemplate { env_id, template, overrides } => {
-            environments::create_from_template(&mut s, env_id, template, overrides)?
-        }
+        Command::CreateFromTemplate {
+            env_id,
+            template,
+            overrides,
+        } => environments::create_from_template(&mut s, env_id, template, overrides)?,
         Command::UpsertCatalog { catalog } => registry::upsert_catalog(&mut s, catalog)?,
         Command::RegisterDatasets { category } => registry::register_datasets(&mut s, category)?,
-        Command::RemoveDataset { category, db, dataset, version } => {
-            registry::remove_dataset(&mut s, category, db, dataset, version)?
-        }
+        Command::RemoveDataset {
+            category,
+            db,
+            dataset,
+            version,
+        } => registry::remove_dataset(&mut s, category, db, dataset, version)?,
         Command::RegisterService { service } => registry::register_service(&mut s, service)?,
         Command::RefreshService { name } => registry::refresh_service(&mut s, name)?,
         Command::DeregisterService { name } => registry::deregister_service(&mut s, name)?,
         Command::ExpireServices => registry::expire_services(&mut s)?,
-        Command::CreateToken { token_id, name, role, secret_hash, node_id } => {
-            registry::create_token(&mut s, token_id, name, *role, secret_hash, node_id.as_deref())?
-        }
+        Command::CreateToken {
+            token_id,
+            name,
+            role,
+            secret_hash,
+            node_id,
+        } => registry::create_token(
+            &mut s,
+            token_id,
+            name,
+            *role,
+            secret_hash,
+            node_id.as_deref(),
+        )?,
         Command::RevokeToken { token_id } => registry::revoke_token(&mut s, token_id)?,
-        Command::RegisterNode { node_id, fingerprint } => nodes::register(&mut s, node_id, fingerprint)?,
-        Command::Heartbeat { node_id, usage, containers, engine_ok } => {
-            nodes::heartbeat(&mut s, node_id, usage, containers, *engine_ok)?
-        }
+        Command::RegisterNode {
+            node_id,
+            fingerprint,
+        } => nodes::register(&mut s, node_id, fingerprint)?,
+        Command::Heartbeat {
+            node_id,
+            usage,
+            containers,
+            engine_ok,
+        } => nodes::heartbeat(&mut s, node_id, usage, containers, *engine_ok)?,
         Command::MarkNodesLost { node_ids } => nodes::mark_lost(&mut s, node_ids)?,
         Command::DrainNode { node_id } => nodes::drain(&mut s, node_id)?,
         Command::UndrainNode { node_id } => nodes::undrain(&mut s, node_id)?,
-        Command::Deploy { deployment_id, env_id, policy } => {
-            deployments::deploy(&mut s, deployment_id, env_id, *policy)?
-        }
+        Command::Deploy {
+            deployment_id,
+            env_id,
+            policy,
+        } => deployments::deploy(&mut s, deployment_id, env_id, *policy)?,
         Command::Stop { deployment_id } => deployments::stop(&mut s, deployment_id)?,
-        Command::Report { deployment_id, report } => deployments::report(&mut s, deployment_id, report)?,
+        Command::Report {
+            deployment_id,
+            report,
+        } => deployments::report(&mut s, deployment_id, report)?,
         Command::RetryPending => {
             admin_only(ctx, "retrying the pending queue")?;
             s.place_pending(true);
@@ -109,11 +138,18 @@ pub(crate) fn node_actor(ctx: &Ctx, node_id: &str) -> Result<(), DomainError> {
     match ctx.actor.role {
         Role::Admin => Ok(()),
         Role::Agent if ctx.actor.node_id.as_deref() == Some(node_id) => Ok(()),
-        Role::Agent => Err(forbidden(format!("an agent may act only for its own node, not {node_id}"))),
-        _ => Err(forbidden(format!("node {node_id} is acted for by its agent or an admin"))),
+        Role::Agent => Err(forbidden(format!(
+            "an agent may act only for its own node, not {node_id}"
+        ))),
+        _ => Err(forbidden(format!(
+            "node {node_id} is acted for by its agent or an admin"
+        ))),
     }
 }
 
 fn not_found(kind: &'static str, id: &str) -> DomainError {
-    DomainError::NotFound { kind, id: id.to_string() }
+    DomainError::NotFound {
+        kind,
+        id: id.to_string(),
+    }
 }

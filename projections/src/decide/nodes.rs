@@ -12,9 +12,14 @@ use crate::state::Deployment;
 /// stopped is simply stopped, any other goes back to the queue.
 fn evict(s: &mut Scratch<'_>, d: &Deployment, node_id: &str) {
     if d.status == crate::state::DeploymentStatus::Stopping {
-        s.emit(Event::DeploymentStopped { deployment_id: d.id.clone() });
+        s.emit(Event::DeploymentStopped {
+            deployment_id: d.id.clone(),
+        });
     } else {
-        s.emit(Event::DeploymentLost { deployment_id: d.id.clone(), node_id: node_id.to_string() });
+        s.emit(Event::DeploymentLost {
+            deployment_id: d.id.clone(),
+            node_id: node_id.to_string(),
+        });
         s.requeue(d);
     }
     s.release(d);
@@ -26,7 +31,12 @@ fn held<'s>(s: &Scratch<'s>, slot: u32) -> Vec<&'s Deployment> {
     let mut ds: Vec<&Deployment> = state
         .nodes
         .get(slot as usize)
-        .map(|n| n.deployments.iter().filter_map(|id| state.deployments.get(id)).collect())
+        .map(|n| {
+            n.deployments
+                .iter()
+                .filter_map(|id| state.deployments.get(id))
+                .collect()
+        })
         .unwrap_or_default();
     ds.sort_by_key(|d| d.requested_seq);
     ds
@@ -35,12 +45,19 @@ fn held<'s>(s: &Scratch<'s>, slot: u32) -> Vec<&'s Deployment> {
 /// First registration, or again (same id: same node, new fingerprint, alive again,
 /// still draining if it was). When the new fingerprint cannot hold everything booked
 /// on the node, the newest deployments that no longer fit are lost and placed again.
-pub(super) fn register(s: &mut Scratch<'_>, node_id: &str, fp: &NodeFingerprint) -> Result<(), DomainError> {
+pub(super) fn register(
+    s: &mut Scratch<'_>,
+    node_id: &str,
+    fp: &NodeFingerprint,
+) -> Result<(), DomainError> {
     node_actor(s.ctx, node_id)?;
     if node_id.is_empty() {
         return Err(DomainError::Invalid("a node id must not be empty".into()));
     }
-    s.emit(Event::NodeRegistered { node_id: node_id.to_string(), fingerprint: fp.clone() });
+    s.emit(Event::NodeRegistered {
+        node_id: node_id.to_string(),
+        fingerprint: fp.clone(),
+    });
     let Some(slot) = s.slot_of(node_id) else {
         s.add_node(node_id, fp.clone());
         s.place_pending(false);
@@ -55,8 +72,10 @@ pub(super) fn register(s: &mut Scratch<'_>, node_id: &str, fp: &NodeFingerprint)
     let mut kept = Resources::default();
     let mut evicted = Vec::new();
     for d in held(s, slot) {
-        let devices_ok =
-            d.gpus.iter().all(|u| probe.gpus.iter().any(|g| &g.uuid == u && !g.reserved));
+        let devices_ok = d
+            .gpus
+            .iter()
+            .all(|u| probe.gpus.iter().any(|g| &g.uuid == u && !g.reserved));
         let with = Resources {
             cpu_millis: kept.cpu_millis.saturating_add(d.need.cpu_millis),
             memory_bytes: kept.memory_bytes.saturating_add(d.need.memory_bytes),
@@ -94,9 +113,14 @@ pub(super) fn heartbeat(
     engine_ok: bool,
 ) -> Result<(), DomainError> {
     node_actor(s.ctx, node_id)?;
-    let node = s.state.node(node_id).ok_or_else(|| not_found("node", node_id))?;
+    let node = s
+        .state
+        .node(node_id)
+        .ok_or_else(|| not_found("node", node_id))?;
     if !node.is_alive() {
-        return Err(DomainError::Invalid(format!("node {node_id} is lost; register it again")));
+        return Err(DomainError::Invalid(format!(
+            "node {node_id} is lost; register it again"
+        )));
     }
     let due = match node.last_heartbeat_ms {
         None => true,
@@ -118,11 +142,15 @@ pub(super) fn heartbeat(
 pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), DomainError> {
     admin_only(s.ctx, "marking nodes lost")?;
     for node_id in node_ids {
-        let Some(slot) = s.slot_of(node_id) else { continue };
+        let Some(slot) = s.slot_of(node_id) else {
+            continue;
+        };
         if !s.node(slot).is_some_and(|n| n.is_alive()) {
             continue;
         }
-        s.emit(Event::NodeLost { node_id: node_id.clone() });
+        s.emit(Event::NodeLost {
+            node_id: node_id.clone(),
+        });
         if let Some(n) = s.node_mut(slot) {
             n.health = crate::state::NodeHealth::Lost;
         }
@@ -137,18 +165,28 @@ pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), 
 /// A draining node keeps its deployments and takes no new ones.
 pub(super) fn drain(s: &mut Scratch<'_>, node_id: &str) -> Result<(), DomainError> {
     admin_only(s.ctx, "draining a node")?;
-    let node = s.state.node(node_id).ok_or_else(|| not_found("node", node_id))?;
+    let node = s
+        .state
+        .node(node_id)
+        .ok_or_else(|| not_found("node", node_id))?;
     if !node.draining {
-        s.emit(Event::NodeDrained { node_id: node_id.to_string() });
+        s.emit(Event::NodeDrained {
+            node_id: node_id.to_string(),
+        });
     }
     Ok(())
 }
 
 pub(super) fn undrain(s: &mut Scratch<'_>, node_id: &str) -> Result<(), DomainError> {
     admin_only(s.ctx, "undraining a node")?;
-    let node = s.state.node(node_id).ok_or_else(|| not_found("node", node_id))?;
+    let node = s
+        .state
+        .node(node_id)
+        .ok_or_else(|| not_found("node", node_id))?;
     if node.draining {
-        s.emit(Event::NodeUndrained { node_id: node_id.to_string() });
+        s.emit(Event::NodeUndrained {
+            node_id: node_id.to_string(),
+        });
         let slot = node.slot;
         if let Some(n) = s.node_mut(slot) {
             n.draining = false;

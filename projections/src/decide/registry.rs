@@ -14,12 +14,17 @@ fn invalid(path: &str, message: &str) -> DomainError {
     DomainError::Validation(vec![FieldError::new(path, message)])
 }
 
-pub(super) fn upsert_catalog(s: &mut Scratch<'_>, catalog: &LibraryCatalog) -> Result<(), DomainError> {
+pub(super) fn upsert_catalog(
+    s: &mut Scratch<'_>,
+    catalog: &LibraryCatalog,
+) -> Result<(), DomainError> {
     admin_only(s.ctx, "changing a library catalog")?;
     if catalog.os.trim().is_empty() {
         return Err(invalid("os", "must name an os"));
     }
-    s.emit(Event::CatalogUpserted { catalog: catalog.clone() });
+    s.emit(Event::CatalogUpserted {
+        catalog: catalog.clone(),
+    });
     Ok(())
 }
 
@@ -27,16 +32,23 @@ fn datasets_actor(s: &Scratch<'_>) -> Result<(), DomainError> {
     if s.ctx.actor.is_admin() || s.ctx.actor.name == DATASET_SERVICE {
         Ok(())
     } else {
-        Err(forbidden(format!("the dataset catalog is kept by admins and {DATASET_SERVICE}")))
+        Err(forbidden(format!(
+            "the dataset catalog is kept by admins and {DATASET_SERVICE}"
+        )))
     }
 }
 
-pub(super) fn register_datasets(s: &mut Scratch<'_>, category: &DatasetCategory) -> Result<(), DomainError> {
+pub(super) fn register_datasets(
+    s: &mut Scratch<'_>,
+    category: &DatasetCategory,
+) -> Result<(), DomainError> {
     datasets_actor(s)?;
     if category.category.trim().is_empty() {
         return Err(invalid("category-name", "must name a category"));
     }
-    s.emit(Event::DatasetsRegistered { category: category.clone() });
+    s.emit(Event::DatasetsRegistered {
+        category: category.clone(),
+    });
     Ok(())
 }
 
@@ -49,7 +61,10 @@ pub(super) fn remove_dataset(
 ) -> Result<(), DomainError> {
     datasets_actor(s)?;
     if !s.state.datasets.contains(category, db, dataset, version) {
-        return Err(not_found("dataset", &format!("{category}/{db}/{dataset}@{version}")));
+        return Err(not_found(
+            "dataset",
+            &format!("{category}/{db}/{dataset}@{version}"),
+        ));
     }
     s.emit(Event::DatasetRemoved {
         category: category.to_string(),
@@ -65,19 +80,29 @@ fn service_actor(s: &Scratch<'_>, name: &str) -> Result<(), DomainError> {
     if s.ctx.actor.is_admin() || s.ctx.actor.name == name {
         Ok(())
     } else {
-        Err(forbidden(format!("service {name} is registered by itself or an admin")))
+        Err(forbidden(format!(
+            "service {name} is registered by itself or an admin"
+        )))
     }
 }
 
-pub(super) fn register_service(s: &mut Scratch<'_>, service: &ServiceRegistration) -> Result<(), DomainError> {
+pub(super) fn register_service(
+    s: &mut Scratch<'_>,
+    service: &ServiceRegistration,
+) -> Result<(), DomainError> {
     service_actor(s, &service.name)?;
     if service.name.trim().is_empty() {
         return Err(invalid("service-name", "must name the service"));
     }
     if service.endpoints.is_empty() {
-        return Err(invalid("servers", "a service needs at least one endpoint (ip and port)"));
+        return Err(invalid(
+            "servers",
+            "a service needs at least one endpoint (ip and port)",
+        ));
     }
-    s.emit(Event::ServiceRegistered { service: service.clone() });
+    s.emit(Event::ServiceRegistered {
+        service: service.clone(),
+    });
     Ok(())
 }
 
@@ -86,7 +111,9 @@ pub(super) fn refresh_service(s: &mut Scratch<'_>, name: &str) -> Result<(), Dom
     if !s.state.services.contains_key(name) {
         return Err(not_found("service", name));
     }
-    s.emit(Event::ServiceRefreshed { name: name.to_string() });
+    s.emit(Event::ServiceRefreshed {
+        name: name.to_string(),
+    });
     Ok(())
 }
 
@@ -95,7 +122,9 @@ pub(super) fn deregister_service(s: &mut Scratch<'_>, name: &str) -> Result<(), 
     if !s.state.services.contains_key(name) {
         return Err(not_found("service", name));
     }
-    s.emit(Event::ServiceDeregistered { name: name.to_string() });
+    s.emit(Event::ServiceDeregistered {
+        name: name.to_string(),
+    });
     Ok(())
 }
 
@@ -103,8 +132,13 @@ pub(super) fn deregister_service(s: &mut Scratch<'_>, name: &str) -> Result<(), 
 pub(super) fn expire_services(s: &mut Scratch<'_>) -> Result<(), DomainError> {
     admin_only(s.ctx, "expiring services")?;
     let now = s.ctx.now_ms;
-    let expired: Vec<String> =
-        s.state.services.values().filter(|v| v.is_expired(now)).map(|v| v.registration.name.clone()).collect();
+    let expired: Vec<String> = s
+        .state
+        .services
+        .values()
+        .filter(|v| v.is_expired(now))
+        .map(|v| v.registration.name.clone())
+        .collect();
     for name in expired {
         s.emit(Event::ServiceExpired { name });
     }
@@ -121,7 +155,10 @@ pub(super) fn create_token(
 ) -> Result<(), DomainError> {
     admin_only(s.ctx, "creating a token")?;
     if s.state.tokens.contains_key(token_id) {
-        return Err(DomainError::AlreadyExists { kind: "token", id: token_id.to_string() });
+        return Err(DomainError::AlreadyExists {
+            kind: "token",
+            id: token_id.to_string(),
+        });
     }
     if name.trim().is_empty() {
         return Err(invalid("name", "a token needs a name"));
@@ -144,9 +181,15 @@ pub(super) fn create_token(
 /// Revoking twice is a no-op.
 pub(super) fn revoke_token(s: &mut Scratch<'_>, token_id: &str) -> Result<(), DomainError> {
     admin_only(s.ctx, "revoking a token")?;
-    let token = s.state.tokens.get(token_id).ok_or_else(|| not_found("token", token_id))?;
+    let token = s
+        .state
+        .tokens
+        .get(token_id)
+        .ok_or_else(|| not_found("token", token_id))?;
     if !token.revoked {
-        s.emit(Event::TokenRevoked { token_id: token_id.to_string() });
+        s.emit(Event::TokenRevoked {
+            token_id: token_id.to_string(),
+        });
     }
     Ok(())
 }

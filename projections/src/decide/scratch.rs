@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dcloud_events::model::{EnvironmentSpec, NodeFingerprint, PlacementPolicy};
+use dcloud_events::model::{EnvironmentSpec, NodeFingerprint, PlacementPolicy, Resources};
 use dcloud_events::Event;
 
 use crate::command::Ctx;
@@ -47,15 +47,24 @@ impl<'s> Scratch<'s> {
     }
 
     pub(crate) fn view(&self) -> View<'_> {
-        View { state: self.state, overlay: &self.overlay }
+        View {
+            state: self.state,
+            overlay: &self.overlay,
+        }
     }
 
     pub(crate) fn slot_of(&self, node_id: &str) -> Option<u32> {
-        self.state.node_index.get(node_id).or_else(|| self.new_ids.get(node_id)).copied()
+        self.state
+            .node_index
+            .get(node_id)
+            .or_else(|| self.new_ids.get(node_id))
+            .copied()
     }
 
     pub(crate) fn node(&self, slot: u32) -> Option<&Node> {
-        self.overlay.get(&slot).or_else(|| self.state.nodes.get(slot as usize))
+        self.overlay
+            .get(&slot)
+            .or_else(|| self.state.nodes.get(slot as usize))
     }
 
     pub(crate) fn node_mut(&mut self, slot: u32) -> Option<&mut Node> {
@@ -69,7 +78,8 @@ impl<'s> Scratch<'s> {
     /// A node first registered in this decision.
     pub(crate) fn add_node(&mut self, id: &str, fingerprint: NodeFingerprint) {
         let slot = (self.state.nodes.len() + self.new_ids.len()) as u32;
-        self.overlay.insert(slot, Node::new(id, slot, fingerprint, self.ctx.now_ms));
+        self.overlay
+            .insert(slot, Node::new(id, slot, fingerprint, self.ctx.now_ms));
         self.new_ids.insert(id.to_string(), slot);
         self.gained.insert(slot);
     }
@@ -84,7 +94,9 @@ impl<'s> Scratch<'s> {
         if !d.status.holds_resources() {
             return;
         }
-        let Some(slot) = d.node.as_deref().and_then(|n| self.slot_of(n)) else { return };
+        let Some(slot) = d.node.as_deref().and_then(|n| self.slot_of(n)) else {
+            return;
+        };
         if let Some(node) = self.node_mut(slot) {
             node.release(&d.id, &d.need, &d.ports);
             self.gained.insert(slot);
@@ -98,9 +110,13 @@ impl<'s> Scratch<'s> {
 
     /// The image tag of `spec`: its recipe's content hash.
     pub(crate) fn image_for(&self, spec: &EnvironmentSpec) -> Result<String, DomainError> {
-        crate::config::recipe_for(spec, &self.state.catalogs, &self.ctx.settings.default_base_images)
-            .map(|r| r.tag)
-            .map_err(DomainError::Validation)
+        crate::config::recipe_for(
+            spec,
+            &self.state.catalogs,
+            &self.ctx.settings.default_base_images,
+        )
+        .map(|r| r.tag)
+        .map_err(DomainError::Validation)
     }
 
     /// Places deployment `id` (whose spec is `spec`) now if it fits anywhere. With
@@ -141,7 +157,10 @@ impl<'s> Scratch<'s> {
             }
             Decision::Unschedulable { rejected } => {
                 if report {
-                    self.emit(Event::DeploymentUnschedulable { deployment_id: id.to_string(), rejected });
+                    self.emit(Event::DeploymentUnschedulable {
+                        deployment_id: id.to_string(),
+                        rejected,
+                    });
                 }
                 false
             }
@@ -153,15 +172,16 @@ impl<'s> Scratch<'s> {
     /// Every deployment already queued before this decision fitted nowhere when it was
     /// last tried, and nodes only gain room through this function's callers, so such
     /// a deployment can now fit only on a node in `gained`: it is checked against
-    /// those first, and scanned in full only when one fits. Deployments requeued in
-    /// this decision (lost nodes) and `full` retries are scanned in full.
+    /// those first (resources from the queue entry, then labels and ports), and
+    /// scanned in full only when one fits. Deployments requeued in this decision
+    /// (lost nodes) and `full` retries are scanned in full.
     pub(crate) fn place_pending(&mut self, full: bool) {
         let state = self.state;
         let requeued = std::mem::take(&mut self.requeued);
-        let skip_base = !full && self.gained.is_empty();
+        let mut gained = self.usable_gained();
+        let skip_base = !full && gained.is_empty();
         let mut base = state.pending.iter().filter(|_| !skip_base).peekable();
         let mut fresh = requeued.iter().peekable();
-        let mut gained: Vec<(u32, Slot)> = self.gained_summaries();
         loop {
             let take_fresh = match (base.peek(), fresh.peek()) {
                 (None, None) => break,
@@ -169,46 +189,48 @@ impl<'s> Scratch<'s> {
                 (None, Some(_)) => true,
                 (Some((b, _)), Some((f, _))) => f < b,
             };
-            let (id, is_fresh) = if take_fresh {
-                (fresh.next().map(|(_, id)| id), true)
+            let id = if take_fresh {
+                fresh.next().map(|(_, id)| id.as_str())
             } else {
-                (base.next().map(|(_, id)| id), false)
-            };
-            let Some(d) = id.and_then(|id| state.deployments.get(id)) else { continue };
-            let Some(spec) = state.deployment_spec(d) else { continue };
-            if !is_fresh && !full {
-                if !gained.iter().any(|(_, s)| roughly_fits(s, d)) {
+                let Some((_, q)) = base.next() else { continue };
+                if !full && !gained.iter().any(|(_, s)| roughly_fits(s, &q.need)) {
                     continue;
                 }
+                Some(q.id.as_str())
+            };
+            let Some(d) = id.and_then(|id| state.deployments.get(id)) else {
+                continue;
+            };
+            let Some(spec) = state.deployment_spec(d) else {
+                continue;
+            };
+            if !take_fresh && !full {
                 let req = PlacementRequest::for_spec(spec, d.policy);
                 if !fits_any(&self.view(), &req, gained.iter().map(|(slot, _)| *slot)) {
                     continue;
                 }
             }
-            if self.try_place(&d.id, spec, d.policy, None, is_fresh && !full) {
-                gained = self.gained_summaries();
+            if self.try_place(&d.id, spec, d.policy, None, take_fresh && !full) {
+                gained = self.usable_gained();
             }
         }
     }
 
-    fn gained_summaries(&self) -> Vec<(u32, Slot)> {
+    /// Summaries of the gained nodes that can take anything (alive, not draining).
+    fn usable_gained(&self) -> Vec<(u32, Slot)> {
         let view = self.view();
         self.gained
             .iter()
-            .filter_map(|&slot| {
-                let s = self.overlay.get(&slot).map(Node::summary).or_else(|| view.state.slots.get(slot as usize).copied())?;
-                Some((slot, s))
-            })
+            .filter_map(|&slot| Some((slot, view.summary(slot)?)))
+            .filter(|(_, s)| s.has(Slot::ALIVE) && !s.has(Slot::DRAINING))
             .collect()
     }
 }
 
 /// Resource-only pre-check (no labels or ports), cheap enough for a long queue.
-fn roughly_fits(s: &Slot, d: &Deployment) -> bool {
-    s.has(Slot::ALIVE)
-        && !s.has(Slot::DRAINING)
-        && s.free_cpu >= d.need.cpu_millis
-        && s.free_mem >= d.need.memory_bytes
-        && s.free_gpus >= d.need.gpus
-        && s.free_storage >= d.need.storage_bytes
+fn roughly_fits(s: &Slot, need: &Resources) -> bool {
+    s.free_cpu >= need.cpu_millis
+        && s.free_mem >= need.memory_bytes
+        && s.free_gpus >= need.gpus
+        && s.free_storage >= need.storage_bytes
 }

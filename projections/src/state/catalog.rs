@@ -85,7 +85,10 @@ impl Environment {
 
     pub fn spec_at(&self, version: u32) -> Option<&EnvironmentSpec> {
         let i = usize::try_from(version).ok()?.checked_sub(1)?;
-        self.versions.get(i).filter(|v| v.version == version).map(|v| &v.spec)
+        self.versions
+            .get(i)
+            .filter(|v| v.version == version)
+            .map(|v| &v.spec)
     }
 }
 
@@ -93,7 +96,9 @@ impl Service {
     /// Expired as of `now_ms`: it has a TTL and was not refreshed within it.
     pub fn is_expired(&self, now_ms: i64) -> bool {
         match self.registration.ttl_ms {
-            Some(ttl) => now_ms.saturating_sub(self.refreshed_ms) > i64::try_from(ttl).unwrap_or(i64::MAX),
+            Some(ttl) => {
+                now_ms.saturating_sub(self.refreshed_ms) > i64::try_from(ttl).unwrap_or(i64::MAX)
+            }
             None => false,
         }
     }
@@ -109,18 +114,25 @@ impl DatasetCatalog {
     }
 
     pub(crate) fn register(&mut self, category: &DatasetCategory) {
-        let dbs = self.categories.entry(category.category.clone()).or_default();
+        let dbs = self
+            .categories
+            .entry(category.category.clone())
+            .or_default();
         for db in &category.dbs {
             let sets = dbs.entry(db.name.clone()).or_default();
             for d in &db.datasets {
-                sets.entry(d.name.clone()).or_default().insert(d.version.clone());
+                sets.entry(d.name.clone())
+                    .or_default()
+                    .insert(d.version.clone());
             }
         }
     }
 
     /// Removes one version; empty datasets, dbs and categories go with it.
     pub(crate) fn remove(&mut self, category: &str, db: &str, dataset: &str, version: &str) {
-        let Some(dbs) = self.categories.get_mut(category) else { return };
+        let Some(dbs) = self.categories.get_mut(category) else {
+            return;
+        };
         if let Some(sets) = dbs.get_mut(db) {
             if let Some(versions) = sets.get_mut(dataset) {
                 versions.remove(version);
@@ -144,7 +156,10 @@ pub fn dataset_keys(spec: &EnvironmentSpec) -> Vec<String> {
     for c in &spec.datasets {
         for db in &c.dbs {
             for d in &db.datasets {
-                keys.push(format!("{}/{}/{}@{}", c.category, db.name, d.name, d.version));
+                keys.push(format!(
+                    "{}/{}/{}@{}",
+                    c.category, db.name, d.name, d.version
+                ));
             }
         }
     }
@@ -163,7 +178,10 @@ mod tests {
                 name: "imagenet".into(),
                 datasets: versions
                     .iter()
-                    .map(|v| DatasetVersion { name: "train".into(), version: (*v).into() })
+                    .map(|v| DatasetVersion {
+                        name: "train".into(),
+                        version: (*v).into(),
+                    })
                     .collect(),
             }],
         }
@@ -191,10 +209,18 @@ mod tests {
             single: true,
             meta: Default::default(),
         };
-        let s = Service { registration: reg(Some(100)), registered_ms: 0, refreshed_ms: 50 };
+        let s = Service {
+            registration: reg(Some(100)),
+            registered_ms: 0,
+            refreshed_ms: 50,
+        };
         assert!(!s.is_expired(150));
         assert!(s.is_expired(151));
-        let forever = Service { registration: reg(None), registered_ms: 0, refreshed_ms: 0 };
+        let forever = Service {
+            registration: reg(None),
+            registered_ms: 0,
+            refreshed_ms: 0,
+        };
         assert!(!forever.is_expired(i64::MAX));
     }
 }

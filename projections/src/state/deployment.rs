@@ -140,11 +140,28 @@ pub struct Deployment {
     pub failure: Option<Box<Failure>>,
 }
 
+/// An entry of the pending queue: the deployment and what it needs, so that the
+/// queue can be scanned without looking each deployment up.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct Queued {
+    pub id: String,
+    pub need: Resources,
+}
+
 /// What a spec books on a node: its resources, with storage = `resources.storage` plus
 /// every `storage[]` mount (they all live on the node's disk).
 pub fn need_of(spec: &EnvironmentSpec) -> Resources {
-    let mounts: u64 = spec.storage.iter().map(|s| s.size_bytes).fold(0, u64::saturating_add);
-    Resources { storage_bytes: spec.resources.storage_bytes.saturating_add(mounts), ..spec.resources.clone() }
+    let mounts: u64 = spec
+        .storage
+        .iter()
+        .map(|s| s.size_bytes)
+        .fold(0, u64::saturating_add);
+    Resources {
+        storage_bytes: spec.resources.storage_bytes.saturating_add(mounts),
+        ..spec.resources.clone()
+    }
 }
 
 impl Deployment {
@@ -168,7 +185,11 @@ impl Deployment {
             need: spec.map(need_of).unwrap_or_default(),
             ports: spec.map(|s| s.ports.clone()).unwrap_or_default(),
             status: DeploymentStatus::Pending,
-            history: vec![StatusEntry { seq, time_ms, status: DeploymentStatus::Pending }],
+            history: vec![StatusEntry {
+                seq,
+                time_ms,
+                status: DeploymentStatus::Pending,
+            }],
             node: None,
             gpus: Vec::new(),
             image: None,
@@ -186,7 +207,11 @@ impl Deployment {
     fn set_status(&mut self, status: DeploymentStatus, seq: u64, time_ms: i64) {
         if self.status != status {
             self.status = status;
-            self.history.push(StatusEntry { seq, time_ms, status });
+            self.history.push(StatusEntry {
+                seq,
+                time_ms,
+                status,
+            });
         }
     }
 
@@ -213,7 +238,14 @@ impl Deployment {
         use DeploymentStatus as S;
         match event {
             Event::DeploymentScheduled {
-                node_id, gpus, image, score_milli, runners_up, rejected, candidates, ..
+                node_id,
+                gpus,
+                image,
+                score_milli,
+                runners_up,
+                rejected,
+                candidates,
+                ..
             } => {
                 self.reset_run();
                 self.node = Some(node_id.clone());
@@ -241,14 +273,25 @@ impl Deployment {
             Event::DeploymentStopped { .. } => self.set_status(S::Stopped, seq, time_ms),
             Event::ImageBuildStarted { image, steps, .. } => {
                 self.image = Some(image.clone());
-                self.build = Some(BuildProgress { step: 0, steps: *steps });
+                self.build = Some(BuildProgress {
+                    step: 0,
+                    steps: *steps,
+                });
                 self.progress(S::Building, seq, time_ms);
             }
             Event::ImageBuildProgress { step, steps, .. } => {
-                self.build = Some(BuildProgress { step: *step, steps: *steps });
+                self.build = Some(BuildProgress {
+                    step: *step,
+                    steps: *steps,
+                });
                 self.progress(S::Building, seq, time_ms);
             }
-            Event::ImageBuildFailed { step, command, output_tail, .. } => {
+            Event::ImageBuildFailed {
+                step,
+                command,
+                output_tail,
+                ..
+            } => {
                 self.failure = Some(Box::new(Failure {
                     step: Some(*step),
                     command: Some(command.clone()),
@@ -276,8 +319,11 @@ impl Deployment {
             Event::ContainerOomKilled { .. } => self.progress(S::OomKilled, seq, time_ms),
             Event::ContainerRemoved { .. } => self.container_id = None,
             Event::ContainerFailed { message, .. } => {
-                self.failure =
-                    Some(Box::new(Failure { step: None, command: None, message: message.clone() }));
+                self.failure = Some(Box::new(Failure {
+                    step: None,
+                    command: None,
+                    message: message.clone(),
+                }));
                 self.progress(S::Failed, seq, time_ms);
             }
             _ => {}

@@ -27,15 +27,29 @@ impl State {
         let mut queued = BTreeMap::new();
         for d in self.deployments.values() {
             if d.status.is_queued() {
-                queued.insert(d.requested_seq, d.id.clone());
+                queued.insert(
+                    d.requested_seq,
+                    super::Queued {
+                        id: d.id.clone(),
+                        need: d.need.clone(),
+                    },
+                );
             }
             if !d.status.holds_resources() {
                 continue;
             }
-            let node = d.node.as_deref().ok_or(format!("deployment {} holds resources on no node", d.id))?;
-            let n = self.node(node).ok_or(format!("deployment {} is on unknown node {node}", d.id))?;
+            let node = d
+                .node
+                .as_deref()
+                .ok_or(format!("deployment {} holds resources on no node", d.id))?;
+            let n = self
+                .node(node)
+                .ok_or(format!("deployment {} is on unknown node {node}", d.id))?;
             if !n.is_alive() {
-                return Err(format!("deployment {} holds resources on lost node {node}", d.id));
+                return Err(format!(
+                    "deployment {} holds resources on lost node {node}",
+                    d.id
+                ));
             }
             let e = expect.entry(node).or_insert_with(|| Expect {
                 need: Resources::default(),
@@ -45,16 +59,30 @@ impl State {
             });
             add(&mut e.need, &d.need);
             if d.gpus.len() != d.need.gpus as usize {
-                return Err(format!("deployment {} asked {} gpus, holds {}", d.id, d.need.gpus, d.gpus.len()));
+                return Err(format!(
+                    "deployment {} asked {} gpus, holds {}",
+                    d.id,
+                    d.need.gpus,
+                    d.gpus.len()
+                ));
             }
             for g in &d.gpus {
                 if let Some(other) = e.gpus.insert(g.clone(), d.id.clone()) {
-                    return Err(format!("gpu {g} on {node} assigned to {other} and {}", d.id));
+                    return Err(format!(
+                        "gpu {g} on {node} assigned to {other} and {}",
+                        d.id
+                    ));
                 }
             }
             for p in &d.ports {
-                if let Some(other) = e.ports.insert(port_key(p.external, p.protocol), d.id.clone()) {
-                    return Err(format!("port {} on {node} booked by {other} and {}", p.external, d.id));
+                if let Some(other) = e
+                    .ports
+                    .insert(port_key(p.external, p.protocol), d.id.clone())
+                {
+                    return Err(format!(
+                        "port {} on {node} booked by {other} and {}",
+                        p.external, d.id
+                    ));
                 }
             }
             e.deployments.insert(d.id.clone());
@@ -67,6 +95,13 @@ impl State {
         }
         if self.node_index.len() != self.nodes.len() {
             return Err("node index out of step with nodes".into());
+        }
+        let mut last_order = 0;
+        for n in self.nodes_by_id() {
+            if n.order <= last_order {
+                return Err(format!("node {} is numbered out of id order", n.id));
+            }
+            last_order = n.order;
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if n.slot as usize != i || self.node_index.get(&n.id) != Some(&n.slot) {
@@ -84,7 +119,10 @@ impl State {
                 ("gpu", u64::from(a.gpus), u64::from(cap.gpus)),
             ] {
                 if used > max {
-                    return Err(format!("node {} over-committed on {what}: {used} > {max}", n.id));
+                    return Err(format!(
+                        "node {} over-committed on {what}: {used} > {max}",
+                        n.id
+                    ));
                 }
             }
             let empty = Expect {
@@ -94,9 +132,15 @@ impl State {
                 deployments: BTreeSet::new(),
             };
             let e = expect.get(n.id.as_str()).unwrap_or(&empty);
-            let held = Resources { gpus: a.gpus, ..e.need.clone() };
+            let held = Resources {
+                gpus: a.gpus,
+                ..e.need.clone()
+            };
             if *a != held {
-                return Err(format!("node {} allocation {a:?} is not the sum {held:?}", n.id));
+                return Err(format!(
+                    "node {} allocation {a:?} is not the sum {held:?}",
+                    n.id
+                ));
             }
             let gpus: BTreeMap<String, String> = n
                 .gpus
@@ -104,7 +148,10 @@ impl State {
                 .filter_map(|g| Some((g.uuid.clone(), g.assigned.clone()?)))
                 .collect();
             if gpus != e.gpus {
-                return Err(format!("node {} gpu assignments differ from its deployments", n.id));
+                return Err(format!(
+                    "node {} gpu assignments differ from its deployments",
+                    n.id
+                ));
             }
             if n.gpus.iter().any(|g| g.reserved && g.assigned.is_some()) {
                 return Err(format!("node {} assigned a reserved gpu", n.id));
@@ -113,7 +160,10 @@ impl State {
                 return Err(format!("node {} ports differ from its deployments", n.id));
             }
             if n.deployments != e.deployments {
-                return Err(format!("node {} deployment set differs from its deployments", n.id));
+                return Err(format!(
+                    "node {} deployment set differs from its deployments",
+                    n.id
+                ));
             }
         }
         Ok(())

@@ -47,6 +47,9 @@ pub struct Node {
     pub id: String,
     /// Position in `State::nodes` (registration order); never changes.
     pub slot: u32,
+    /// A number that sorts like the node id (0: not yet numbered), so placement breaks
+    /// ties without comparing strings. Assigned by `apply`; see `State::number_node`.
+    pub(crate) order: u64,
     pub fingerprint: NodeFingerprint,
     pub health: NodeHealth,
     pub draining: bool,
@@ -79,7 +82,11 @@ pub fn port_key(port: u16, protocol: Protocol) -> u32 {
 
 /// The port and protocol of a [`port_key`].
 pub fn port_of_key(key: u32) -> (u16, Protocol) {
-    let proto = if key >> 16 == 1 { Protocol::Udp } else { Protocol::Tcp };
+    let proto = if key >> 16 == 1 {
+        Protocol::Udp
+    } else {
+        Protocol::Tcp
+    };
     ((key & 0xffff) as u16, proto)
 }
 
@@ -91,7 +98,10 @@ fn gpu_slots(fp: &NodeFingerprint, previous: &[GpuSlot]) -> Vec<GpuSlot> {
             index: g.index,
             uuid: g.uuid.clone(),
             reserved: false,
-            assigned: previous.iter().find(|p| p.uuid == g.uuid).and_then(|p| p.assigned.clone()),
+            assigned: previous
+                .iter()
+                .find(|p| p.uuid == g.uuid)
+                .and_then(|p| p.assigned.clone()),
         })
         .collect();
     slots.sort_by(|a, b| a.index.cmp(&b.index).then_with(|| a.uuid.cmp(&b.uuid)));
@@ -109,6 +119,7 @@ impl Node {
         Node {
             id: id.to_string(),
             slot,
+            order: 0,
             fingerprint,
             health: NodeHealth::Alive,
             draining: false,
@@ -164,7 +175,10 @@ impl Node {
 
     /// Uuids of unassigned, unreserved devices, lowest index first.
     pub fn free_gpus(&self) -> impl Iterator<Item = &str> {
-        self.gpus.iter().filter(|g| !g.reserved && g.assigned.is_none()).map(|g| g.uuid.as_str())
+        self.gpus
+            .iter()
+            .filter(|g| !g.reserved && g.assigned.is_none())
+            .map(|g| g.uuid.as_str())
     }
 
     /// External ports in use, with the deployment holding each.
@@ -202,7 +216,8 @@ impl Node {
             }
         }
         for p in ports {
-            self.ports.insert(port_key(p.external, p.protocol), deployment.to_string());
+            self.ports
+                .insert(port_key(p.external, p.protocol), deployment.to_string());
         }
         self.deployments.insert(deployment.to_string());
         self.recount_gpus();
@@ -257,6 +272,7 @@ impl Node {
             alloc_mem: alloc.memory_bytes,
             free_gpus: free.gpus,
             alloc_gpus: alloc.gpus,
+            order: self.order,
             flags,
         }
     }
@@ -272,6 +288,8 @@ pub(crate) struct Slot {
     pub(crate) alloc_mem: u64,
     pub(crate) free_gpus: u32,
     pub(crate) alloc_gpus: u32,
+    /// [`Node::order`].
+    pub(crate) order: u64,
     pub(crate) flags: u8,
 }
 
@@ -299,11 +317,26 @@ mod tests {
         NodeFingerprint {
             hostname: "h".into(),
             os: "linux".into(),
-            capacity: Resources { cpu_millis: 4000, memory_bytes: 8 << 30, gpus, storage_bytes: 100 << 30 },
-            reserved: Resources { cpu_millis: 500, memory_bytes: 1 << 30, gpus: reserved_gpus, storage_bytes: 0 },
+            capacity: Resources {
+                cpu_millis: 4000,
+                memory_bytes: 8 << 30,
+                gpus,
+                storage_bytes: 100 << 30,
+            },
+            reserved: Resources {
+                cpu_millis: 500,
+                memory_bytes: 1 << 30,
+                gpus: reserved_gpus,
+                storage_bytes: 0,
+            },
             gpus: (0..gpus)
                 .rev()
-                .map(|i| GpuDevice { index: i, uuid: format!("GPU-{i}"), model: "t".into(), memory_bytes: 1 })
+                .map(|i| GpuDevice {
+                    index: i,
+                    uuid: format!("GPU-{i}"),
+                    model: "t".into(),
+                    memory_bytes: 1,
+                })
                 .collect(),
             labels: BTreeMap::new(),
             datasets: vec![],
@@ -313,7 +346,11 @@ mod tests {
 
     #[test]
     fn port_keys_round_trip() {
-        for (p, proto) in [(0u16, Protocol::Tcp), (9000, Protocol::Udp), (65535, Protocol::Tcp)] {
+        for (p, proto) in [
+            (0u16, Protocol::Tcp),
+            (9000, Protocol::Udp),
+            (65535, Protocol::Tcp),
+        ] {
             assert_eq!(port_of_key(port_key(p, proto)), (p, proto));
         }
         assert_ne!(port_key(80, Protocol::Tcp), port_key(80, Protocol::Udp));
@@ -322,16 +359,31 @@ mod tests {
     #[test]
     fn reserved_gpus_are_the_highest_indexes_and_allocation_round_trips() {
         let mut n = Node::new("n", 0, fp(3, 1), 0);
-        assert_eq!(n.gpus.iter().map(|g| g.index).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            n.gpus.iter().map(|g| g.index).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
         assert!(n.gpus[2].reserved);
         assert_eq!(n.allocatable().gpus, 2);
         assert_eq!(n.allocatable().cpu_millis, 3500);
-        let need = Resources { cpu_millis: 1000, memory_bytes: 1 << 30, gpus: 1, storage_bytes: 5 };
-        let port = PortPublish { external: 9000, internal: 80, protocol: Protocol::Tcp };
+        let need = Resources {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            gpus: 1,
+            storage_bytes: 5,
+        };
+        let port = PortPublish {
+            external: 9000,
+            internal: 80,
+            protocol: Protocol::Tcp,
+        };
         n.allocate("d1", &need, &["GPU-0".into()], std::slice::from_ref(&port));
         assert_eq!(n.free().cpu_millis, 2500);
         assert_eq!(n.free_gpus().collect::<Vec<_>>(), vec!["GPU-1"]);
-        assert_eq!(n.ports_in_use().collect::<Vec<_>>(), vec![(9000, Protocol::Tcp, "d1")]);
+        assert_eq!(
+            n.ports_in_use().collect::<Vec<_>>(),
+            vec![(9000, Protocol::Tcp, "d1")]
+        );
         n.release("d1", &need, &[port]);
         assert_eq!(n.allocated, Resources::default());
         assert!(n.ports.is_empty() && n.deployments.is_empty());

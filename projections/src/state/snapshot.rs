@@ -52,7 +52,9 @@ impl State {
             return Err(SnapshotError::NotASnapshot);
         }
         if bytes[MAGIC.len()] != FORMAT {
-            return Err(SnapshotError::Format { found: bytes[MAGIC.len()] });
+            return Err(SnapshotError::Format {
+                found: bytes[MAGIC.len()],
+            });
         }
         let mut aligned = AlignedVec::<16>::with_capacity(bytes.len() - HEADER);
         aligned.extend_from_slice(&bytes[HEADER..]);
