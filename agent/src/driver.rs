@@ -54,16 +54,33 @@ pub struct Assignment {
 /// event of `dcloud_events::Event` (see [`Report::into_event`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Report {
-    BuildStarted { steps: u32 },
-    BuildProgress { step: u32, steps: u32 },
-    BuildFailed { step: u32, command: String, output_tail: String },
-    ImageReady { cached: bool },
-    Created { container_id: String },
+    BuildStarted {
+        steps: u32,
+    },
+    BuildProgress {
+        step: u32,
+        steps: u32,
+    },
+    BuildFailed {
+        step: u32,
+        command: String,
+        output_tail: String,
+    },
+    ImageReady {
+        cached: bool,
+    },
+    Created {
+        container_id: String,
+    },
     Started,
-    Exited { code: i64 },
+    Exited {
+        code: i64,
+    },
     OomKilled,
     Removed,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 impl Report {
@@ -132,8 +149,11 @@ pub struct Observed {
 /// A container engine as the agent uses it. Implementations: `DockerDriver`, `SimDriver`.
 ///
 /// Reports: `ensure_running` sends what it does itself (build progress, image ready,
-/// created, started); `watch` forwards what the engine sees happen later (exits, OOM
-/// kills, removals). Errors are returned, not reported: the caller (the reconciler)
+/// created); `watch` forwards what the engine sees happen (exits, OOM kills, removals,
+/// and starts, so that a start is always reported before the exit). Without a running
+/// `watch`, `ensure_running` reports the start itself. Delivery is at least once: after
+/// a restart the reconciler may report an exit the watch already reported, so the
+/// receiver treats a repeated report as a no-op. Errors are returned, not reported: the caller (the reconciler)
 /// reports `Failed` for a non-transient error other than a build failure, which the
 /// driver has already reported as `BuildFailed`.
 pub trait Driver: Send + Sync {
@@ -192,7 +212,8 @@ impl Assignment {
             check_target(&format!("storage[{i}].target"), &s.target)?;
         }
         for (i, d) in self.datasets.iter().enumerate() {
-            dataset_relative_path(d).map_err(|reason| invalid(&format!("datasets[{i}]"), &reason))?;
+            dataset_relative_path(d)
+                .map_err(|reason| invalid(&format!("datasets[{i}]"), &reason))?;
         }
         for (i, p) in self.ports.iter().enumerate() {
             if p.external == 0 || p.internal == 0 {
@@ -255,7 +276,10 @@ fn check_id(field: &str, id: &str) -> Result<(), AgentError> {
 fn check_target(field: &str, target: &str) -> Result<(), AgentError> {
     let path = Path::new(target);
     if !path.is_absolute() {
-        return Err(invalid(field, &format!("{target:?} is not an absolute path")));
+        return Err(invalid(
+            field,
+            &format!("{target:?} is not an absolute path"),
+        ));
     }
     if path.components().any(|c| matches!(c, Component::ParentDir)) || target.contains('\0') {
         return Err(invalid(field, &format!("{target:?} must not contain ..")));

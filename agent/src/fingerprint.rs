@@ -77,7 +77,8 @@ pub fn fingerprint(config: &FingerprintConfig) -> Result<(String, NodeFingerprin
             .with_memory(MemoryRefreshKind::nothing().with_ram()),
     )
     .map_err(|e| sys_err("cpu and memory", e))?;
-    let networks = Networks::new_with_refreshed_list().map_err(|e| sys_err("network interfaces", e))?;
+    let networks =
+        Networks::new_with_refreshed_list().map_err(|e| sys_err("network interfaces", e))?;
     let interfaces: Vec<Interface> = networks
         .iter()
         .map(|(name, data)| Interface {
@@ -166,8 +167,26 @@ pub fn primary_interface(interfaces: &[Interface]) -> Option<&Interface> {
 fn rank(name: &str) -> u8 {
     const PHYSICAL: &[&str] = &["eth", "en", "em", "wl", "bond"];
     const VIRTUAL: &[&str] = &[
-        "docker", "veth", "br-", "virbr", "vnet", "vmnet", "tap", "tun", "cni", "flannel",
-        "cali", "vxlan", "kube", "lxc", "lxd", "podman", "tailscale", "wg", "zt", "dummy",
+        "docker",
+        "veth",
+        "br-",
+        "virbr",
+        "vnet",
+        "vmnet",
+        "tap",
+        "tun",
+        "cni",
+        "flannel",
+        "cali",
+        "vxlan",
+        "kube",
+        "lxc",
+        "lxd",
+        "podman",
+        "tailscale",
+        "wg",
+        "zt",
+        "dummy",
     ];
     if PHYSICAL.iter().any(|p| name.starts_with(p)) {
         0
@@ -290,7 +309,10 @@ mod tests {
     fn primary_falls_back_to_other_then_virtual() {
         let list = vec![iface("docker0", DOCKER), iface("ib0", ETH1)];
         assert_eq!(primary_interface(&list).unwrap().name, "ib0");
-        let list = vec![iface("veth9", [0x0a, 0, 0, 0, 0, 9]), iface("docker0", DOCKER)];
+        let list = vec![
+            iface("veth9", [0x0a, 0, 0, 0, 0, 9]),
+            iface("docker0", DOCKER),
+        ];
         assert_eq!(primary_interface(&list).unwrap().name, "docker0");
         let list = vec![iface("lo", [0; 6]), iface("eth0", [0; 6])];
         assert_eq!(primary_interface(&list), None);
@@ -303,7 +325,10 @@ mod tests {
             (PathBuf::from("/var/lib"), 500),
             (PathBuf::from("/var/lib/docker-other"), 900),
         ];
-        assert_eq!(data_disk_capacity(Path::new("/var/lib/docker/volumes"), &mounts), Some(500));
+        assert_eq!(
+            data_disk_capacity(Path::new("/var/lib/docker/volumes"), &mounts),
+            Some(500)
+        );
         assert_eq!(data_disk_capacity(Path::new("/home/x"), &mounts), Some(100));
         assert_eq!(data_disk_capacity(Path::new("/x"), &mounts[1..]), None);
     }
@@ -311,13 +336,22 @@ mod tests {
     #[test]
     fn datasets_are_scanned_three_levels_deep() {
         let dir = tempfile::tempdir().unwrap();
-        for p in ["vision/imagenet/train@v2", "vision/imagenet/val@v1", "text/wiki/en@2024", "text/wiki/noversion"] {
+        for p in [
+            "vision/imagenet/train@v2",
+            "vision/imagenet/val@v1",
+            "text/wiki/en@2024",
+            "text/wiki/noversion",
+        ] {
             std::fs::create_dir_all(dir.path().join(p)).unwrap();
         }
         std::fs::write(dir.path().join("text/wiki/file@1"), b"not a dir").unwrap();
         assert_eq!(
             scan_datasets(dir.path()),
-            vec!["text/wiki/en@2024", "vision/imagenet/train@v2", "vision/imagenet/val@v1"]
+            vec![
+                "text/wiki/en@2024",
+                "vision/imagenet/train@v2",
+                "vision/imagenet/val@v1"
+            ]
         );
         assert!(scan_datasets(&dir.path().join("missing")).is_empty());
     }
@@ -345,6 +379,9 @@ mod tests {
         // Reserved never exceeds capacity.
         assert_eq!(fp.reserved.gpus, 0);
         assert!(fp.gpus.is_empty());
-        assert_eq!(fp.labels.get("arch").map(String::as_str), Some(std::env::consts::ARCH));
+        assert_eq!(
+            fp.labels.get("arch").map(String::as_str),
+            Some(std::env::consts::ARCH)
+        );
     }
 }

@@ -8,19 +8,19 @@
 //! no assignments of its own: the caller keeps them and calls `Reconciler::run_once`
 //! on start, on every change and on reconnect.
 
-pub mod error;
+pub mod docker;
 pub mod driver;
+pub mod error;
 pub mod fingerprint;
 pub mod gpu;
-pub mod usage;
 pub mod reconcile;
-pub mod docker;
 pub mod sim;
+pub mod usage;
 
+pub use docker::{DockerConfig, DockerDriver};
 pub use driver::{container_name, Assignment, Driver, Observed, Report, ReportSender};
 pub use error::AgentError;
 pub use fingerprint::{fingerprint, node_agent_id, FingerprintConfig, Reserved};
 pub use reconcile::{plan, Action, Outcome, Reconciler};
 pub use sim::{sim_fingerprints, SimConfig, SimDriver};
-pub use docker::{DockerConfig, DockerDriver};
 pub use usage::NodeSampler;

@@ -59,10 +59,15 @@ pub enum RemoveReason {
 pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
     let mut by_deployment: BTreeMap<&str, Vec<&Observed>> = BTreeMap::new();
     for o in observed {
-        by_deployment.entry(o.deployment_id.as_str()).or_default().push(o);
+        by_deployment
+            .entry(o.deployment_id.as_str())
+            .or_default()
+            .push(o);
     }
-    let wanted: BTreeMap<&str, &Assignment> =
-        assigned.iter().map(|a| (a.deployment_id.as_str(), a)).collect();
+    let wanted: BTreeMap<&str, &Assignment> = assigned
+        .iter()
+        .map(|a| (a.deployment_id.as_str(), a))
+        .collect();
 
     let mut removes = Vec::new();
     let mut replaces = Vec::new();
@@ -80,7 +85,10 @@ pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
             continue;
         };
         let keep = keeper(dep, containers);
-        for o in containers.iter().filter(|o| o.container_id != keep.container_id) {
+        for o in containers
+            .iter()
+            .filter(|o| o.container_id != keep.container_id)
+        {
             removes.push(Action::Remove {
                 container_id: o.container_id.clone(),
                 deployment_id: o.deployment_id.clone(),
@@ -106,7 +114,10 @@ pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
             });
         }
     }
-    for (dep, _) in wanted.iter().filter(|(d, _)| !by_deployment.contains_key(*d)) {
+    for (dep, _) in wanted
+        .iter()
+        .filter(|(d, _)| !by_deployment.contains_key(*d))
+    {
         rest.push(Action::Ensure {
             deployment_id: dep.to_string(),
         });
@@ -121,7 +132,11 @@ fn keeper<'a>(dep: &str, containers: &[&'a Observed]) -> &'a Observed {
     let name = container_name(dep);
     let mut sorted: Vec<&Observed> = containers.to_vec();
     sorted.sort_by(|a, b| {
-        (a.name != name, !a.running, &a.container_id).cmp(&(b.name != name, !b.running, &b.container_id))
+        (a.name != name, !a.running, &a.container_id).cmp(&(
+            b.name != name,
+            !b.running,
+            &b.container_id,
+        ))
     });
     sorted[0]
 }
@@ -189,8 +204,10 @@ impl Reconciler {
     ) -> Result<Outcome, AgentError> {
         let observed = driver.list().await?;
         let actions = plan(assigned, &observed);
-        let wanted: BTreeMap<&str, &Assignment> =
-            assigned.iter().map(|a| (a.deployment_id.as_str(), a)).collect();
+        let wanted: BTreeMap<&str, &Assignment> = assigned
+            .iter()
+            .map(|a| (a.deployment_id.as_str(), a))
+            .collect();
         let mut failures = Vec::new();
         let mut ensures = Vec::new();
 
@@ -231,9 +248,12 @@ impl Reconciler {
             }
         }
 
-        let results: Vec<(String, Result<(), AgentError>)> = stream::iter(ensures)
-            .filter_map(|dep| std::future::ready(wanted.get(dep).copied()))
-            .map(|a| async move { (a.deployment_id.clone(), driver.ensure_running(a, tx).await) })
+        let jobs: Vec<_> = ensures
+            .into_iter()
+            .filter_map(|dep| wanted.get(dep).copied())
+            .map(|a| ensure_one(driver, a, tx))
+            .collect();
+        let results: Vec<(String, Result<(), AgentError>)> = stream::iter(jobs)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
@@ -241,10 +261,17 @@ impl Reconciler {
             let Err(e) = result else { continue };
             match &e {
                 AgentError::BuildFailed { .. } => {}
-                e if e.is_transient() => warn!(deployment = %dep, error = %e, "engine away: will retry"),
+                e if e.is_transient() => {
+                    warn!(deployment = %dep, error = %e, "engine away: will retry")
+                }
                 e => {
                     let _ = tx
-                        .send((dep.clone(), Report::Failed { message: e.to_string() }))
+                        .send((
+                            dep.clone(),
+                            Report::Failed {
+                                message: e.to_string(),
+                            },
+                        ))
                         .await;
                 }
             }
@@ -252,6 +279,14 @@ impl Reconciler {
         }
         Ok(Outcome { actions, failures })
     }
+}
+
+async fn ensure_one(
+    driver: &dyn Driver,
+    a: &Assignment,
+    tx: &ReportSender,
+) -> (String, Result<(), AgentError>) {
+    (a.deployment_id.clone(), driver.ensure_running(a, tx).await)
 }
 
 fn key(deployment_id: &str, container_id: &str) -> String {
@@ -299,7 +334,10 @@ mod tests {
     #[test]
     fn created_never_started_is_ensured() {
         let assigned = vec![assignment("d1")];
-        assert_eq!(plan(&assigned, &[obs("d1", "c1", false, None)]), vec![ensure("d1")]);
+        assert_eq!(
+            plan(&assigned, &[obs("d1", "c1", false, None)]),
+            vec![ensure("d1")]
+        );
     }
 
     #[test]
@@ -410,8 +448,12 @@ mod tests {
         let observed = vec![obs("d1", "c1", true, None), obs("d2", "c2", false, Some(0))];
         let actions = plan(&[], &observed);
         assert_eq!(actions.len(), 2);
-        assert!(actions
-            .iter()
-            .all(|a| matches!(a, Action::Remove { why: RemoveReason::NotAssigned, .. })));
+        assert!(actions.iter().all(|a| matches!(
+            a,
+            Action::Remove {
+                why: RemoveReason::NotAssigned,
+                ..
+            }
+        )));
     }
 }

@@ -140,7 +140,8 @@ impl SimDriver {
 
     /// The deployment's container is OOM-killed (reports `OomKilled`, then `Exited{137}`).
     pub fn oom(&self, deployment_id: &str) -> bool {
-        let running = self.with_state(|s| s.containers.get(deployment_id).is_some_and(|c| c.running));
+        let running =
+            self.with_state(|s| s.containers.get(deployment_id).is_some_and(|c| c.running));
         if running {
             self.emit(deployment_id, Report::OomKilled);
         }
@@ -164,7 +165,11 @@ impl SimDriver {
     }
 
     fn emit(&self, deployment_id: &str, report: Report) {
-        let tx = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tx = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if let Some(tx) = tx {
             // A full or closed channel drops the report, as a lost connection would.
             let _ = tx.try_send((deployment_id.to_string(), report));
@@ -196,16 +201,27 @@ impl SimDriver {
         }
         let cap = &self.fingerprint.capacity;
         let res = &self.fingerprint.reserved;
-        let free = |total: u64, reserved: u64, used: u64| total.saturating_sub(reserved).saturating_sub(used);
+        let free = |total: u64, reserved: u64, used: u64| {
+            total.saturating_sub(reserved).saturating_sub(used)
+        };
         let want = &a.resources;
         if want.cpu_millis > free(cap.cpu_millis, res.cpu_millis, used.cpu_millis) {
-            return Err(format!("insufficient cpu: {} millicores asked", want.cpu_millis));
+            return Err(format!(
+                "insufficient cpu: {} millicores asked",
+                want.cpu_millis
+            ));
         }
         if want.memory_bytes > free(cap.memory_bytes, res.memory_bytes, used.memory_bytes) {
-            return Err(format!("insufficient memory: {} bytes asked", want.memory_bytes));
+            return Err(format!(
+                "insufficient memory: {} bytes asked",
+                want.memory_bytes
+            ));
         }
         if want.storage_bytes > free(cap.storage_bytes, res.storage_bytes, used.storage_bytes) {
-            return Err(format!("insufficient storage: {} bytes asked", want.storage_bytes));
+            return Err(format!(
+                "insufficient storage: {} bytes asked",
+                want.storage_bytes
+            ));
         }
         for uuid in &a.gpus {
             if !self.fingerprint.gpus.iter().any(|g| &g.uuid == uuid) {
@@ -233,7 +249,16 @@ impl SimDriver {
                 let _ = tx.send((dep, r)).await;
             }
         };
-        let cached = self.with_state(|s| s.images.contains(&a.image_tag));
+        let (running, cached) = self.with_state(|s| {
+            let running = s
+                .containers
+                .get(&a.deployment_id)
+                .is_some_and(|c| c.running && c.image == a.image_tag);
+            (running, s.images.contains(&a.image_tag))
+        });
+        if running {
+            return Ok(());
+        }
         if cached {
             send(Report::ImageReady { cached: true }).await;
         } else {
@@ -276,11 +301,12 @@ impl SimDriver {
             if existing.is_some_and(|c| c.running && c.image == a.image_tag) {
                 return Ok((None, false, None));
             }
-            self.admit(s, a).map_err(|reason| AgentError::Insufficient {
-                node_id: self.node_id.clone(),
-                deployment_id: a.deployment_id.clone(),
-                reason,
-            })?;
+            self.admit(s, a)
+                .map_err(|reason| AgentError::Insufficient {
+                    node_id: self.node_id.clone(),
+                    deployment_id: a.deployment_id.clone(),
+                    reason,
+                })?;
             let reuse = existing.is_some_and(|c| c.image == a.image_tag);
             let mut created = None;
             let mut replaced = None;
@@ -364,7 +390,11 @@ impl Driver for SimDriver {
         self.ensure(assignment, tx).boxed()
     }
 
-    fn stop<'a>(&'a self, deployment_id: &'a str, _grace: Duration) -> BoxFuture<'a, Result<(), AgentError>> {
+    fn stop<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        _grace: Duration,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
         async move { self.remove_where(|d, _| d == deployment_id) }.boxed()
     }
 

@@ -94,7 +94,11 @@ fn parse_step(line: &str) -> Option<(u32, u32, &str)> {
     let rest = line.strip_prefix("Step ")?;
     let (counts, command) = rest.split_once(" : ")?;
     let (n, m) = counts.split_once('/')?;
-    Some((n.trim().parse().ok()?, m.trim().parse().ok()?, command.trim()))
+    Some((
+        n.trim().parse().ok()?,
+        m.trim().parse().ok()?,
+        command.trim(),
+    ))
 }
 
 /// A tar archive holding only `Dockerfile`: the recipe needs no other context.
@@ -116,7 +120,11 @@ pub(crate) fn context_tar(dockerfile: &str) -> Result<Vec<u8>, AgentError> {
 
 impl DockerDriver {
     /// Reuses `a.image_tag` when present (`ImageReady{cached: true}`), else builds it.
-    pub(super) async fn ensure_image(&self, a: &Assignment, tx: &ReportSender) -> Result<(), AgentError> {
+    pub(super) async fn ensure_image(
+        &self,
+        a: &Assignment,
+        tx: &ReportSender,
+    ) -> Result<(), AgentError> {
         let send = |r: Report| async move {
             let _ = tx.send((a.deployment_id.clone(), r)).await;
         };
@@ -139,9 +147,9 @@ impl DockerDriver {
             .forcerm(true)
             .build();
         let context = context_tar(&a.dockerfile)?;
-        let mut stream = self
-            .docker
-            .build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
         let mut log = BuildLog::default();
         while let Some(item) = stream.next().await {
             let message = match item {
@@ -176,7 +184,10 @@ impl DockerDriver {
     }
 
     async fn image_exists(&self, tag: &str) -> Result<bool, AgentError> {
-        match self.call("inspect image", || self.docker.inspect_image(tag)).await {
+        match self
+            .call("inspect image", || self.docker.inspect_image(tag))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if status_of(&e) == Some(404) => Ok(false),
             Err(e) => Err(e),
@@ -193,7 +204,9 @@ mod tests {
         let mut log = BuildLog::default();
         let mut reports = log.feed("Step 1/3 : FROM dcloud-test/busybox:latest\n ---> 1a2b3c\n");
         reports.extend(log.feed("Step 2/3 : RUN echo hi\n ---> Running in 9f\nhi\n"));
-        reports.extend(log.feed("Removing intermediate container 9f\n ---> 4d5e\nStep 3/3 : CMD [\"sh\"]\n"));
+        reports.extend(
+            log.feed("Removing intermediate container 9f\n ---> 4d5e\nStep 3/3 : CMD [\"sh\"]\n"),
+        );
         assert_eq!(
             reports,
             vec![
@@ -208,7 +221,10 @@ mod tests {
     fn chunks_split_mid_line_are_joined() {
         let mut log = BuildLog::default();
         assert!(log.feed("Step 4/").is_empty());
-        assert_eq!(log.feed("9 : RUN x\n"), vec![Report::BuildProgress { step: 4, steps: 9 }]);
+        assert_eq!(
+            log.feed("9 : RUN x\n"),
+            vec![Report::BuildProgress { step: 4, steps: 9 }]
+        );
     }
 
     #[test]
@@ -219,7 +235,9 @@ mod tests {
             log.feed(&format!("{i}\n"));
         }
         log.feed("partial-without-newline");
-        let (report, error) = log.failed("The command '/bin/sh -c sh -c 'seq 1 30; exit 7'' returned a non-zero code: 7\n");
+        let (report, error) = log.failed(
+            "The command '/bin/sh -c sh -c 'seq 1 30; exit 7'' returned a non-zero code: 7\n",
+        );
         let Report::BuildFailed {
             step,
             command,

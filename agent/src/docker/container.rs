@@ -52,7 +52,11 @@ pub fn persistent_volume_name(env_id: &str, target: &str) -> String {
         }
     }
     let sanitized = sanitized.trim_end_matches('-');
-    let sanitized = if sanitized.is_empty() { "root" } else { sanitized };
+    let sanitized = if sanitized.is_empty() {
+        "root"
+    } else {
+        sanitized
+    };
     format!("dcloud-{env_id}-{sanitized}")
 }
 
@@ -60,7 +64,10 @@ pub fn persistent_volume_name(env_id: &str, target: &str) -> String {
 /// `config.cap_add`; `no-new-privileges`; pids limit; memory with no extra swap; nano
 /// CPUs from millicores; GPUs by uuid; datasets read-only; temporary storage as
 /// anonymous volumes (removed with the container); persistent storage as named volumes.
-pub fn container_body(a: &Assignment, config: &DockerConfig) -> Result<ContainerCreateBody, AgentError> {
+pub fn container_body(
+    a: &Assignment,
+    config: &DockerConfig,
+) -> Result<ContainerCreateBody, AgentError> {
     a.validate()?;
     let memory = limit("resources.memory_bytes", a.resources.memory_bytes, 1)?;
     let nano_cpus = limit(
@@ -214,13 +221,24 @@ mod tests {
         assert_eq!(hc.privileged, Some(false));
         assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
         let cap_add = hc.cap_add.clone().unwrap();
-        assert!(cap_add.contains(&"CHOWN".to_string()) && !cap_add.contains(&"SYS_ADMIN".to_string()));
+        assert!(
+            cap_add.contains(&"CHOWN".to_string()) && !cap_add.contains(&"SYS_ADMIN".to_string())
+        );
         assert_eq!(hc.security_opt, Some(vec!["no-new-privileges".to_string()]));
         assert_eq!(hc.device_requests, None, "no gpus asked, no device request");
         let labels = body.labels.as_ref().unwrap();
-        assert_eq!(labels.get("dcloud.deployment").map(String::as_str), Some("d1"));
-        assert_eq!(labels.get("dcloud.node").map(String::as_str), Some("0x5f6e4b6e4b50"));
-        assert_eq!(labels.get("dcloud.environment").map(String::as_str), Some("env1"));
+        assert_eq!(
+            labels.get("dcloud.deployment").map(String::as_str),
+            Some("d1")
+        );
+        assert_eq!(
+            labels.get("dcloud.node").map(String::as_str),
+            Some("0x5f6e4b6e4b50")
+        );
+        assert_eq!(
+            labels.get("dcloud.environment").map(String::as_str),
+            Some("env1")
+        );
         assert_eq!(body.image.as_deref(), Some("dcloud/env:abc123"));
         let env = body.env.unwrap();
         assert!(env.contains(&"DFS_URL=http://10.0.0.5:9000".to_string()));
@@ -244,12 +262,21 @@ mod tests {
         assert_eq!(persistent.target.as_deref(), Some("/data"));
         let temporary = &mounts[1];
         assert_eq!(temporary.typ, Some(MountType::VOLUME));
-        assert_eq!(temporary.source, None, "anonymous: removed with the container");
+        assert_eq!(
+            temporary.source, None,
+            "anonymous: removed with the container"
+        );
         let dataset = &mounts[2];
         assert_eq!(dataset.typ, Some(MountType::BIND));
         assert_eq!(dataset.read_only, Some(true));
-        assert_eq!(dataset.source.as_deref(), Some("/srv/datasets/vision/imagenet/train@v2"));
-        assert_eq!(dataset.target.as_deref(), Some("/datasets/vision/imagenet/train@v2"));
+        assert_eq!(
+            dataset.source.as_deref(),
+            Some("/srv/datasets/vision/imagenet/train@v2")
+        );
+        assert_eq!(
+            dataset.target.as_deref(),
+            Some("/datasets/vision/imagenet/train@v2")
+        );
     }
 
     #[test]
@@ -267,7 +294,10 @@ mod tests {
         });
         a.gpus = vec!["GPU-aaa".into(), "GPU-bbb".into()];
         let body = container_body(&a, &config()).unwrap();
-        assert_eq!(body.exposed_ports, Some(vec!["8080/tcp".to_string(), "53/udp".to_string()]));
+        assert_eq!(
+            body.exposed_ports,
+            Some(vec!["8080/tcp".to_string(), "53/udp".to_string()])
+        );
         let hc = body.host_config.unwrap();
         let bindings = hc.port_bindings.unwrap();
         let tcp: Vec<_> = bindings["8080/tcp"]
@@ -277,10 +307,16 @@ mod tests {
             .map(|b| b.host_port.unwrap())
             .collect();
         assert_eq!(tcp, vec!["30080", "30081"]);
-        assert_eq!(bindings["53/udp"].clone().unwrap()[0].host_port.as_deref(), Some("30053"));
+        assert_eq!(
+            bindings["53/udp"].clone().unwrap()[0].host_port.as_deref(),
+            Some("30053")
+        );
         let gpu = &hc.device_requests.unwrap()[0];
         assert_eq!(gpu.driver.as_deref(), Some("nvidia"));
-        assert_eq!(gpu.device_ids, Some(vec!["GPU-aaa".to_string(), "GPU-bbb".to_string()]));
+        assert_eq!(
+            gpu.device_ids,
+            Some(vec!["GPU-aaa".to_string(), "GPU-bbb".to_string()])
+        );
         assert_eq!(gpu.capabilities, Some(vec![vec!["gpu".to_string()]]));
     }
 
@@ -297,8 +333,14 @@ mod tests {
 
     #[test]
     fn volume_names() {
-        assert_eq!(persistent_volume_name("e1", "/data/models"), "dcloud-e1-data-models");
-        assert_eq!(persistent_volume_name("e1", "/home/user/.cache/"), "dcloud-e1-home-user-.cache");
+        assert_eq!(
+            persistent_volume_name("e1", "/data/models"),
+            "dcloud-e1-data-models"
+        );
+        assert_eq!(
+            persistent_volume_name("e1", "/home/user/.cache/"),
+            "dcloud-e1-home-user-.cache"
+        );
         assert_eq!(persistent_volume_name("e1", "/a b//c"), "dcloud-e1-a-b-c");
     }
 }

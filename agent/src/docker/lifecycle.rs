@@ -3,6 +3,7 @@
 //! one-shot stats.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bollard::models::{
@@ -17,7 +18,9 @@ use futures::StreamExt;
 use tracing::{debug, info};
 
 use crate::docker::{container_body, status_of, DockerDriver};
-use crate::driver::{container_name, Assignment, Observed, Report, ReportSender, LABEL_DEPLOYMENT, LABEL_NODE};
+use crate::driver::{
+    container_name, Assignment, Observed, Report, ReportSender, LABEL_DEPLOYMENT, LABEL_NODE,
+};
 use crate::error::AgentError;
 
 /// Longest stop grace honoured: the stop call must answer within bollard's request timeout.
@@ -31,8 +34,6 @@ impl DockerDriver {
         let send = |r: Report| async move {
             let _ = tx.send((a.deployment_id.clone(), r)).await;
         };
-        self.ensure_image(a, tx).await?;
-
         let name = container_name(&a.deployment_id);
         let mut existing = self.inspect(&name).await?;
         if let Some(c) = &existing {
@@ -52,16 +53,22 @@ impl DockerDriver {
                 info!(deployment = %a.deployment_id, ?image, "replacing the container of an outdated image");
                 self.stop_and_remove(&name, REPLACE_GRACE).await?;
                 existing = None;
+            } else if is_running(c) {
+                debug!(deployment = %a.deployment_id, "already running");
+                return Ok(());
             }
         }
+        // The image may have been removed since the container was made: ensure it anyway.
+        self.ensure_image(a, tx).await?;
 
         let (id, running) = match existing {
-            Some(c) => (c.id.unwrap_or_else(|| name.clone()), is_running(&c)),
+            Some(c) => (c.id.clone().unwrap_or_else(|| name.clone()), is_running(&c)),
             None => {
                 let options = CreateContainerOptionsBuilder::default().name(&name).build();
                 let created = self
                     .call("create container", || {
-                        self.docker.create_container(Some(options.clone()), body.clone())
+                        self.docker
+                            .create_container(Some(options.clone()), body.clone())
                     })
                     .await;
                 match created {
@@ -85,30 +92,26 @@ impl DockerDriver {
             debug!(deployment = %a.deployment_id, container = %id, "already running");
             return Ok(());
         }
-        self.own_starts_mut(|s| s.insert(id.clone()));
-        match self
-            .call("start container", || self.docker.start_container(&id, None))
-            .await
-        {
-            Ok(()) => {
-                info!(deployment = %a.deployment_id, container = %id, "container started");
-                send(Report::Started).await;
-                Ok(())
-            }
-            Err(e) => {
-                self.own_starts_mut(|s| s.remove(&id));
-                Err(e)
-            }
+        self.call("start container", || self.docker.start_container(&id, None))
+            .await?;
+        info!(deployment = %a.deployment_id, container = %id, "container started");
+        // While a watch runs, it reports the start from the engine's event stream, in
+        // order with the container's exit (a short-lived container may die before this
+        // call returns). Without one, report it here.
+        if self.watchers.load(Ordering::SeqCst) == 0 {
+            send(Report::Started).await;
         }
+        Ok(())
     }
 
-    pub(super) fn own_starts_mut<T>(&self, f: impl FnOnce(&mut std::collections::HashSet<String>) -> T) -> T {
-        f(&mut self.own_starts.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    pub(super) async fn inspect(&self, target: &str) -> Result<Option<ContainerInspectResponse>, AgentError> {
+    pub(super) async fn inspect(
+        &self,
+        target: &str,
+    ) -> Result<Option<ContainerInspectResponse>, AgentError> {
         match self
-            .call("inspect container", || self.docker.inspect_container(target, None))
+            .call("inspect container", || {
+                self.docker.inspect_container(target, None)
+            })
             .await
         {
             Ok(c) => Ok(Some(c)),
@@ -119,20 +122,31 @@ impl DockerDriver {
 
     /// Stops (SIGTERM, SIGKILL after `grace`) and removes `target` (a name or id) with its
     /// anonymous volumes. Absent containers are not an error.
-    pub(super) async fn stop_and_remove(&self, target: &str, grace: Duration) -> Result<(), AgentError> {
+    pub(super) async fn stop_and_remove(
+        &self,
+        target: &str,
+        grace: Duration,
+    ) -> Result<(), AgentError> {
         let secs = grace.min(MAX_GRACE).as_secs_f64().ceil() as i32;
         let stop = StopContainerOptionsBuilder::default().t(secs).build();
         match self
-            .call("stop container", || self.docker.stop_container(target, Some(stop.clone())))
+            .call("stop container", || {
+                self.docker.stop_container(target, Some(stop.clone()))
+            })
             .await
         {
             Ok(()) => {}
             Err(e) if status_of(&e) == Some(404) => return Ok(()),
             Err(e) => return Err(e),
         }
-        let remove = RemoveContainerOptionsBuilder::default().v(true).force(true).build();
+        let remove = RemoveContainerOptionsBuilder::default()
+            .v(true)
+            .force(true)
+            .build();
         match self
-            .call("remove container", || self.docker.remove_container(target, Some(remove.clone())))
+            .call("remove container", || {
+                self.docker.remove_container(target, Some(remove.clone()))
+            })
             .await
         {
             // 409: a removal is already in progress.
@@ -142,10 +156,18 @@ impl DockerDriver {
     }
 
     pub(super) async fn list_observed(&self) -> Result<Vec<Observed>, AgentError> {
-        let filters = HashMap::from([("label", vec![format!("{LABEL_NODE}={}", self.config.node_id)])]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let filters = HashMap::from([(
+            "label",
+            vec![format!("{LABEL_NODE}={}", self.config.node_id)],
+        )]);
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
         let list = self
-            .call("list containers", || self.docker.list_containers(Some(options.clone())))
+            .call("list containers", || {
+                self.docker.list_containers(Some(options.clone()))
+            })
             .await?;
         Ok(list
             .into_iter()
@@ -172,7 +194,10 @@ impl DockerDriver {
                             | Some(ContainerSummaryStateEnum::PAUSED)
                     ),
                     exit_code: exited.then(|| {
-                        c.status.as_deref().and_then(exit_code_from_status).unwrap_or(-1)
+                        c.status
+                            .as_deref()
+                            .and_then(exit_code_from_status)
+                            .unwrap_or(-1)
                     }),
                 }
             })
@@ -221,7 +246,10 @@ pub fn usage_from_stats(s: &ContainerStatsResponse) -> Usage {
         c.as_ref()
             .map(|c| {
                 (
-                    c.cpu_usage.as_ref().and_then(|u| u.total_usage).unwrap_or(0),
+                    c.cpu_usage
+                        .as_ref()
+                        .and_then(|u| u.total_usage)
+                        .unwrap_or(0),
                     c.system_cpu_usage.unwrap_or(0),
                 )
             })
@@ -258,7 +286,10 @@ pub fn usage_from_stats(s: &ContainerStatsResponse) -> Usage {
             let cache = m
                 .stats
                 .as_ref()
-                .and_then(|st| st.get("total_inactive_file").or_else(|| st.get("inactive_file")))
+                .and_then(|st| {
+                    st.get("total_inactive_file")
+                        .or_else(|| st.get("inactive_file"))
+                })
                 .copied()
                 .unwrap_or(0);
             usage.saturating_sub(cache)
@@ -277,8 +308,14 @@ mod tests {
 
     #[test]
     fn exit_codes_from_status() {
-        assert_eq!(exit_code_from_status("Exited (137) 5 seconds ago"), Some(137));
-        assert_eq!(exit_code_from_status("Exited (0) About a minute ago"), Some(0));
+        assert_eq!(
+            exit_code_from_status("Exited (137) 5 seconds ago"),
+            Some(137)
+        );
+        assert_eq!(
+            exit_code_from_status("Exited (0) About a minute ago"),
+            Some(0)
+        );
         assert_eq!(exit_code_from_status("Up 3 minutes"), None);
         assert_eq!(exit_code_from_status("Exited (x)"), None);
     }
@@ -303,7 +340,10 @@ mod tests {
             precpu_stats: cpu(1_000_000_000, 10_000_000_000),
             memory_stats: Some(ContainerMemoryStats {
                 usage: Some(100 << 20),
-                stats: Some(HashMap::from([("total_inactive_file".to_string(), 30 << 20)])),
+                stats: Some(HashMap::from([(
+                    "total_inactive_file".to_string(),
+                    30 << 20,
+                )])),
                 ..Default::default()
             }),
             ..Default::default()

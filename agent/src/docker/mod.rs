@@ -7,10 +7,10 @@ mod container;
 mod events;
 mod lifecycle;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,8 +101,8 @@ pub struct DockerDriver {
     /// Where we connected, for error messages.
     host: String,
     engine_ok: AtomicBool,
-    /// Containers this driver is starting: their `start` event is not reported twice.
-    own_starts: Mutex<HashSet<String>>,
+    /// Running `watch` calls; while there is one, it reports starts (see `events`).
+    watchers: AtomicUsize,
     /// One build at a time per image tag.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -150,7 +150,7 @@ impl DockerDriver {
             config,
             host,
             engine_ok: AtomicBool::new(true),
-            own_starts: Mutex::new(HashSet::new()),
+            watchers: AtomicUsize::new(0),
             build_locks: Mutex::new(HashMap::new()),
         })
     }
@@ -261,7 +261,11 @@ impl Driver for DockerDriver {
         self.ensure(assignment, tx).boxed()
     }
 
-    fn stop<'a>(&'a self, deployment_id: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), AgentError>> {
+    fn stop<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        grace: Duration,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
         async move {
             let name = crate::driver::container_name(deployment_id);
             self.stop_and_remove(&name, grace).await
@@ -302,10 +306,16 @@ mod tests {
     async fn missing_socket_names_the_path() {
         let mut config = DockerConfig::new("0x020000000001");
         config.host = Some("unix:///nonexistent/dcloud/docker.sock".to_string());
-        let err = DockerDriver::connect(config).await.err().expect("must fail");
+        let err = DockerDriver::connect(config)
+            .await
+            .err()
+            .expect("must fail");
         let msg = err.to_string();
         assert!(err.is_transient());
-        assert!(msg.contains("unix:///nonexistent/dcloud/docker.sock"), "{msg}");
+        assert!(
+            msg.contains("unix:///nonexistent/dcloud/docker.sock"),
+            "{msg}"
+        );
         assert!(msg.contains("does not exist"), "{msg}");
     }
 
@@ -313,8 +323,72 @@ mod tests {
     async fn unsupported_scheme_is_refused() {
         let mut config = DockerConfig::new("n");
         config.host = Some("ftp://x".to_string());
-        let msg = DockerDriver::connect(config).await.err().expect("must fail").to_string();
-        assert!(msg.contains("ftp://x") && msg.contains("unsupported scheme"), "{msg}");
+        let msg = DockerDriver::connect(config)
+            .await
+            .err()
+            .expect("must fail")
+            .to_string();
+        assert!(
+            msg.contains("ftp://x") && msg.contains("unsupported scheme"),
+            "{msg}"
+        );
+    }
+
+    /// A fake engine on a unix socket: answers each request with `body`, one per connection.
+    fn fake_engine(path: &std::path::Path, body: &'static str) -> tokio::task::JoinHandle<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let mut read = 0;
+                while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf[read..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                }
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn engine_going_away_is_retried_then_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("docker.sock");
+        let engine = fake_engine(&socket, r#"{"ApiVersion":"1.41","Version":"20.10.24"}"#);
+        let mut config = DockerConfig::new("n1");
+        config.host = Some(format!("unix://{}", socket.display()));
+        config.backoff = Backoff {
+            attempts: 3,
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+        };
+        let driver = DockerDriver::connect(config).await.unwrap();
+        assert_eq!(driver.docker().client_version().to_string(), "1.41");
+        assert!(driver.engine_ok());
+
+        // The engine goes away.
+        engine.abort();
+        let _ = engine.await;
+        std::fs::remove_file(&socket).unwrap();
+        let err = driver.list().await.unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert!(
+            err.to_string().contains(&socket.display().to_string()),
+            "{err}"
+        );
+        assert!(!driver.engine_ok());
+
+        // It comes back: the same driver works again.
+        let _engine = fake_engine(&socket, "[]");
+        assert_eq!(driver.list().await.unwrap(), vec![]);
+        assert!(driver.engine_ok());
     }
 
     #[test]
