@@ -1,0 +1,62 @@
+//! [`Backend`]: the small handle the schema works through. `src/` implements it over
+//! the single writer; tests implement it over a `State` and a temporary log.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use dcloud_events::{Envelope, EventLog, VerifyError, VerifyReport};
+use dcloud_projections::{Actor, Command, Settings, State};
+use futures::future::BoxFuture;
+
+use crate::error::ApiError;
+
+/// A read guard on the live state. Hold it only to copy out what a resolver needs:
+/// never across an `.await` (the writer waits for it).
+pub type StateGuard<'a> = Box<dyn Deref<Target = State> + 'a>;
+
+/// What the schema needs from the server. Object safe: the schema holds an
+/// `Arc<dyn Backend>`.
+pub trait Backend: Send + Sync + 'static {
+    /// Decides `cmd` as `actor` and makes its events durable; returns the envelopes
+    /// appended for it (possibly none). A refusal is `ApiError::Domain`; a stopped
+    /// writer or storage failure is `ApiError::Internal`. When the future resolves,
+    /// [`Backend::state`] already shows the events.
+    fn submit(
+        &self,
+        cmd: Command,
+        actor: Actor,
+        correlation: String,
+    ) -> BoxFuture<'static, Result<Vec<Envelope>, ApiError>>;
+
+    /// The live state (only durable events are ever visible in it).
+    fn state(&self) -> StateGuard<'_>;
+
+    /// The log: range reads for `events` and `at(seq:)`, tails for subscriptions.
+    fn log(&self) -> Arc<dyn EventLog>;
+
+    /// Walks the whole hash chain (slow: the schema calls it on a blocking thread).
+    fn verify_chain(&self) -> Result<VerifyReport, VerifyError>;
+
+    /// Wall-clock milliseconds (commands carry no time of their own; this stamps the
+    /// `expired` flag of services and similar read-side checks).
+    fn now_ms(&self) -> i64;
+
+    /// A fresh unique id (environments, deployments, tokens, request ids).
+    fn new_id(&self) -> String;
+
+    /// 32 fresh random bytes, the secret of a new token.
+    fn new_secret(&self) -> [u8; 32];
+
+    /// The settings commands are decided with (the schema reads the default base
+    /// images, to give agents the same recipe `decide` hashed).
+    fn settings(&self) -> Settings {
+        Settings::default()
+    }
+
+    /// When the node's agent was last heard from, including heartbeats the log did not
+    /// keep (liveness is tracked in memory between logged heartbeats). `None` when
+    /// unknown: the schema then shows the last logged heartbeat.
+    fn last_seen_ms(&self, _node_id: &str) -> Option<i64> {
+        None
+    }
+}

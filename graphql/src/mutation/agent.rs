@@ -1,0 +1,101 @@
+//! The agent protocol's mutations: register the node, send heartbeats, report
+//! container state. `decide` refuses an agent acting for another node.
+
+use async_graphql::{Context, Object, Result, SimpleObject, ID};
+use dcloud_projections::{Command, DomainError};
+
+use super::inputs::{ContainerUsageInput, FingerprintInput, ReportInput, UsageInput};
+use super::submit;
+use crate::error::{ApiError, Gql};
+use crate::query::live;
+use crate::types::deployment::DeploymentObj;
+use crate::types::node::NodeObj;
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct HeartbeatAck {
+    /// Whether this heartbeat was kept in the log (they are, at an interval).
+    pub logged: bool,
+    /// Its sequence number when logged.
+    pub seq: Option<u64>,
+}
+
+#[derive(Default)]
+pub struct AgentMutation;
+
+#[Object]
+impl AgentMutation {
+    /// Registers the node (again, after a restart: same id, new fingerprint).
+    async fn register_node(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        fingerprint: FingerprintInput,
+    ) -> Result<NodeObj> {
+        let run = async {
+            let cmd = Command::RegisterNode {
+                node_id: node_id.to_string(),
+                fingerprint: fingerprint.into(),
+            };
+            submit(ctx, cmd).await?;
+            live(ctx, |r| r.node(&node_id))
+        };
+        run.await.gql(ctx)
+    }
+
+    /// Node and per-container usage; `engineOk` false when the container engine is
+    /// unreachable.
+    async fn heartbeat(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        usage: UsageInput,
+        #[graphql(default)] containers: Vec<ContainerUsageInput>,
+        #[graphql(default = true)] engine_ok: bool,
+    ) -> Result<HeartbeatAck> {
+        let cmd = Command::Heartbeat {
+            node_id: node_id.to_string(),
+            usage: usage.into(),
+            containers: containers
+                .into_iter()
+                .map(|c| dcloud_events::model::ContainerUsage {
+                    deployment_id: c.deployment_id,
+                    usage: c.usage.into(),
+                })
+                .collect(),
+            engine_ok,
+        };
+        let run = async {
+            let events = submit(ctx, cmd).await?;
+            let seq = events.last().map(|e| e.seq);
+            Ok(HeartbeatAck {
+                logged: seq.is_some(),
+                seq,
+            })
+        };
+        run.await.gql(ctx)
+    }
+
+    /// One container state change of a deployment placed on the caller's node.
+    async fn report_status(
+        &self,
+        ctx: &Context<'_>,
+        deployment_id: ID,
+        report: ReportInput,
+    ) -> Result<DeploymentObj> {
+        let run = async {
+            let report = report
+                .into_report()
+                .map_err(|e| ApiError::Domain(DomainError::Validation(e)))?;
+            submit(
+                ctx,
+                Command::Report {
+                    deployment_id: deployment_id.to_string(),
+                    report,
+                },
+            )
+            .await?;
+            live(ctx, |r| r.deployment(&deployment_id))
+        };
+        run.await.gql(ctx)
+    }
+}

@@ -1,0 +1,32 @@
+//! The mutation roots: documents (apply, environments, templates, catalogs,
+//! datasets, services), control (nodes, deployments, tokens, the writer's sweeps) and
+//! the agent protocol (register, heartbeat, report).
+
+mod agent;
+mod apply;
+mod control;
+mod documents;
+pub mod inputs;
+
+use async_graphql::Context;
+use dcloud_events::Envelope;
+use dcloud_projections::Command;
+
+pub use agent::{AgentMutation, HeartbeatAck};
+pub use apply::{AppliedDocument, ApplyAction, ApplyResult, DocumentKind};
+pub use control::{ControlMutation, CreatedToken};
+pub use documents::DocumentMutation;
+
+use crate::auth::actor;
+use crate::error::ApiError;
+use crate::schema::{backend, correlation};
+
+/// Submits `cmd` as the request's actor, correlated by the request id. Authorisation
+/// of writes is `decide`'s (auditors, other users' things, other nodes are refused
+/// there); this only requires an actor.
+pub(crate) async fn submit(ctx: &Context<'_>, cmd: Command) -> Result<Vec<Envelope>, ApiError> {
+    let actor = actor(ctx)?.clone();
+    let backend = backend(ctx)?;
+    let correlation = correlation(ctx, backend.as_ref());
+    backend.submit(cmd, actor, correlation).await
+}

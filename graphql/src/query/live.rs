@@ -1,0 +1,213 @@
+//! Queries over the live state: who am I, nodes, environments, templates, catalogs,
+//! services, datasets, deployments, tokens, export.
+
+use async_graphql::{Context, Json, Object, Result, SimpleObject, ID};
+use dcloud_projections::config;
+
+use super::live;
+use crate::auth::{actor, require_not_agent, require_sees_all};
+use crate::error::{ApiError, Gql};
+use crate::schema::backend;
+use crate::types::common::{Page, Role};
+use crate::types::config::{
+    dataset_catalog, CatalogObj, DatasetCategory, EnvironmentObj, ServiceObj, TemplateObj,
+};
+use crate::types::deployment::DeploymentObj;
+use crate::types::node::NodeObj;
+use crate::views::DeploymentFilter;
+
+/// The caller, as its token says.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Me {
+    pub name: String,
+    pub role: Role,
+    /// The node of an agent token.
+    pub node_id: Option<String>,
+    /// As recorded in the events it causes (`user:alice`, `agent:0x…`).
+    pub label: String,
+}
+
+/// An access token (never its secret).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Token {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub node_id: Option<String>,
+    pub revoked: bool,
+    pub created_ms: i64,
+}
+
+#[derive(Default)]
+pub struct LiveQuery;
+
+#[Object]
+impl LiveQuery {
+    /// The caller.
+    async fn me(&self, ctx: &Context<'_>) -> Result<Me> {
+        actor(ctx)
+            .map(|a| Me {
+                name: a.name.clone(),
+                role: a.role.into(),
+                node_id: a.node_id.clone(),
+                label: a.label(),
+            })
+            .gql(ctx)
+    }
+
+    /// Nodes in id order (an agent sees only its own).
+    #[graphql(complexity = "first.map_or(100, |n| n.max(0) as usize) * child_complexity")]
+    async fn nodes(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        first: Option<i32>,
+    ) -> Result<Page<String, NodeObj>> {
+        live(ctx, |r| r.nodes(after, first)).gql(ctx)
+    }
+
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<NodeObj> {
+        live(ctx, |r| r.node(&id)).gql(ctx)
+    }
+
+    /// Environments in id order: all for admins and auditors, a user's own otherwise.
+    #[graphql(complexity = "first.map_or(100, |n| n.max(0) as usize) * child_complexity")]
+    async fn environments(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] include_deleted: bool,
+        after: Option<String>,
+        first: Option<i32>,
+    ) -> Result<Page<String, EnvironmentObj>> {
+        live(ctx, |r| r.environments(include_deleted, after, first)).gql(ctx)
+    }
+
+    async fn environment(&self, ctx: &Context<'_>, id: ID) -> Result<EnvironmentObj> {
+        live(ctx, |r| r.environment(&id)).gql(ctx)
+    }
+
+    async fn templates(&self, ctx: &Context<'_>) -> Result<Vec<TemplateObj>> {
+        live(ctx, |r| r.templates()).gql(ctx)
+    }
+
+    async fn template(&self, ctx: &Context<'_>, name: String) -> Result<TemplateObj> {
+        live(ctx, |r| {
+            require_not_agent(r.actor, "templates")?;
+            let t = r
+                .state
+                .templates
+                .get(&name)
+                .ok_or_else(|| ApiError::not_found("template", &name))?;
+            Ok(TemplateObj(t.clone()))
+        })
+        .gql(ctx)
+    }
+
+    /// Library catalogs, one per os (admins and auditors: they hold shell commands).
+    async fn catalogs(&self, ctx: &Context<'_>) -> Result<Vec<CatalogObj>> {
+        live(ctx, |r| {
+            require_sees_all(r.actor, "the library catalog")?;
+            Ok(r.state
+                .catalogs
+                .values()
+                .map(|c| CatalogObj(c.clone()))
+                .collect())
+        })
+        .gql(ctx)
+    }
+
+    async fn catalog(&self, ctx: &Context<'_>, os: String) -> Result<CatalogObj> {
+        live(ctx, |r| {
+            require_sees_all(r.actor, "the library catalog")?;
+            let c = r
+                .state
+                .catalogs
+                .get(&os)
+                .ok_or_else(|| ApiError::not_found("catalog", &os))?;
+            Ok(CatalogObj(c.clone()))
+        })
+        .gql(ctx)
+    }
+
+    /// The service registry.
+    async fn services(&self, ctx: &Context<'_>) -> Result<Vec<ServiceObj>> {
+        let now_ms = backend(ctx).gql(ctx)?.now_ms();
+        live(ctx, |r| {
+            require_not_agent(r.actor, "services")?;
+            Ok(r.state
+                .services
+                .values()
+                .map(|s| ServiceObj {
+                    service: s.clone(),
+                    now_ms,
+                })
+                .collect())
+        })
+        .gql(ctx)
+    }
+
+    /// The dataset catalog.
+    async fn datasets(&self, ctx: &Context<'_>) -> Result<Vec<DatasetCategory>> {
+        live(ctx, |r| {
+            require_not_agent(r.actor, "the dataset catalog")?;
+            Ok(dataset_catalog(&r.state.datasets))
+        })
+        .gql(ctx)
+    }
+
+    /// Deployments in request order: all for admins and auditors, a user's own, an
+    /// agent's node's.
+    #[graphql(complexity = "first.map_or(100, |n| n.max(0) as usize) * child_complexity")]
+    async fn deployments(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<DeploymentFilter>,
+        after: Option<String>,
+        first: Option<i32>,
+    ) -> Result<Page<u64, DeploymentObj>> {
+        let filter = filter.unwrap_or_default();
+        live(ctx, |r| r.deployments(&filter, after, first)).gql(ctx)
+    }
+
+    async fn deployment(&self, ctx: &Context<'_>, id: ID) -> Result<DeploymentObj> {
+        live(ctx, |r| r.deployment(&id)).gql(ctx)
+    }
+
+    /// Access tokens (admins and auditors).
+    async fn tokens(&self, ctx: &Context<'_>) -> Result<Vec<Token>> {
+        live(ctx, |r| {
+            require_sees_all(r.actor, "the token list")?;
+            Ok(r.state
+                .tokens
+                .values()
+                .map(|t| Token {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    role: t.role.into(),
+                    node_id: t.node_id.clone(),
+                    revoked: t.revoked,
+                    created_ms: t.created_ms,
+                })
+                .collect())
+        })
+        .gql(ctx)
+    }
+
+    /// An environment in its original JSON format (the current version, or `version`).
+    async fn export_environment(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        version: Option<u32>,
+    ) -> Result<Json<serde_json::Value>> {
+        live(ctx, |r| {
+            let env = r.environment(&id)?.0;
+            let v = version.unwrap_or_else(|| env.version());
+            let spec = env.spec_at(v).ok_or_else(|| {
+                ApiError::not_found("environment version", &format!("{}@{v}", id.as_str()))
+            })?;
+            Ok(Json(config::export_environment(spec)))
+        })
+        .gql(ctx)
+    }
+}

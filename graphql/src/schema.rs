@@ -1,0 +1,86 @@
+//! Building the schema: the root types, the limits, the introspection gate, the data
+//! every resolver reads, and the SDL.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, MergedObject, Schema};
+
+use crate::auth::{IntrospectionGate, RequestId};
+use crate::backend::Backend;
+use crate::error::ApiError;
+use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
+use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::subscription::Subscription;
+
+/// How the schema runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaOptions {
+    /// Introspection for every caller (outside dev mode: admins only).
+    pub dev_mode: bool,
+    /// Deepest selection allowed (the standard introspection query needs about 13).
+    pub depth_limit: usize,
+    /// Highest query complexity allowed: one per field, list connections multiplied
+    /// by the page size asked for (`first`).
+    pub complexity_limit: usize,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        SchemaOptions {
+            dev_mode: false,
+            depth_limit: 16,
+            complexity_limit: 20_000,
+        }
+    }
+}
+
+#[derive(MergedObject, Default)]
+pub struct Query(LiveQuery, HistoryQuery, AgentQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(DocumentMutation, ControlMutation, AgentMutation);
+
+/// DCloud's schema type.
+pub type DcloudSchema = Schema<Query, Mutation, Subscription>;
+
+/// What every resolver reads from the schema's data.
+pub(crate) struct Shared {
+    pub(crate) backend: Arc<dyn Backend>,
+}
+
+/// The schema over `backend`. The server puts the request's [`dcloud_projections::Actor`]
+/// (when the bearer token authenticated; see [`crate::authenticate`]) and a
+/// [`RequestId`] into each request's data, or into the websocket session's data at
+/// `connection_init`.
+pub fn schema(backend: Arc<dyn Backend>, opts: SchemaOptions) -> DcloudSchema {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
+        .data(Shared { backend })
+        .limit_depth(opts.depth_limit)
+        .limit_complexity(opts.complexity_limit)
+        .extension(IntrospectionGate {
+            dev_mode: opts.dev_mode,
+        })
+        .finish()
+}
+
+/// The schema's SDL (committed as `docs/schema.graphql`).
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), Subscription)
+        .finish()
+        .sdl()
+}
+
+pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Shared, ApiError> {
+    ctx.data::<Shared>()
+        .map_err(|_| ApiError::Internal("schema built without its backend".into()))
+}
+
+pub(crate) fn backend<'a>(ctx: &Context<'a>) -> Result<&'a Arc<dyn Backend>, ApiError> {
+    shared(ctx).map(|s| &s.backend)
+}
+
+/// The request's correlation id: the server's request id, or a fresh one.
+pub(crate) fn correlation(ctx: &Context<'_>, backend: &dyn Backend) -> String {
+    ctx.data_opt::<RequestId>()
+        .map_or_else(|| backend.new_id(), |r| r.0.clone())
+}

@@ -1,0 +1,202 @@
+//! The `Deployment` type: status and its history, the placement decision (node, score,
+//! runners-up, rejections per reason), pending reasons, build progress and failure.
+
+use async_graphql::{Object, SimpleObject};
+use dcloud_projections::state::{self, Deployment};
+
+use super::common::{CandidateScore, DeploymentStatus, PlacementPolicy, RejectCount, Resources};
+use super::config::PortPublish;
+
+/// One status change, with the sequence number and time of the event that caused it.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct StatusEntry {
+    pub seq: u64,
+    pub time_ms: i64,
+    pub status: DeploymentStatus,
+}
+
+impl From<&state::StatusEntry> for StatusEntry {
+    fn from(s: &state::StatusEntry) -> Self {
+        StatusEntry {
+            seq: s.seq,
+            time_ms: s.time_ms,
+            status: s.status.into(),
+        }
+    }
+}
+
+/// Why the deployment was placed where it is.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Placement {
+    pub node_id: Option<String>,
+    /// Sequence number of the `DeploymentScheduled` event.
+    pub seq: u64,
+    /// The chosen node's score, in thousandths.
+    pub score_milli: i64,
+    /// Feasible nodes considered.
+    pub candidates: u32,
+    /// The next best nodes and their scores.
+    pub runners_up: Vec<CandidateScore>,
+    /// Nodes rejected, counted per reason.
+    pub rejected: Vec<RejectCount>,
+}
+
+#[derive(SimpleObject, Clone, Copy, Debug)]
+pub struct BuildProgress {
+    pub step: u32,
+    pub steps: u32,
+}
+
+#[derive(SimpleObject, Clone, Debug)]
+pub struct Failure {
+    /// The build step, when a build step failed.
+    pub step: Option<u32>,
+    pub command: Option<String>,
+    /// The build's output tail, or the engine's message.
+    pub message: String,
+}
+
+pub struct DeploymentObj {
+    pub(crate) d: Deployment,
+    /// `env-name` of the version it runs.
+    pub(crate) env_name: Option<String>,
+}
+
+impl DeploymentObj {
+    pub(crate) fn new(state: &dcloud_projections::State, d: &Deployment) -> Self {
+        let env_name = state.deployment_spec(d).map(|s| s.name.clone());
+        DeploymentObj {
+            d: d.clone(),
+            env_name,
+        }
+    }
+}
+
+#[Object(name = "Deployment")]
+impl DeploymentObj {
+    async fn id(&self) -> &str {
+        &self.d.id
+    }
+
+    async fn environment_id(&self) -> &str {
+        &self.d.env_id
+    }
+
+    async fn environment_version(&self) -> u32 {
+        self.d.env_version
+    }
+
+    async fn environment_name(&self) -> Option<&str> {
+        self.env_name.as_deref()
+    }
+
+    async fn owner(&self) -> &str {
+        &self.d.owner
+    }
+
+    async fn policy(&self) -> PlacementPolicy {
+        self.d.policy.into()
+    }
+
+    async fn status(&self) -> DeploymentStatus {
+        self.d.status.into()
+    }
+
+    /// Not finished: waiting, placed, running or stopping.
+    async fn live(&self) -> bool {
+        self.d.status.is_live()
+    }
+
+    /// Every status it went through, oldest first.
+    async fn history(&self) -> Vec<StatusEntry> {
+        self.d.history.iter().map(Into::into).collect()
+    }
+
+    /// Sequence number of `DeploymentRequested` (its place in the pending queue).
+    async fn requested_seq(&self) -> u64 {
+        self.d.requested_seq
+    }
+
+    async fn requested_ms(&self) -> i64 {
+        self.d.requested_ms
+    }
+
+    /// The node it is (or was last) assigned to.
+    async fn node_id(&self) -> Option<&str> {
+        self.d.node.as_deref()
+    }
+
+    /// `node-agent_<node id>`, as in the original deployment documents.
+    async fn node_agent_id(&self) -> Option<String> {
+        self.d.node.as_ref().map(|n| format!("node-agent_{n}"))
+    }
+
+    /// What it books on its node (storage includes every storage mount).
+    async fn need(&self) -> Resources {
+        (&self.d.need).into()
+    }
+
+    /// GPU device uuids assigned.
+    async fn gpus(&self) -> &[String] {
+        &self.d.gpus
+    }
+
+    async fn ports(&self) -> Vec<PortPublish> {
+        self.d.ports.iter().map(Into::into).collect()
+    }
+
+    /// Image tag (the recipe's content hash).
+    async fn image(&self) -> Option<&str> {
+        self.d.image.as_deref()
+    }
+
+    async fn image_ready(&self) -> bool {
+        self.d.image_ready
+    }
+
+    /// The image was already on the node.
+    async fn image_cached(&self) -> bool {
+        self.d.image_cached
+    }
+
+    /// The placement decision (with the node, its score, the runners-up and the
+    /// rejections per reason).
+    async fn placement(&self) -> Option<Placement> {
+        self.d.placement.as_ref().map(|p| Placement {
+            node_id: self.d.node.clone(),
+            seq: p.seq,
+            score_milli: p.score_milli,
+            candidates: p.candidates,
+            runners_up: p.runners_up.iter().map(Into::into).collect(),
+            rejected: p.rejected.iter().map(Into::into).collect(),
+        })
+    }
+
+    /// Why it fits nowhere (while pending).
+    async fn pending_reasons(&self) -> Vec<RejectCount> {
+        self.d.pending_reasons.iter().map(Into::into).collect()
+    }
+
+    async fn build(&self) -> Option<BuildProgress> {
+        self.d.build.map(|b| BuildProgress {
+            step: b.step,
+            steps: b.steps,
+        })
+    }
+
+    async fn exit_code(&self) -> Option<i64> {
+        self.d.exit_code
+    }
+
+    async fn container_id(&self) -> Option<&str> {
+        self.d.container_id.as_deref()
+    }
+
+    async fn failure(&self) -> Option<Failure> {
+        self.d.failure.as_ref().map(|f| Failure {
+            step: f.step,
+            command: f.command.clone(),
+            message: f.message.clone(),
+        })
+    }
+}
