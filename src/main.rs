@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use dcloud::offline::Output;
 
 #[derive(Parser)]
-#[command(name = "dcloud", version, about = "DCloud: deploy containerised AI/ML environments onto a fleet of nodes")]
+#[command(
+    name = "dcloud",
+    version,
+    about = "DCloud: deploy containerised AI/ML environments onto a fleet of nodes"
+)]
 struct Cli {
     /// Output format of client commands.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
@@ -53,8 +57,14 @@ fn main() -> ExitCode {
     init_tracing();
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Audit { command: AuditCmd::Verify { data } } => offline::audit_verify(&data, cli.output),
-        Cmd::Replay { data, to, no_snapshot } => offline::replay(&data, to, !no_snapshot, cli.output),
+        Cmd::Audit {
+            command: AuditCmd::Verify { data },
+        } => offline::audit_verify(&data, cli.output),
+        Cmd::Replay {
+            data,
+            to,
+            no_snapshot,
+        } => offline::replay(&data, to, !no_snapshot, cli.output),
     };
     match result {
         Ok(code) => code,
@@ -68,5 +78,8 @@ fn main() -> ExitCode {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -25,7 +25,11 @@ pub enum Output {
 pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let dir = store::log_dir(data);
     if !dir.is_dir() {
-        anyhow::bail!("no event log in {} (expected {})", data.display(), dir.display());
+        anyhow::bail!(
+            "no event log in {} (expected {})",
+            data.display(),
+            dir.display()
+        );
     }
     match verify_dir(&dir) {
         Ok(report) => {
@@ -59,7 +63,10 @@ pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
                     })
                 ),
                 Output::Table => {
-                    println!("FAILED: first bad seq {}: {}", bad.first_bad_seq, bad.reason)
+                    println!(
+                        "FAILED: first bad seq {}: {}",
+                        bad.first_bad_seq, bad.reason
+                    )
                 }
             }
             Ok(ExitCode::from(1))
@@ -121,7 +128,9 @@ pub fn summarize(state: &State, snapshot_seq: Option<u64>, replayed: u64) -> Rep
     let nodes: Vec<NodeLine> = state
         .nodes_by_id()
         .map(|n| {
-            *nodes_by_health.entry(n.health.as_str().to_string()).or_insert(0) += 1;
+            *nodes_by_health
+                .entry(n.health.as_str().to_string())
+                .or_insert(0) += 1;
             NodeLine {
                 id: n.id.clone(),
                 health: n.health.as_str().into(),
@@ -141,7 +150,9 @@ pub fn summarize(state: &State, snapshot_seq: Option<u64>, replayed: u64) -> Rep
         .deployments
         .values()
         .map(|d| {
-            *deployments_by_status.entry(d.status.as_str().to_string()).or_insert(0) += 1;
+            *deployments_by_status
+                .entry(d.status.as_str().to_string())
+                .or_insert(0) += 1;
             DeploymentLine {
                 id: d.id.clone(),
                 environment: d.env_id.clone(),
@@ -172,7 +183,12 @@ pub fn summarize(state: &State, snapshot_seq: Option<u64>, replayed: u64) -> Rep
 }
 
 /// `dcloud replay`: the state as it stood at `to` (default: the end of the log).
-pub fn replay(data: &Path, to: Option<u64>, use_snapshot: bool, output: Output) -> anyhow::Result<ExitCode> {
+pub fn replay(
+    data: &Path,
+    to: Option<u64>,
+    use_snapshot: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     if !store::log_dir(data).is_dir() {
         anyhow::bail!("no event log in {}", data.display());
     }
@@ -195,7 +211,10 @@ pub fn replay(data: &Path, to: Option<u64>, use_snapshot: bool, output: Output) 
 fn print_table(s: &ReplaySummary) {
     println!("state at seq {}  digest {}", s.seq, s.digest);
     match s.snapshot_seq {
-        Some(seq) => println!("from snapshot at seq {seq} + {} events replayed", s.replayed),
+        Some(seq) => println!(
+            "from snapshot at seq {seq} + {} events replayed",
+            s.replayed
+        ),
         None => println!("{} events replayed from the start", s.replayed),
     }
     let c = &s.counts;
@@ -205,14 +224,21 @@ fn print_table(s: &ReplaySummary) {
     );
     if !s.nodes.is_empty() {
         println!();
-        println!("{:<24} {:<8} {:>14} {:>22} {:>7} {:>6}", "NODE", "HEALTH", "CPU (m)", "MEMORY (MiB)", "GPUS", "DEPL");
+        println!(
+            "{:<24} {:<8} {:>14} {:>22} {:>7} {:>6}",
+            "NODE", "HEALTH", "CPU (m)", "MEMORY (MiB)", "GPUS", "DEPL"
+        );
         for n in &s.nodes {
             println!(
                 "{:<24} {:<8} {:>14} {:>22} {:>7} {:>6}",
                 n.id,
                 format!("{}{}", n.health, if n.draining { "*" } else { "" }),
                 format!("{}/{}", n.cpu_millis_allocated, n.cpu_millis),
-                format!("{}/{}", n.memory_bytes_allocated >> 20, n.memory_bytes >> 20),
+                format!(
+                    "{}/{}",
+                    n.memory_bytes_allocated >> 20,
+                    n.memory_bytes >> 20
+                ),
                 format!("{}/{}", n.gpus_allocated, n.gpus),
                 n.deployments
             );
@@ -220,9 +246,18 @@ fn print_table(s: &ReplaySummary) {
     }
     if !s.deployments.is_empty() {
         println!();
-        println!("{:<38} {:<38} {:<24} STATUS", "DEPLOYMENT", "ENVIRONMENT", "NODE");
+        println!(
+            "{:<38} {:<38} {:<24} STATUS",
+            "DEPLOYMENT", "ENVIRONMENT", "NODE"
+        );
         for d in &s.deployments {
-            println!("{:<38} {:<38} {:<24} {}", d.id, d.environment, d.node.as_deref().unwrap_or("-"), d.status);
+            println!(
+                "{:<38} {:<38} {:<24} {}",
+                d.id,
+                d.environment,
+                d.node.as_deref().unwrap_or("-"),
+                d.status
+            );
         }
     }
 }

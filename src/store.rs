@@ -33,12 +33,16 @@ pub struct Recovery {
 
 /// The newest valid snapshot (a corrupt one is skipped, never trusted) plus the tail.
 /// With `upto`, stops at that sequence number and ignores newer snapshots.
-pub fn recover(log: &dyn EventLog, upto: Option<u64>, use_snapshot: bool) -> anyhow::Result<(State, Recovery)> {
+pub fn recover(
+    log: &dyn EventLog,
+    upto: Option<u64>,
+    use_snapshot: bool,
+) -> anyhow::Result<(State, Recovery)> {
     let started = Instant::now();
     let last = log.last_seq();
     let to = upto.map_or(last, |u| u.min(last));
     let snap = if use_snapshot {
-        log.newest_valid_snapshot_upto(to, &|bytes| State::from_snapshot_bytes(bytes).map_err(|e| e.to_string()))
+        log.newest_valid_snapshot_upto(to, &|bytes: &[u8]| State::from_snapshot_bytes(bytes))
     } else {
         None
     };
@@ -55,7 +59,11 @@ pub fn recover(log: &dyn EventLog, upto: Option<u64>, use_snapshot: bool) -> any
             replayed += 1;
         }
     }
-    let rec = Recovery { snapshot_seq, replayed, millis: started.elapsed().as_millis() };
+    let rec = Recovery {
+        snapshot_seq,
+        replayed,
+        millis: started.elapsed().as_millis(),
+    };
     info!(snapshot = ?rec.snapshot_seq, replayed, millis = rec.millis as u64, "state recovered");
     Ok((state, rec))
 }

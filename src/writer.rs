@@ -31,7 +31,7 @@ pub enum WriterError {
 
 /// What the writer thread consumes.
 enum Msg {
-    Submit(Submission),
+    Submit(Box<Submission>),
     Shutdown,
 }
 
@@ -80,8 +80,13 @@ impl WriterHandle {
         correlation: String,
     ) -> Result<Vec<Envelope>, WriterError> {
         let (reply, rx) = oneshot::channel();
-        let sub = Submission { cmd, actor, correlation, reply };
-        if self.tx.send(Msg::Submit(sub)).await.is_err() {
+        let sub = Submission {
+            cmd,
+            actor,
+            correlation,
+            reply,
+        };
+        if self.tx.send(Msg::Submit(Box::new(sub))).await.is_err() {
             return Err(self.stopped());
         }
         rx.await.unwrap_or_else(|_| Err(self.stopped()))
@@ -95,8 +100,13 @@ impl WriterHandle {
         correlation: String,
     ) -> Result<Vec<Envelope>, WriterError> {
         let (reply, rx) = oneshot::channel();
-        let sub = Submission { cmd, actor, correlation, reply };
-        if self.tx.blocking_send(Msg::Submit(sub)).is_err() {
+        let sub = Submission {
+            cmd,
+            actor,
+            correlation,
+            reply,
+        };
+        if self.tx.blocking_send(Msg::Submit(Box::new(sub))).is_err() {
             return Err(self.stopped());
         }
         rx.blocking_recv().unwrap_or_else(|_| Err(self.stopped()))
@@ -119,14 +129,23 @@ impl WriterHandle {
 
     /// Set once the writer has stopped on a storage error.
     pub fn fatal(&self) -> Option<String> {
-        self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Stops taking commands, lets the writer finish the batch in hand, and returns
     /// once its thread has exited. Commands still queued, and any submitted through
     /// other handles afterwards, are refused with `Stopped`.
     pub fn shutdown(self) {
-        let thread = self.shared.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let thread = self
+            .shared
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let _ = self.tx.blocking_send(Msg::Shutdown);
         if let Some(t) = thread {
             let _ = t.join();
@@ -166,12 +185,14 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<String> = None;
     while stop.is_none() {
-        let Some(first) = rx.blocking_recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         let mut shutdown = false;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Submit(s) => batch.push(s),
+                Msg::Submit(s) => batch.push(*s),
                 Msg::Shutdown => {
                     shutdown = true;
                     break;
@@ -228,9 +249,14 @@ fn commit_batch(
     let mut next_seq = first_seq;
     let mut pending: Vec<NewEvent> = Vec::new();
     // Per submission: Ok(range of indices in `pending`) or the refusal.
-    let mut outcomes: Vec<Result<std::ops::Range<usize>, DomainError>> = Vec::with_capacity(batch.len());
+    let mut outcomes: Vec<Result<std::ops::Range<usize>, DomainError>> =
+        Vec::with_capacity(batch.len());
     for s in batch.iter() {
-        let ctx = Ctx { now_ms: now, actor: s.actor.clone(), settings: config.settings.clone() };
+        let ctx = Ctx {
+            now_ms: now,
+            actor: s.actor.clone(),
+            settings: config.settings.clone(),
+        };
         match decide(&state, &s.cmd, &ctx) {
             Ok(events) => {
                 let start = pending.len();

@@ -33,22 +33,38 @@ fn scale(n: u64) -> u64 {
 
 fn main() {
     // cargo bench passes `--bench`; ignore arguments.
-    let base = std::env::var("BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
+    let base =
+        std::env::var("BENCH_DIR").unwrap_or_else(|_| env!("CARGO_TARGET_TMPDIR").to_string());
     std::fs::create_dir_all(&base).unwrap();
     let tmp = tempfile::tempdir_in(&base).unwrap();
-    println!("# log benchmark ({})\n", if quick() { "quick" } else { "full" });
-    println!("data directory: {} (same disk for every store)\n", tmp.path().display());
+    println!(
+        "# log benchmark ({})\n",
+        if quick() { "quick" } else { "full" }
+    );
+    println!(
+        "data directory: {} (same disk for every store)\n",
+        tmp.path().display()
+    );
 
     // 1. Durable append throughput.
     println!("## durable append throughput (events/s)\n");
     println!("| batch | dcloud (fjall) | sqlite WAL FULL | dcloud / sqlite |");
     println!("|---:|---:|---:|---:|");
-    for (batch, batches) in [(1usize, scale(2_000)), (16, scale(1_000)), (256, scale(400))] {
+    for (batch, batches) in [
+        (1usize, scale(2_000)),
+        (16, scale(1_000)),
+        (256, scale(400)),
+    ] {
         let d = tmp.path().join(format!("append-dcloud-{batch}"));
         let s = tmp.path().join(format!("append-sqlite-{batch}"));
         let dc = append_dcloud(&d, batch, batches);
         let sq = append_sqlite(&s, batch, batches);
-        println!("| {batch} | {:.0} | {:.0} | {:.2}x |", dc.rate, sq.rate, dc.rate / sq.rate);
+        println!(
+            "| {batch} | {:.0} | {:.0} | {:.2}x |",
+            dc.rate,
+            sq.rate,
+            dc.rate / sq.rate
+        );
     }
 
     // 2. Single durable append latency vs the physical limit.
@@ -59,9 +75,24 @@ fn main() {
     let sq = append_sqlite(&tmp.path().join("latency-sqlite"), 1, n);
     println!("| store | p50 | p99 | vs raw p50 |");
     println!("|---|---:|---:|---:|");
-    println!("| raw write+fdatasync ({} B) | {} | {} | 1.00x |", d.record_bytes, us(raw.p50), us(raw.p99));
-    println!("| dcloud append | {} | {} | {:.2}x |", us(d.p50), us(d.p99), ratio(d.p50, raw.p50));
-    println!("| sqlite insert+commit | {} | {} | {:.2}x |", us(sq.p50), us(sq.p99), ratio(sq.p50, raw.p50));
+    println!(
+        "| raw write+fdatasync ({} B) | {} | {} | 1.00x |",
+        d.record_bytes,
+        us(raw.p50),
+        us(raw.p99)
+    );
+    println!(
+        "| dcloud append | {} | {} | {:.2}x |",
+        us(d.p50),
+        us(d.p99),
+        ratio(d.p50, raw.p50)
+    );
+    println!(
+        "| sqlite insert+commit | {} | {} | {:.2}x |",
+        us(sq.p50),
+        us(sq.p99),
+        ratio(sq.p50, raw.p50)
+    );
 
     // 3 and 4. A 1,000,000-event log: replay throughput and start-up time.
     let events = scale(1_000_000);
@@ -74,19 +105,36 @@ fn main() {
     fill_sqlite(&sdir, events);
     let (dstate, dreplay) = replay_dcloud(&dir);
     let (sstate, sreplay) = replay_sqlite(&sdir);
-    assert_eq!(dstate.digest(), sstate.digest(), "both stores must replay to the same state");
+    assert_eq!(
+        dstate.digest(),
+        sstate.digest(),
+        "both stores must replay to the same state"
+    );
     println!("| measure | dcloud | sqlite | dcloud / sqlite |");
     println!("|---|---:|---:|---:|");
     let dr = events as f64 / dreplay.as_secs_f64();
     let sr = events as f64 / sreplay.as_secs_f64();
-    println!("| replay: read+validate+fold (events/s) | {dr:.0} | {sr:.0} | {:.2}x |", dr / sr);
-    println!("\n(filling the dcloud log with batch-256 appends took {:.2} s)\n", fill.as_secs_f64());
+    println!(
+        "| replay: read+validate+fold (events/s) | {dr:.0} | {sr:.0} | {:.2}x |",
+        dr / sr
+    );
+    println!(
+        "\n(filling the dcloud log with batch-256 appends took {:.2} s)\n",
+        fill.as_secs_f64()
+    );
 
     let (no_snap, with_snap, snap_bytes) = startup(&dir);
     println!("| start-up | time |");
     println!("|---|---:|");
-    println!("| replay from the first event (no snapshot) | {:.3} s |", no_snap.as_secs_f64());
-    println!("| newest snapshot ({:.1} MiB) + empty tail | {:.3} s |", snap_bytes as f64 / 1048576.0, with_snap.as_secs_f64());
+    println!(
+        "| replay from the first event (no snapshot) | {:.3} s |",
+        no_snap.as_secs_f64()
+    );
+    println!(
+        "| newest snapshot ({:.1} MiB) + empty tail | {:.3} s |",
+        snap_bytes as f64 / 1048576.0,
+        with_snap.as_secs_f64()
+    );
 }
 
 struct AppendResult {
@@ -124,12 +172,21 @@ fn append_dcloud(dir: &Path, batch: usize, batches: u64) -> AppendResult {
     let rate = (batch as u64 * batches) as f64 / started.elapsed().as_secs_f64();
     let (p50, p99) = percentiles(lat);
     let record_bytes = record_size(&log);
-    AppendResult { rate, p50, p99, record_bytes }
+    AppendResult {
+        rate,
+        p50,
+        p99,
+        record_bytes,
+    }
 }
 
 fn record_size(log: &FjallLog) -> usize {
     // The encoded size of the last record, for the raw-fdatasync comparison.
-    let env = log.read_range(log.last_seq(), log.last_seq()).next().unwrap().unwrap();
+    let env = log
+        .read_range(log.last_seq(), log.last_seq())
+        .next()
+        .unwrap()
+        .unwrap();
     let mut enc = Encoder::new();
     let body = body_of(&env);
     enc.encode(&body, &env.prev_hash).unwrap().0.len()
@@ -171,10 +228,18 @@ fn append_sqlite(dir: &Path, batch: usize, batches: u64) -> AppendResult {
         let t = Instant::now();
         let tx = conn.transaction().unwrap();
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO events (seq, record) VALUES (?1, ?2)").unwrap();
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO events (seq, record) VALUES (?1, ?2)")
+                .unwrap();
             for e in events {
                 seq += 1;
-                let body = EnvelopeBody { seq, time_ms: e.time_ms, actor: e.actor, correlation: e.correlation, event: e.event };
+                let body = EnvelopeBody {
+                    seq,
+                    time_ms: e.time_ms,
+                    actor: e.actor,
+                    correlation: e.correlation,
+                    event: e.event,
+                };
                 let (bytes, hash) = enc.encode(&body, &prev).unwrap();
                 record_bytes = bytes.len();
                 stmt.execute(rusqlite::params![seq as i64, bytes]).unwrap();
@@ -186,11 +251,20 @@ fn append_sqlite(dir: &Path, batch: usize, batches: u64) -> AppendResult {
     }
     let rate = (batch as u64 * batches) as f64 / started.elapsed().as_secs_f64();
     let (p50, p99) = percentiles(lat);
-    AppendResult { rate, p50, p99, record_bytes }
+    AppendResult {
+        rate,
+        p50,
+        p99,
+        record_bytes,
+    }
 }
 
 fn raw_fdatasync(path: &Path, bytes: usize, n: u64) -> AppendResult {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     let buf = vec![0x5au8; bytes];
     let mut lat = Vec::with_capacity(n as usize);
     let started = Instant::now();
@@ -202,7 +276,12 @@ fn raw_fdatasync(path: &Path, bytes: usize, n: u64) -> AppendResult {
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let (p50, p99) = percentiles(lat);
-    AppendResult { rate, p50, p99, record_bytes: bytes }
+    AppendResult {
+        rate,
+        p50,
+        p99,
+        record_bytes: bytes,
+    }
 }
 
 fn fill_dcloud(dir: &Path, events: u64) {
@@ -226,11 +305,19 @@ fn fill_sqlite(dir: &Path, events: u64) {
     while seq < events {
         let tx = conn.transaction().unwrap();
         {
-            let mut stmt = tx.prepare_cached("INSERT INTO events (seq, record) VALUES (?1, ?2)").unwrap();
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO events (seq, record) VALUES (?1, ?2)")
+                .unwrap();
             for _ in 0..(events - seq).min(256) {
                 let e = gen.next_event();
                 seq += 1;
-                let body = EnvelopeBody { seq, time_ms: e.time_ms, actor: e.actor, correlation: e.correlation, event: e.event };
+                let body = EnvelopeBody {
+                    seq,
+                    time_ms: e.time_ms,
+                    actor: e.actor,
+                    correlation: e.correlation,
+                    event: e.event,
+                };
                 let (bytes, hash) = enc.encode(&body, &prev).unwrap();
                 stmt.execute(rusqlite::params![seq as i64, bytes]).unwrap();
                 prev = hash;
@@ -255,7 +342,9 @@ fn replay_sqlite(dir: &Path) -> (State, Duration) {
     let t = Instant::now();
     let mut state = State::default();
     let mut dec = Decoder::new();
-    let mut stmt = conn.prepare("SELECT seq, record FROM events ORDER BY seq").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT seq, record FROM events ORDER BY seq")
+        .unwrap();
     let mut rows = stmt.query([]).unwrap();
     while let Some(row) = rows.next().unwrap() {
         let seq: i64 = row.get(0).unwrap();

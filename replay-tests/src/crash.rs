@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use dcloud::writer::{system_clock, WriterConfig};
 use dcloud_events::model::{
-    GpuDevice, LanguageCatalog, LanguageSpec, LibraryCatalog, NodeFingerprint, OriginalMeta, Resources, Usage,
+    GpuDevice, LanguageCatalog, LanguageSpec, LibraryCatalog, NodeFingerprint, OriginalMeta,
+    Resources, Usage,
 };
 use dcloud_events::{Event, EventLog, NewEvent};
 use dcloud_projections::{Actor, Command, Settings};
@@ -24,7 +25,10 @@ pub fn filler_event(correlation: &str, i: usize) -> NewEvent {
         correlation: correlation.into(),
         event: Event::NodeHeartbeat {
             node_id: format!("0x{:012x}", i),
-            usage: Usage { cpu_millis: 100 + i as u64, memory_bytes: 1 << 20 },
+            usage: Usage {
+                cpu_millis: 100 + i as u64,
+                memory_bytes: 1 << 20,
+            },
             containers: vec![],
             engine_ok: true,
         },
@@ -39,7 +43,10 @@ pub fn small_catalog() -> LibraryCatalog {
     let mut specifications = BTreeMap::new();
     specifications.insert(
         "python".to_string(),
-        LanguageCatalog { installation_steps: vec!["apt-get install -y python3-pip".into()], libraries },
+        LanguageCatalog {
+            installation_steps: vec!["apt-get install -y python3-pip".into()],
+            libraries,
+        },
     );
     LibraryCatalog {
         os: "ubuntu".into(),
@@ -77,13 +84,26 @@ pub fn node_fingerprint(name: &str, cpus: u64, mem_gib: u64, gpus: u32) -> NodeF
 }
 
 /// A python environment asking for `cpu_millis`, `mem_mib` and `gpus`.
-pub fn env_spec(name: &str, cpu_millis: u64, mem_mib: u64, gpus: u32) -> dcloud_events::model::EnvironmentSpec {
+pub fn env_spec(
+    name: &str,
+    cpu_millis: u64,
+    mem_mib: u64,
+    gpus: u32,
+) -> dcloud_events::model::EnvironmentSpec {
     dcloud_events::model::EnvironmentSpec {
         name: name.into(),
         version_label: "1".into(),
         os: "ubuntu".into(),
-        languages: vec![LanguageSpec { name: "python".into(), libraries: vec!["numpy".into()] }],
-        resources: Resources { cpu_millis, memory_bytes: mem_mib << 20, gpus, storage_bytes: 1 << 30 },
+        languages: vec![LanguageSpec {
+            name: "python".into(),
+            libraries: vec!["numpy".into()],
+        }],
+        resources: Resources {
+            cpu_millis,
+            memory_bytes: mem_mib << 20,
+            gpus,
+            storage_bytes: 1 << 30,
+        },
         datasets: vec![],
         ports: vec![],
         storage: vec![],
@@ -95,23 +115,44 @@ pub fn env_spec(name: &str, cpu_millis: u64, mem_mib: u64, gpus: u32) -> dcloud_
 
 /// Runs the writer over `dir` and submits commands from 16 concurrent tasks forever.
 pub fn writer_load(dir: &Path, seed: u64) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let log = dcloud::store::open_log(dir)?;
         let (state, _) = dcloud::store::recover(&*log, None, true)?;
-        let config = WriterConfig { settings: Settings::default(), snapshot_every: 500, clock: system_clock() };
+        let config = WriterConfig {
+            settings: Settings::default(),
+            snapshot_every: 500,
+            clock: system_clock(),
+        };
         let log: Arc<dyn EventLog> = log;
         let writer = dcloud::spawn_writer(log, state, config);
         let admin = Actor::admin("crash");
         let setup = [
-            Command::UpsertCatalog { catalog: small_catalog() },
-            Command::RegisterNode { node_id: "0x000000000001".into(), fingerprint: node_fingerprint("n1", 64, 256, 4) },
-            Command::RegisterNode { node_id: "0x000000000002".into(), fingerprint: node_fingerprint("n2", 64, 256, 4) },
-            Command::CreateEnvironment { env_id: format!("env-{seed}"), spec: env_spec("crash", 100, 64, 0) },
+            Command::UpsertCatalog {
+                catalog: small_catalog(),
+            },
+            Command::RegisterNode {
+                node_id: "0x000000000001".into(),
+                fingerprint: node_fingerprint("n1", 64, 256, 4),
+            },
+            Command::RegisterNode {
+                node_id: "0x000000000002".into(),
+                fingerprint: node_fingerprint("n2", 64, 256, 4),
+            },
+            Command::CreateEnvironment {
+                env_id: format!("env-{seed}"),
+                spec: env_spec("crash", 100, 64, 0),
+            },
         ];
         for (i, cmd) in setup.into_iter().enumerate() {
             let corr = format!("s{seed}-setup-{i}");
-            let envs = writer.submit(cmd, admin.clone(), corr.clone()).await.context("setup")?;
+            let envs = writer
+                .submit(cmd, admin.clone(), corr.clone())
+                .await
+                .context("setup")?;
             ack(&corr, &envs);
         }
         let mut tasks = Vec::new();
@@ -129,7 +170,11 @@ pub fn writer_load(dir: &Path, seed: u64) -> anyhow::Result<()> {
                     } else {
                         let id = format!("d-{seed}-{t}-{i}");
                         mine.push(id.clone());
-                        Command::Deploy { deployment_id: id, env_id: format!("env-{seed}"), policy: None }
+                        Command::Deploy {
+                            deployment_id: id,
+                            env_id: format!("env-{seed}"),
+                            policy: None,
+                        }
                     };
                     match writer.submit(cmd, admin.clone(), corr.clone()).await {
                         Ok(envs) => ack(&corr, &envs),

@@ -2,5 +2,6 @@
 //! generators and load loops. The tests themselves live in `tests/`.
 
 pub mod crash;
-pub mod workload;
+pub mod golden;
 pub mod scenario;
+pub mod workload;

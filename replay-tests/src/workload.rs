@@ -20,7 +20,12 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(seed: u64) -> Self {
-        Generator { seed, n: 0, deployments: 0, queue: Vec::new() }
+        Generator {
+            seed,
+            n: 0,
+            deployments: 0,
+            queue: Vec::new(),
+        }
     }
 
     fn node_id(i: u64) -> String {
@@ -41,7 +46,10 @@ impl Generator {
     fn next_inner(&mut self) -> Event {
         if self.n < NODES {
             let id = Self::node_id(self.n);
-            return Event::NodeRegistered { node_id: id.clone(), fingerprint: node_fingerprint(&id, 64, 256, 4) };
+            return Event::NodeRegistered {
+                node_id: id.clone(),
+                fingerprint: node_fingerprint(&id, 64, 256, 4),
+            };
         }
         if self.n < NODES + ENVS {
             let k = self.n - NODES;
@@ -58,7 +66,10 @@ impl Generator {
         if i % 10 < 6 {
             return Event::NodeHeartbeat {
                 node_id: Self::node_id(i % NODES),
-                usage: Usage { cpu_millis: i % 64_000, memory_bytes: (i % 256) << 30 },
+                usage: Usage {
+                    cpu_millis: i % 64_000,
+                    memory_bytes: (i % 256) << 30,
+                },
                 containers: vec![],
                 engine_ok: true,
             };
@@ -68,9 +79,13 @@ impl Generator {
         self.deployments += 1;
         let id = format!("d{k}");
         if k >= LIVE {
-            self.queue.push(Event::DeploymentStopped { deployment_id: format!("d{}", k - LIVE) });
+            self.queue.push(Event::DeploymentStopped {
+                deployment_id: format!("d{}", k - LIVE),
+            });
         }
-        self.queue.push(Event::ContainerStarted { deployment_id: id.clone() });
+        self.queue.push(Event::ContainerStarted {
+            deployment_id: id.clone(),
+        });
         self.queue.push(Event::DeploymentScheduled {
             deployment_id: id.clone(),
             node_id: Self::node_id(k % NODES),

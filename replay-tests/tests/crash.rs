@@ -69,7 +69,11 @@ fn check_after_crash(dir: &Path, acks: &[Ack], all_groups_sized: bool) {
     let log = FjallLog::open(dir).expect("log reopens after SIGKILL");
     let report = log.verify().expect("chain verifies after SIGKILL");
     let max_acked = acks.iter().map(|a| a.last_seq).max().unwrap_or(0);
-    assert!(report.last_seq >= max_acked, "acknowledged seq {max_acked} lost: log ends at {}", report.last_seq);
+    assert!(
+        report.last_seq >= max_acked,
+        "acknowledged seq {max_acked} lost: log ends at {}",
+        report.last_seq
+    );
 
     let mut groups: HashMap<String, usize> = HashMap::new();
     for env in log.read_range(1, log.last_seq()) {
@@ -77,7 +81,12 @@ fn check_after_crash(dir: &Path, acks: &[Ack], all_groups_sized: bool) {
         *groups.entry(env.correlation).or_default() += 1;
     }
     for a in acks.iter().filter(|a| a.size > 0) {
-        assert_eq!(groups.get(&a.correlation), Some(&a.size), "acknowledged {} not fully present", a.correlation);
+        assert_eq!(
+            groups.get(&a.correlation),
+            Some(&a.size),
+            "acknowledged {} not fully present",
+            a.correlation
+        );
     }
     if all_groups_sized {
         // Raw mode: the correlation says how big the batch was.
@@ -96,7 +105,11 @@ fn crash_loop(mode: &str, all_groups_sized: bool) {
     let mut total_acks = 0;
     for round in 0..KILLS_PER_MODE {
         let delay = Duration::from_millis(rng.random_range(0..120));
-        let dir = if mode == "log" { log_dir.clone() } else { data.clone() };
+        let dir = if mode == "log" {
+            log_dir.clone()
+        } else {
+            data.clone()
+        };
         let acks = run_and_kill(mode, &dir, round + 1, delay);
         total_acks += acks.len();
         check_after_crash(&log_dir, &acks, all_groups_sized);
@@ -104,7 +117,11 @@ fn crash_loop(mode: &str, all_groups_sized: bool) {
             let log = dcloud::store::open_log(&data).unwrap();
             let (with_snapshot, rec) = dcloud::store::recover(&*log, None, true).unwrap();
             let (from_empty, _) = dcloud::store::recover(&*log, None, false).unwrap();
-            assert_eq!(with_snapshot.digest(), from_empty.digest(), "snapshot+tail differs from replay (round {round}, {rec:?})");
+            assert_eq!(
+                with_snapshot.digest(),
+                from_empty.digest(),
+                "snapshot+tail differs from replay (round {round}, {rec:?})"
+            );
             with_snapshot.check_invariants().unwrap();
         }
     }

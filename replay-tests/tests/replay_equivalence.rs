@@ -9,18 +9,50 @@ use replay_tests::scenario::{preamble, run_steps, start_writer, step_of, Op};
 fn op() -> impl Strategy<Value = Op> {
     let n = 0u8..5;
     prop_oneof![
-        (n.clone(), any::<u8>(), any::<u8>()).prop_map(|(node, cpus, gpus)| Op::RegisterNode { node, cpus, gpus }),
-        (0u8..4, any::<u8>(), any::<u16>(), any::<u8>(), proptest::option::of(any::<u8>()))
-            .prop_map(|(env, cpu_tenths, mem_mib, gpus, port)| Op::CreateEnv { env, cpu_tenths, mem_mib, gpus, port }),
-        (0u8..4, any::<u8>(), any::<u8>()).prop_map(|(env, expected, cpu_tenths)| Op::UpdateEnv { env, expected, cpu_tenths }),
-        (0u8..4, 0u8..20, any::<bool>()).prop_map(|(env, deployment, binpack)| Op::Deploy { env, deployment, binpack }),
-        (0u8..4, 0u8..20, any::<bool>()).prop_map(|(env, deployment, binpack)| Op::Deploy { env, deployment, binpack }),
+        (n.clone(), any::<u8>(), any::<u8>()).prop_map(|(node, cpus, gpus)| Op::RegisterNode {
+            node,
+            cpus,
+            gpus
+        }),
+        (
+            0u8..4,
+            any::<u8>(),
+            any::<u16>(),
+            any::<u8>(),
+            proptest::option::of(any::<u8>())
+        )
+            .prop_map(|(env, cpu_tenths, mem_mib, gpus, port)| Op::CreateEnv {
+                env,
+                cpu_tenths,
+                mem_mib,
+                gpus,
+                port
+            }),
+        (0u8..4, any::<u8>(), any::<u8>()).prop_map(|(env, expected, cpu_tenths)| Op::UpdateEnv {
+            env,
+            expected,
+            cpu_tenths
+        }),
+        (0u8..4, 0u8..20, any::<bool>()).prop_map(|(env, deployment, binpack)| Op::Deploy {
+            env,
+            deployment,
+            binpack
+        }),
+        (0u8..4, 0u8..20, any::<bool>()).prop_map(|(env, deployment, binpack)| Op::Deploy {
+            env,
+            deployment,
+            binpack
+        }),
         (0u8..4, 0u8..5).prop_map(|(env, deployment)| Op::UserDeploy { env, deployment }),
         (0u8..20).prop_map(|deployment| Op::Stop { deployment }),
         n.clone().prop_map(|node| Op::Heartbeat { node }),
         n.clone().prop_map(|node| Op::Lose { node }),
         (n.clone(), any::<bool>()).prop_map(|(node, on)| Op::Drain { node, on }),
-        (0u8..20, n, any::<u8>()).prop_map(|(deployment, node, kind)| Op::Report { deployment, node, kind }),
+        (0u8..20, n, any::<u8>()).prop_map(|(deployment, node, kind)| Op::Report {
+            deployment,
+            node,
+            kind
+        }),
         (0u8..4).prop_map(|id| Op::Token { id }),
     ]
 }

@@ -35,7 +35,9 @@ fn raw_log(dir: &std::path::Path, seed: u64) -> anyhow::Result<()> {
     loop {
         let size = rng.random_range(1..=64usize);
         let correlation = format!("s{seed}-b{batch_no}-n{size}");
-        let batch = (0..size).map(|i| replay_tests::crash::filler_event(&correlation, i)).collect();
+        let batch = (0..size)
+            .map(|i| replay_tests::crash::filler_event(&correlation, i))
+            .collect();
         let envs = log.append(log.last_seq(), batch)?;
         let last = envs.last().map_or(0, |e| e.seq);
         let mut lock = out.lock();

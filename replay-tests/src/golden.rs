@@ -1,0 +1,249 @@
+//! The golden scenario (a fixed story that exercises most event kinds through the real
+//! writer) and the portable golden-log file format: for each envelope,
+//! `seq: u64 BE | len: u32 BE | record bytes` exactly as the log stores them.
+
+use dcloud_events::model::{
+    DatasetCategory, DatasetDb, DatasetVersion, Endpoint, OriginalMeta, PortPublish, Protocol,
+    Role, ServiceRegistration, Usage,
+};
+use dcloud_events::record::Encoder;
+use dcloud_events::{Envelope, EnvelopeBody};
+use dcloud_projections::command::{Report, SpecOverrides};
+use dcloud_projections::{Actor, Command};
+
+use crate::crash::{env_spec, node_fingerprint};
+use crate::scenario::{preamble, Step};
+
+fn admin(cmd: Command) -> Step {
+    Step {
+        actor: Actor::admin("root"),
+        cmd,
+    }
+}
+
+fn agent(node: &str, deployment: &str, report: Report) -> Step {
+    Step {
+        actor: Actor::agent(node),
+        cmd: Command::Report {
+            deployment_id: deployment.into(),
+            report,
+        },
+    }
+}
+
+/// The story recorded in the golden log of schema version 1.
+pub fn scenario() -> Vec<Step> {
+    let (n1, n2, n3) = ("0x0000000000a1", "0x0000000000a2", "0x0000000000a3");
+    let mut steps = preamble();
+    steps.push(admin(Command::RegisterDatasets {
+        category: DatasetCategory {
+            category: "imaging".into(),
+            dbs: vec![DatasetDb {
+                name: "coco".into(),
+                datasets: vec![DatasetVersion {
+                    name: "train2017".into(),
+                    version: "3".into(),
+                }],
+            }],
+        },
+    }));
+    steps.push(admin(Command::RegisterService {
+        service: ServiceRegistration {
+            name: "dfs-server".into(),
+            endpoints: vec![Endpoint {
+                ip: "127.0.0.1".into(),
+                port: 8003,
+            }],
+            ttl_ms: Some(30_000),
+            single: true,
+            meta: OriginalMeta::default(),
+        },
+    }));
+    for (id, cpus, gpus) in [(n1, 8, 2), (n2, 4, 0), (n3, 16, 4)] {
+        steps.push(Step {
+            actor: Actor::agent(id),
+            cmd: Command::RegisterNode {
+                node_id: id.into(),
+                fingerprint: node_fingerprint(id, cpus, 32, gpus),
+            },
+        });
+    }
+    let mut web = env_spec("web", 500, 256, 0);
+    web.ports = vec![PortPublish {
+        external: 8888,
+        internal: 8888,
+        protocol: Protocol::Tcp,
+    }];
+    steps.push(admin(Command::CreateEnvironment {
+        env_id: "env-web".into(),
+        spec: web.clone(),
+    }));
+    steps.push(admin(Command::CreateEnvironment {
+        env_id: "env-gpu".into(),
+        spec: env_spec("gpu", 2000, 1024, 2),
+    }));
+    steps.push(admin(Command::UpdateEnvironment {
+        env_id: "env-web".into(),
+        expected_version: 1,
+        spec: web,
+    }));
+    steps.push(admin(Command::SaveTemplate {
+        name: "small".into(),
+        spec: env_spec("small", 250, 128, 0),
+    }));
+    steps.push(admin(Command::CreateFromTemplate {
+        env_id: "env-small".into(),
+        template: "small".into(),
+        overrides: SpecOverrides {
+            name: Some("small-copy".into()),
+            ..SpecOverrides::default()
+        },
+    }));
+    for (d, env) in [
+        ("dep-1", "env-web"),
+        ("dep-2", "env-gpu"),
+        ("dep-3", "env-web"),
+        ("dep-4", "env-gpu"),
+        ("dep-5", "env-gpu"),
+    ] {
+        steps.push(admin(Command::Deploy {
+            deployment_id: d.into(),
+            env_id: env.into(),
+            policy: None,
+        }));
+    }
+    // dep-1 on whichever node it went to: the agent of every node tries; only the right one is accepted.
+    for node in [n1, n2, n3] {
+        steps.push(agent(
+            node,
+            "dep-1",
+            Report::BuildStarted {
+                image: "img".into(),
+                steps: 2,
+            },
+        ));
+        steps.push(agent(
+            node,
+            "dep-1",
+            Report::BuildProgress { step: 1, steps: 2 },
+        ));
+        steps.push(agent(
+            node,
+            "dep-1",
+            Report::ImageReady {
+                image: "img".into(),
+                cached: false,
+            },
+        ));
+        steps.push(agent(
+            node,
+            "dep-1",
+            Report::ContainerCreated {
+                container_id: "c1".into(),
+            },
+        ));
+        steps.push(agent(node, "dep-1", Report::ContainerStarted));
+        steps.push(agent(node, "dep-1", Report::ContainerStarted));
+        steps.push(agent(
+            node,
+            "dep-2",
+            Report::BuildFailed {
+                step: 1,
+                command: "false".into(),
+                output_tail: "exit 1".into(),
+            },
+        ));
+        steps.push(agent(node, "dep-4", Report::ContainerOomKilled));
+        steps.push(Step {
+            actor: Actor::agent(node),
+            cmd: Command::Heartbeat {
+                node_id: node.into(),
+                usage: Usage {
+                    cpu_millis: 100,
+                    memory_bytes: 1 << 20,
+                },
+                containers: vec![],
+                engine_ok: true,
+            },
+        });
+    }
+    steps.push(admin(Command::Stop {
+        deployment_id: "dep-3".into(),
+    }));
+    steps.push(admin(Command::DrainNode { node_id: n2.into() }));
+    steps.push(admin(Command::UndrainNode { node_id: n2.into() }));
+    steps.push(Step {
+        actor: Actor::system(),
+        cmd: Command::MarkNodesLost {
+            node_ids: vec![n3.into()],
+        },
+    });
+    steps.push(Step {
+        actor: Actor::auditor("audit"),
+        cmd: Command::Stop {
+            deployment_id: "dep-1".into(),
+        },
+    });
+    steps.push(admin(Command::CreateToken {
+        token_id: "tok-1".into(),
+        name: "alice".into(),
+        role: Role::User,
+        secret_hash: blake3::hash(b"golden-secret").into(),
+        node_id: None,
+    }));
+    steps.push(admin(Command::RevokeToken {
+        token_id: "tok-1".into(),
+    }));
+    steps.push(admin(Command::ExpireServices));
+    steps.push(admin(Command::DeactivateEnvironment {
+        env_id: "env-small".into(),
+    }));
+    steps.push(admin(Command::DeleteTemplate {
+        name: "small".into(),
+    }));
+    steps
+}
+
+/// Encodes envelopes into the golden file format (the exact stored record bytes).
+pub fn encode_file(envs: &[Envelope]) -> Vec<u8> {
+    let mut enc = Encoder::new();
+    let mut out = Vec::new();
+    for e in envs {
+        let body = EnvelopeBody {
+            seq: e.seq,
+            time_ms: e.time_ms,
+            actor: e.actor.clone(),
+            correlation: e.correlation.clone(),
+            event: e.event.clone(),
+        };
+        let (bytes, hash) = enc.encode(&body, &e.prev_hash).expect("encode");
+        assert_eq!(
+            hash, e.hash,
+            "re-encoding seq {} must give the stored bytes",
+            e.seq
+        );
+        out.extend_from_slice(&e.seq.to_be_bytes());
+        out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+/// Splits a golden file into `(seq, record bytes)`.
+pub fn split_file(mut data: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        if data.len() < 12 {
+            return Err(format!("truncated header after {} records", out.len()));
+        }
+        let seq = u64::from_be_bytes(data[..8].try_into().expect("8 bytes"));
+        let len = u32::from_be_bytes(data[8..12].try_into().expect("4 bytes")) as usize;
+        data = &data[12..];
+        if data.len() < len {
+            return Err(format!("record {seq} truncated"));
+        }
+        out.push((seq, data[..len].to_vec()));
+        data = &data[len..];
+    }
+    Ok(out)
+}
