@@ -10,3 +10,17 @@ pub mod store;
 pub mod writer;
 
 pub use writer::{spawn as spawn_writer, WriterConfig, WriterError, WriterHandle};
+
+pub mod agent_cmd;
+pub mod client;
+pub mod server;
+
+/// Logs to stderr, filtered by `DCLOUD_LOG` (e.g. `info`, `dcloud=debug`), else `default`.
+pub fn init_tracing(default: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,13 +1,12 @@
-//! The `dcloud` binary: the CLI, the offline audit tools, and (with the API issue) the
-//! server and agent wiring.
-
-use dcloud::offline;
+//! The `dcloud` binary: the CLI over the server, the agent, the API clients and the
+//! offline audit tools.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dcloud::offline::Output;
+use dcloud::client::{ClientCmd, Global};
+use dcloud::offline::{self, Output};
 
 #[derive(Parser)]
 #[command(
@@ -19,12 +18,31 @@ struct Cli {
     /// Output format of client commands.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "DCLOUD_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    server: String,
+    /// Bearer token (admin, user, agent or auditor).
+    #[arg(long, global = true, env = "DCLOUD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the control plane: event log, writer, GraphQL API and web UI.
+    Server(dcloud::server::ServerArgs),
+    /// Run the server and a local agent with data in ./.dcloud (one command to try DCloud).
+    Dev(dcloud::server::DevArgs),
+    /// Run a node agent against a server.
+    Agent(dcloud::agent_cmd::AgentArgs),
+    #[command(flatten)]
+    Client(ClientCmd),
     /// Offline audit tools over a data directory.
     Audit {
         #[command(subcommand)]
@@ -32,7 +50,7 @@ enum Cmd {
     },
     /// Rebuild the state from the log (up to --to) and print it.
     Replay {
-        /// Data directory of a (stopped or running) server.
+        /// Data directory of a stopped server.
         #[arg(long, env = "DCLOUD_DATA")]
         data: PathBuf,
         /// Stop at this sequence number (default: the end of the log).
@@ -54,17 +72,31 @@ enum AuditCmd {
 }
 
 fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    let global = Global {
+        server: cli.server,
+        token: cli.token,
+        output: cli.output,
+    };
     let result = match cli.command {
+        Cmd::Server(args) => dcloud::server::run_server(args),
+        Cmd::Dev(args) => dcloud::server::run_dev(args),
+        Cmd::Agent(args) => dcloud::agent_cmd::run(args, &global),
+        Cmd::Client(cmd) => dcloud::client::run(cmd, &global),
         Cmd::Audit {
             command: AuditCmd::Verify { data },
-        } => offline::audit_verify(&data, cli.output),
+        } => {
+            init_tracing();
+            offline::audit_verify(&data, global.output)
+        }
         Cmd::Replay {
             data,
             to,
             no_snapshot,
-        } => offline::replay(&data, to, !no_snapshot, cli.output),
+        } => {
+            init_tracing();
+            offline::replay(&data, to, !no_snapshot, global.output)
+        }
     };
     match result {
         Ok(code) => code,
@@ -75,11 +107,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr; `DCLOUD_LOG` filters them (default `warn` for the offline tools).
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    dcloud::init_tracing("warn");
 }
