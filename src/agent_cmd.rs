@@ -1,12 +1,242 @@
-//! `dcloud agent` (being built): runs a node agent against a server.
+//! `dcloud agent`: runs a node agent (Docker driver) or a fleet of simulated nodes
+//! (`--driver sim --sim-nodes N`) against a server, and `spawn_local` for `dcloud dev`.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use dcloud_agent::runtime::{run_nodes, NodeSpec, RuntimeConfig, Shared, UsageSource};
+use dcloud_agent::{
+    fingerprint, DockerConfig, DockerDriver, Driver, FingerprintConfig, NodeSampler, Reserved,
+    SimConfig, SimDriver,
+};
+use dcloud_events::model::Resources;
+use dcloud_projections::config::{parse_cpu_millis, parse_duration_ms, parse_size};
 
 use crate::client::Global;
 
-#[derive(Debug, clap::Args)]
-pub struct AgentArgs {}
+/// Which engine runs the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentDriver {
+    Docker,
+    Sim,
+}
 
-pub fn run(_args: AgentArgs, _global: &Global) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the agent command is not built yet")
+/// `dcloud agent` flags (`--server` and `--token` are global).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// How containers are run (`sim`: in memory, for scale tests).
+    #[arg(long, value_enum, default_value_t = AgentDriver::Docker)]
+    pub driver: AgentDriver,
+    /// Node id (default: the primary interface's MAC address, `0x5f6e4b6e4b50`).
+    #[arg(long)]
+    pub node_id: Option<String>,
+    /// Simulated nodes in this process (`--driver sim`).
+    #[arg(long, default_value_t = 1)]
+    pub sim_nodes: usize,
+    /// CPUs of each simulated node.
+    #[arg(long, default_value = "16")]
+    pub sim_cpu: String,
+    /// Memory of each simulated node.
+    #[arg(long, default_value = "64G")]
+    pub sim_memory: String,
+    /// Storage of each simulated node.
+    #[arg(long, default_value = "500G")]
+    pub sim_storage: String,
+    /// GPUs of each simulated node.
+    #[arg(long, default_value_t = 0)]
+    pub sim_gpus: u32,
+    /// Where the agent keeps its state (the last assignment seq per node).
+    #[arg(long, env = "DCLOUD_AGENT_DATA")]
+    pub data: Option<PathBuf>,
+    /// Datasets on this node: `<root>/<category>/<db>/<dataset>@<version>`.
+    #[arg(long, default_value = "/var/lib/dcloud/datasets")]
+    pub dataset_root: PathBuf,
+    /// Docker's data directory: its disk's size is the node's storage capacity.
+    #[arg(long, default_value = "/var/lib/docker")]
+    pub docker_data: PathBuf,
+    /// Docker socket (default: `DOCKER_HOST`, else unix:///var/run/docker.sock).
+    #[arg(long)]
+    pub docker_host: Option<String>,
+    /// CPU held back for the host (`1`, `500m`).
+    #[arg(long, default_value = "0")]
+    pub reserve_cpu: String,
+    /// Memory held back for the host (`2G`).
+    #[arg(long, default_value = "0")]
+    pub reserve_memory: String,
+    /// Storage held back for the host.
+    #[arg(long, default_value = "0")]
+    pub reserve_storage: String,
+    /// Time between heartbeats (`5s`, `500ms`).
+    #[arg(long, default_value = "5s")]
+    pub heartbeat_interval: String,
+    /// Grace between SIGTERM and SIGKILL when stopping a container.
+    #[arg(long, default_value = "10s")]
+    pub stop_grace: String,
+}
+
+fn size(flag: &str, text: &str) -> anyhow::Result<u64> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size(text).map_err(|e| anyhow!("{flag}: {text:?} is not a size ({e:?}); use 512M, 2G"))
+}
+
+fn cpu(flag: &str, text: &str) -> anyhow::Result<u64> {
+    parse_cpu_millis(text)
+        .map_err(|e| anyhow!("{flag}: {text:?} is not a cpu count ({e:?}); use 2, 0.5, 500m"))
+}
+
+fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    parse_duration_ms(text)
+        .map(Duration::from_millis)
+        .map_err(|e| anyhow!("{flag}: {text:?} is not a duration ({e:?}); use 5s, 500ms"))
+}
+
+impl AgentArgs {
+    /// Defaults for `n` simulated nodes (what `dcloud dev --driver sim` runs).
+    pub fn sim(n: usize) -> AgentArgs {
+        AgentArgs {
+            driver: AgentDriver::Sim,
+            node_id: None,
+            sim_nodes: n,
+            sim_cpu: "16".into(),
+            sim_memory: "64G".into(),
+            sim_storage: "500G".into(),
+            sim_gpus: 0,
+            data: None,
+            dataset_root: PathBuf::from("/var/lib/dcloud/datasets"),
+            docker_data: PathBuf::from("/var/lib/docker"),
+            docker_host: None,
+            reserve_cpu: "0".into(),
+            reserve_memory: "0".into(),
+            reserve_storage: "0".into(),
+            heartbeat_interval: "5s".into(),
+            stop_grace: "10s".into(),
+        }
+    }
+
+    fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
+        Ok(RuntimeConfig {
+            heartbeat_interval: duration("--heartbeat-interval", &self.heartbeat_interval)?,
+            grace: duration("--stop-grace", &self.stop_grace)?,
+            data_dir: self.data.clone(),
+            ..RuntimeConfig::default()
+        })
+    }
+}
+
+/// The nodes this process acts for: fingerprints and drivers. A Docker engine that
+/// cannot be reached is an error naming the socket.
+pub async fn build_nodes(args: &AgentArgs) -> anyhow::Result<Vec<NodeSpec>> {
+    match args.driver {
+        AgentDriver::Sim => {
+            let per_node = Resources {
+                cpu_millis: cpu("--sim-cpu", &args.sim_cpu)?,
+                memory_bytes: size("--sim-memory", &args.sim_memory)?,
+                gpus: args.sim_gpus,
+                storage_bytes: size("--sim-storage", &args.sim_storage)?,
+            };
+            let n = args.sim_nodes.max(1);
+            let fleet = SimDriver::fleet(n, &per_node, &SimConfig::default());
+            let heartbeat = duration("--heartbeat-interval", &args.heartbeat_interval)?;
+            Ok(fleet
+                .into_iter()
+                .enumerate()
+                .map(|(i, driver)| NodeSpec {
+                    node_id: driver.node_id().to_string(),
+                    fingerprint: driver.fingerprint().clone(),
+                    driver: Arc::new(driver) as Arc<dyn Driver>,
+                    usage: UsageSource::Containers,
+                    heartbeat_offset: heartbeat.mul_f64(i as f64 / n as f64),
+                })
+                .collect())
+        }
+        AgentDriver::Docker => {
+            let config = FingerprintConfig {
+                node_id: args.node_id.clone(),
+                reserved: Reserved {
+                    cpu_millis: cpu("--reserve-cpu", &args.reserve_cpu)?,
+                    memory_bytes: size("--reserve-memory", &args.reserve_memory)?,
+                    storage_bytes: size("--reserve-storage", &args.reserve_storage)?,
+                    gpus: 0,
+                },
+                data_dir: if args.docker_data.exists() {
+                    args.docker_data.clone()
+                } else {
+                    PathBuf::from("/")
+                },
+                dataset_root: Some(args.dataset_root.clone()),
+                labels: BTreeMap::new(),
+                detect_gpus: true,
+            };
+            let (node_id, fp) = fingerprint(&config).context("fingerprinting this node")?;
+            let mut docker = DockerConfig::new(node_id.clone());
+            docker.host = args.docker_host.clone();
+            docker.dataset_root = args.dataset_root.clone();
+            let driver = DockerDriver::connect(docker).await?;
+            let sampler = NodeSampler::new()?;
+            Ok(vec![NodeSpec {
+                node_id,
+                fingerprint: fp,
+                driver: Arc::new(driver),
+                usage: UsageSource::Host(Box::new(sampler)),
+                heartbeat_offset: Duration::ZERO,
+            }])
+        }
+    }
+}
+
+/// Runs the agent until a fatal error (or ctrl-c).
+pub async fn run_async(server: &str, token: &str, args: &AgentArgs) -> anyhow::Result<()> {
+    let config = args.runtime_config()?;
+    let nodes = build_nodes(args).await?;
+    let shared = Arc::new(Shared::new(server, token, config)?);
+    run_nodes(shared, nodes).await?;
+    Ok(())
+}
+
+pub fn run(args: AgentArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    crate::init_tracing("info");
+    let token = global
+        .token
+        .clone()
+        .context("the agent needs a token: --token or DCLOUD_TOKEN (an agent token for its node, or an admin token)")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = run_async(&global.server, &token, &args) => r.map(|()| ExitCode::SUCCESS),
+            _ = tokio::signal::ctrl_c() => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+/// Runs an agent inside the current (server's) process: `driver` is `docker` or
+/// `sim`; `sim_nodes` simulated nodes with the default capacity for `sim`. Call it
+/// inside a tokio runtime; start-up errors (no Docker engine) come out of the handle.
+pub fn spawn_local(
+    server_url: String,
+    token: String,
+    driver: &str,
+    sim_nodes: usize,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let mut args = AgentArgs::sim(sim_nodes);
+    args.driver = match driver {
+        "sim" => AgentDriver::Sim,
+        "docker" => AgentDriver::Docker,
+        other => anyhow::bail!("unknown agent driver {other:?}: use docker or sim"),
+    };
+    let config = args.runtime_config()?;
+    let shared = Arc::new(Shared::new(&server_url, &token, config)?);
+    Ok(tokio::spawn(async move {
+        let nodes = build_nodes(&args).await?;
+        run_nodes(shared, nodes).await?;
+        Ok(())
+    }))
 }

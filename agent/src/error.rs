@@ -42,6 +42,23 @@ pub enum AgentError {
     #[error("cannot read {what} from the system: {message}")]
     System { what: &'static str, message: String },
 
+    /// The control plane cannot be reached (connection refused, dropped, timed out).
+    /// Transient: the runtime retries with backoff.
+    #[error("server not reachable at {url}: {reason}")]
+    ServerUnavailable { url: String, reason: String },
+
+    /// The control plane answered with a GraphQL error (`extensions.code`).
+    #[error("server refused {op}: {code}: {message}")]
+    Api {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
+
+    /// The control plane's answer is not what the protocol says it should be.
+    #[error("unexpected answer from the server to {op}: {message}")]
+    Protocol { op: &'static str, message: String },
+
     /// No interface with a usable MAC address, and no node id configured.
     #[error("no network interface with a mac address found; set the node id explicitly")]
     NoNodeId,
@@ -50,6 +67,9 @@ pub enum AgentError {
 impl AgentError {
     /// True when retrying later may succeed without any change (engine away).
     pub fn is_transient(&self) -> bool {
-        matches!(self, AgentError::EngineUnavailable { .. })
+        matches!(
+            self,
+            AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. }
+        )
     }
 }

@@ -3,10 +3,10 @@
 //! on bollard (`docker`) and an in-memory one for scale tests (`sim`), and `reconcile`,
 //! which converges what the engine runs onto what the node was assigned.
 //!
-//! This crate does NOT talk to the control plane: the assignment stream, heartbeats and
-//! report delivery (GraphQL) sit above it and only use the types exported here. It holds
-//! no assignments of its own: the caller keeps them and calls `Reconciler::run_once`
-//! on start, on every change and on reconnect.
+//! `runtime` talks to the control plane (GraphQL over HTTP and graphql-transport-ws):
+//! registration, heartbeats, the assignment stream resumed by seq, report delivery; it
+//! keeps the assignments and calls `Reconciler::run_once` on start and on reconnect.
+//! The drivers and the reconciler below it know nothing of the control plane.
 
 pub mod docker;
 pub mod driver;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod gpu;
 pub mod reconcile;
+pub mod runtime;
 pub mod sim;
 pub mod usage;
 

@@ -1,20 +1,202 @@
-//! The control-plane server (being built): wiring of the log, the writer, timers, the
-//! axum router with GraphQL, health, metrics and the web UI.
+//! The control-plane server: wiring of the log, the writer, the liveness and
+//! maintenance timers, and the axum router (GraphQL over HTTP and websockets,
+//! GraphiQL, health, metrics and the web UI).
+//!
+//! It holds no business rules: every change is a `Command` submitted to the single
+//! writer, and `decide` (in `dcloud-projections`) says yes or no.
 
-use std::process::ExitCode;
+mod app;
+mod args;
+mod backend;
+mod bootstrap;
+mod dev;
+mod graphql;
+mod liveness;
+mod metrics;
+mod routes;
+mod timers;
+pub mod ui;
+mod ws;
 
-/// `dcloud server` flags.
-#[derive(Debug, clap::Args)]
-pub struct ServerArgs {}
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// `dcloud dev` flags.
-#[derive(Debug, clap::Args)]
-pub struct DevArgs {}
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info};
 
-pub fn run_server(_args: ServerArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("the server is not built yet")
+use crate::WriterHandle;
+
+pub use app::AppState;
+pub use args::{run_server, FileConfig, ServerArgs};
+pub use backend::ServerBackend;
+pub use bootstrap::ADMIN_TOKEN_FILE;
+pub use dev::{load_starter, run_dev, starter_documents, DevArgs, DevDriver};
+pub use graphql::{Caller, REQUEST_ID_HEADER};
+pub use liveness::{overdue_nodes, Liveness};
+pub use metrics::Metrics;
+pub use routes::{router, MAX_BODY_BYTES};
+pub use ws::CLOSE_FORBIDDEN;
+
+/// How one server runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The data directory: the log (`log/`) and `admin.token`.
+    pub data: PathBuf,
+    /// Where to listen; port 0 picks a free port (see [`Server::addr`]).
+    pub listen: SocketAddr,
+    /// GraphiQL and introspection for everyone (local development only).
+    pub dev_mode: bool,
+    pub settings: dcloud_projections::Settings,
+    /// Store a snapshot of the state every this many events (0: never).
+    pub snapshot_every: u64,
+    /// How often silent nodes are looked for (a node is lost after `settings.node_ttl_ms`).
+    pub liveness_tick: Duration,
+    /// How often expired services are expired and the pending queue is retried.
+    pub maintenance_every: Duration,
 }
 
-pub fn run_dev(_args: DevArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("dev mode is not built yet")
+impl ServerConfig {
+    /// Defaults for a data directory: listen on 127.0.0.1:7070, a snapshot every
+    /// 10 000 events, liveness checked every second, maintenance every 30 seconds.
+    pub fn new(data: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            data: data.into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            dev_mode: false,
+            settings: dcloud_projections::Settings::default(),
+            snapshot_every: 10_000,
+            liveness_tick: Duration::from_secs(1),
+            maintenance_every: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Asks a running server to stop (cheap to clone; see [`Server::stopper`]).
+#[derive(Clone)]
+pub struct Stopper(watch::Sender<bool>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// A running server.
+pub struct Server {
+    /// The address actually bound.
+    pub addr: SocketAddr,
+    /// The new admin token: `Some` only on the start that created it.
+    pub admin_token: Option<String>,
+    app: AppState,
+    stop: watch::Sender<bool>,
+    http: JoinHandle<std::io::Result<()>>,
+    timers: JoinHandle<()>,
+}
+
+/// Opens the data directory (log, recovery, writer, admin token), binds `listen`,
+/// and serves the router and the timers until [`Server::shutdown`] or a fatal
+/// storage error.
+pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    // Bind first: a taken port must not cost the first start its admin token.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let (app, admin_token) = AppState::open(&config).await?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let stop = app.stop_sender();
+    let mut http_stop = stop.subscribe();
+    let service = router(app.clone()).into_make_service();
+    let http = tokio::spawn(async move {
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let timers = tokio::spawn(timers::run(app.clone(), config.clone(), stop.subscribe()));
+    app.set_ready(true);
+    info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, "server listening");
+    Ok(Server {
+        addr,
+        admin_token,
+        app,
+        stop,
+        http,
+        timers,
+    })
+}
+
+impl Server {
+    pub fn writer(&self) -> &WriterHandle {
+        self.app.writer()
+    }
+
+    pub fn app(&self) -> &AppState {
+        &self.app
+    }
+
+    /// The base URL (`http://ADDR`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.stop.clone())
+    }
+
+    /// Runs until a [`Stopper`] asks to stop (then `Ok`) or the writer stops on a
+    /// storage error (then `Err` with the reason: fail-stop, a restart replays the log).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let mut stop = self.stop.subscribe();
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        let fatal = loop {
+            if let Some(why) = self.app.writer().fatal() {
+                break Some(why);
+            }
+            if *stop.borrow_and_update() {
+                break None;
+            }
+            tokio::select! {
+                _ = poll.tick() => {}
+                _ = stop.changed() => {}
+            }
+        };
+        if let Some(why) = &fatal {
+            error!(reason = %why, "the writer stopped on a storage error; the server stops");
+        }
+        self.teardown().await;
+        match fatal {
+            Some(why) => anyhow::bail!("the writer stopped on a storage error: {why}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops serving, stops the timers and the writer, and returns once all are done.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.teardown().await;
+    }
+
+    async fn teardown(self) {
+        self.app.set_ready(false);
+        let _ = self.stop.send(true);
+        let _ = self.timers.await;
+        // Websockets close on the stop signal; anything else gets a few seconds.
+        let mut http = self.http;
+        match tokio::time::timeout(Duration::from_secs(5), &mut http).await {
+            Ok(Ok(Err(e))) => error!(error = %e, "http server failed"),
+            Ok(Err(e)) => error!(error = %e, "http server task failed"),
+            Ok(Ok(Ok(()))) => {}
+            Err(_) => {
+                error!("http connections still open after 5s; closing them");
+                http.abort();
+            }
+        }
+        let writer = self.app.writer().clone();
+        let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
+        info!("server stopped");
+    }
 }

@@ -1,0 +1,263 @@
+//! The GraphQL client over HTTP (reqwest): one POST per operation, errors mapped to
+//! `AgentError` (unreachable → `ServerUnavailable`, GraphQL errors → `Api` with
+//! their `extensions.code`), and the agent protocol's typed calls.
+
+use std::time::Duration;
+
+use dcloud_events::model::{ContainerUsage, NodeFingerprint, Usage};
+use serde_json::{json, Value};
+
+use super::protocol::first_error;
+use super::wire::{self, Snapshot};
+use crate::driver::Report;
+use crate::error::AgentError;
+
+/// Path of the GraphQL endpoint (queries and mutations) on the server.
+pub const HTTP_PATH: &str = "/graphql";
+/// Path of the graphql-transport-ws endpoint on the server.
+pub const WS_PATH: &str = "/graphql/ws";
+
+/// Where the server's endpoints are, from its base URL (`http://host:7070`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    pub http: String,
+    pub ws: String,
+}
+
+impl Endpoints {
+    /// `http(s)://host[:port][/prefix]` → the GraphQL URL and its websocket URL.
+    pub fn from_base(base: &str) -> Result<Endpoints, AgentError> {
+        let base = base.trim_end_matches('/');
+        let base = base.strip_suffix(HTTP_PATH).unwrap_or(base);
+        let ws_base = if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else {
+            return Err(AgentError::Protocol {
+                op: "server url",
+                message: format!("{base:?} is not an http:// or https:// url"),
+            });
+        };
+        Ok(Endpoints {
+            http: format!("{base}{HTTP_PATH}"),
+            ws: format!("{ws_base}{WS_PATH}"),
+        })
+    }
+}
+
+/// A GraphQL client holding one connection pool; cheap to clone and share.
+#[derive(Clone)]
+pub struct GqlClient {
+    http: reqwest::Client,
+    url: String,
+    token: String,
+}
+
+impl GqlClient {
+    pub fn new(url: String, token: String) -> Result<GqlClient, AgentError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| AgentError::ServerUnavailable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(GqlClient { http, url, token })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs one operation; returns its `data`.
+    pub async fn request(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+    ) -> Result<Value, AgentError> {
+        let unavailable = |reason: String| AgentError::ServerUnavailable {
+            url: self.url.clone(),
+            reason,
+        };
+        let response = self
+            .http
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        parse_response(op, status.as_u16(), &body).map_err(|e| match e {
+            AgentError::Protocol { .. } if status.is_server_error() => {
+                unavailable(format!("http {status}"))
+            }
+            e => e,
+        })
+    }
+
+    pub async fn register_node(
+        &self,
+        node_id: &str,
+        fingerprint: &NodeFingerprint,
+    ) -> Result<(), AgentError> {
+        let vars =
+            json!({ "nodeId": node_id, "fingerprint": wire::fingerprint_input(fingerprint) });
+        self.request("registerNode", wire::REGISTER_NODE, vars)
+            .await
+            .map(drop)
+    }
+
+    pub async fn heartbeat(
+        &self,
+        node_id: &str,
+        usage: &Usage,
+        containers: &[ContainerUsage],
+        engine_ok: bool,
+    ) -> Result<(), AgentError> {
+        let vars = json!({
+            "nodeId": node_id,
+            "usage": wire::usage_input(usage),
+            "containers": wire::containers_input(containers),
+            "engineOk": engine_ok,
+        });
+        self.request("heartbeat", wire::HEARTBEAT, vars)
+            .await
+            .map(drop)
+    }
+
+    pub async fn report_status(
+        &self,
+        deployment_id: &str,
+        report: &Report,
+        image: &str,
+    ) -> Result<(), AgentError> {
+        let vars =
+            json!({ "deploymentId": deployment_id, "report": wire::report_input(report, image) });
+        self.request("reportStatus", wire::REPORT_STATUS, vars)
+            .await
+            .map(drop)
+    }
+
+    pub async fn node_assignments(&self, node_id: &str) -> Result<Snapshot, AgentError> {
+        let data = self
+            .request(
+                "nodeAssignments",
+                &wire::node_assignments_query(),
+                json!({ "nodeId": node_id }),
+            )
+            .await?;
+        decode("nodeAssignments", data.get("nodeAssignments"))
+    }
+
+    /// An agent token for `node_id` (needs an admin token).
+    pub async fn create_agent_token(&self, node_id: &str) -> Result<String, AgentError> {
+        let vars = json!({ "name": format!("agent-{node_id}"), "nodeId": node_id });
+        let data = self
+            .request("createToken", wire::CREATE_AGENT_TOKEN, vars)
+            .await?;
+        decode("createToken", data.pointer("/createToken/token"))
+    }
+}
+
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    value: Option<&Value>,
+) -> Result<T, AgentError> {
+    let value = value.ok_or_else(|| AgentError::Protocol {
+        op,
+        message: "missing field in data".to_string(),
+    })?;
+    serde_json::from_value(value.clone()).map_err(|e| AgentError::Protocol {
+        op,
+        message: e.to_string(),
+    })
+}
+
+/// A GraphQL response body → its `data`, or the first error.
+pub fn parse_response(op: &'static str, status: u16, body: &str) -> Result<Value, AgentError> {
+    let value: Value = serde_json::from_str(body).map_err(|e| AgentError::Protocol {
+        op,
+        message: format!("http {status}, body is not json ({e}): {}", tail(body)),
+    })?;
+    if let Some((code, message)) = first_error(&value) {
+        return Err(AgentError::Api { op, code, message });
+    }
+    match value.get("data") {
+        Some(data) if !data.is_null() => Ok(data.clone()),
+        _ => Err(AgentError::Protocol {
+            op,
+            message: format!("http {status}, no data: {}", tail(body)),
+        }),
+    }
+}
+
+fn tail(body: &str) -> &str {
+    let start = body.len().saturating_sub(200);
+    let start = (start..body.len())
+        .find(|i| body.is_char_boundary(*i))
+        .unwrap_or(body.len());
+    &body[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_from_the_base_url() {
+        let e = Endpoints::from_base("http://127.0.0.1:7070/").unwrap();
+        assert_eq!(e.http, "http://127.0.0.1:7070/graphql");
+        assert_eq!(e.ws, "ws://127.0.0.1:7070/graphql/ws");
+        let e = Endpoints::from_base("https://dc.example/graphql").unwrap();
+        assert_eq!(e.http, "https://dc.example/graphql");
+        assert_eq!(e.ws, "wss://dc.example/graphql/ws");
+        assert!(Endpoints::from_base("ftp://x").is_err());
+    }
+
+    #[test]
+    fn responses_map_to_data_or_coded_errors() {
+        let data = parse_response("op", 200, r#"{"data": {"heartbeat": {"logged": true}}}"#);
+        assert_eq!(data.unwrap()["heartbeat"]["logged"], true);
+
+        let err = parse_response(
+            "reportStatus",
+            200,
+            r#"{"data": null, "errors": [{"message": "deployment d is not assigned to node n",
+                 "extensions": {"code": "FORBIDDEN", "requestId": "r1"}}]}"#,
+        )
+        .unwrap_err();
+        match err {
+            AgentError::Api { op, code, message } => {
+                assert_eq!(op, "reportStatus");
+                assert_eq!(code, "FORBIDDEN");
+                assert!(message.contains("not assigned"), "{message}");
+            }
+            other => panic!("expected an api error, got {other:?}"),
+        }
+
+        let err = parse_response("op", 502, "<html>bad gateway</html>").unwrap_err();
+        assert!(matches!(err, AgentError::Protocol { .. }), "{err:?}");
+        assert!(err.to_string().contains("bad gateway"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_decodes_from_recorded_json() {
+        let data: Value = serde_json::from_str(
+            r#"{"nodeAssignments": {"seq": 12, "items": [
+                {"seq": 12, "kind": "STOP", "deploymentId": "d1", "nodeId": "n", "status": "STOPPING", "run": null}]}}"#,
+        )
+        .unwrap();
+        let snap: Snapshot = decode("nodeAssignments", data.get("nodeAssignments")).unwrap();
+        assert_eq!(snap.seq, 12);
+        assert_eq!(snap.items[0].deployment_id, "d1");
+        assert!(decode::<Snapshot>("nodeAssignments", data.get("nope")).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! The agent's runtime: talks to the control plane over GraphQL (HTTP for mutations
+//! and queries, graphql-transport-ws for the `assignments` subscription) and drives a
+//! `Driver` for one node, or for many simulated nodes sharing one client and one
+//! websocket connection.
+//!
+//! Flow per node (see `node`): register → heartbeats (node and container usage,
+//! `engineOk`) → `nodeAssignments` snapshot → reconcile → `assignments(after: seq)`.
+//! A dropped connection or a server restart ends the session; the next one starts
+//! from a fresh snapshot and resumes the subscription after the last seq seen, so no
+//! item is lost or applied twice. Reports are delivered in order, retried while the
+//! server is away (the server treats a repeated report as a no-op).
+
+pub mod client;
+pub mod node;
+pub mod protocol;
+pub mod seq;
+pub mod wire;
+pub mod ws;
+
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+use tracing::info;
+
+pub use client::{Endpoints, GqlClient};
+pub use node::{run_node, NodeSpec, RuntimeConfig, UsageSource};
+pub use seq::SeqTracker;
+pub use ws::{WsConnection, WsPool};
+
+use crate::error::AgentError;
+
+/// What every node of the process shares: the HTTP client, the websocket, the timings.
+pub struct Shared {
+    pub client: GqlClient,
+    pub ws: WsPool,
+    pub config: RuntimeConfig,
+}
+
+impl Shared {
+    /// Clients for the server at `server` (`http://host:port`) acting with `token`.
+    pub fn new(server: &str, token: &str, config: RuntimeConfig) -> Result<Shared, AgentError> {
+        let endpoints = Endpoints::from_base(server)?;
+        Ok(Shared {
+            client: GqlClient::new(endpoints.http, token.to_string())?,
+            ws: WsPool::new(endpoints.ws, token.to_string()),
+            config,
+        })
+    }
+}
+
+/// Runs every node until one of them fails fatally (its token is refused); the
+/// others are stopped then. Returns only on such an error.
+pub async fn run_nodes(shared: Arc<Shared>, nodes: Vec<NodeSpec>) -> Result<(), AgentError> {
+    if let Some(dir) = &shared.config.data_dir {
+        std::fs::create_dir_all(dir).map_err(|e| AgentError::System {
+            what: "the agent data directory",
+            message: format!("{}: {e}", dir.display()),
+        })?;
+    }
+    info!(nodes = nodes.len(), server = %shared.client.url(), "agent starting");
+    let mut set = JoinSet::new();
+    for spec in nodes {
+        set.spawn(run_node(shared.clone(), spec));
+    }
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) if e.is_panic() => {
+                return Err(AgentError::Protocol {
+                    op: "node loop",
+                    message: format!("a node's task panicked: {e}"),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}

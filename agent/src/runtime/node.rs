@@ -1,0 +1,492 @@
+//! One node's agent loop: register, then sessions of (snapshot → reconcile →
+//! subscription from the last seq) with reconnect and backoff between them, plus the
+//! node's background tasks (report delivery, the driver's watch, heartbeats).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dcloud_events::model::{NodeFingerprint, Usage};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, Id, JoinSet};
+use tracing::{debug, info, warn};
+
+use super::client::decode;
+use super::protocol::SubEvent;
+use super::seq::SeqTracker;
+use super::wire::{self, Item, Kind};
+use super::Shared;
+use crate::driver::{Assignment, Driver, Report, ReportSender};
+use crate::error::AgentError;
+use crate::reconcile::Reconciler;
+use crate::usage::NodeSampler;
+
+/// Timings and where state is kept.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub heartbeat_interval: Duration,
+    /// A reconcile pass also runs this often while connected (retries what failed
+    /// because the engine was away).
+    pub reconcile_interval: Duration,
+    /// SIGTERM → SIGKILL grace when stopping containers.
+    pub grace: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Where `agent-<node>.seq` files are kept (`None`: in memory only).
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            heartbeat_interval: Duration::from_secs(5),
+            reconcile_interval: Duration::from_secs(30),
+            grace: Duration::from_secs(10),
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+            data_dir: None,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Delay before reconnect attempt `attempt` (1-based): doubled each time, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
+/// Where a node's heartbeat usage comes from.
+pub enum UsageSource {
+    /// The machine itself (sysinfo).
+    Host(Box<NodeSampler>),
+    /// The sum of the node's containers (simulated nodes).
+    Containers,
+}
+
+/// One node the process acts for.
+pub struct NodeSpec {
+    pub node_id: String,
+    pub fingerprint: NodeFingerprint,
+    pub driver: Arc<dyn Driver>,
+    pub usage: UsageSource,
+    /// Delay before the first heartbeat (spreads a fleet's heartbeats).
+    pub heartbeat_offset: Duration,
+}
+
+/// Aborts the node's background tasks when the node's loop ends or is dropped.
+struct AbortOnDrop(Vec<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+type Images = Arc<Mutex<HashMap<String, String>>>;
+
+/// What a driver task did, for `finish`.
+enum Op {
+    Ensure,
+    Stop { report_removed: bool },
+}
+
+/// A driver task's deployment, what it did, and how that went.
+type TaskOutput = (String, Op, Result<(), AgentError>);
+
+struct NodeState {
+    node_id: String,
+    driver: Arc<dyn Driver>,
+    tx: ReportSender,
+    images: Images,
+    assigned: BTreeMap<String, Assignment>,
+    reconciler: Reconciler,
+    seq: SeqTracker,
+    tasks: JoinSet<TaskOutput>,
+    by_deployment: HashMap<String, AbortHandle>,
+    grace: Duration,
+}
+
+/// Runs one node until a fatal error (bad token, refused registration).
+pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentError> {
+    let NodeSpec {
+        node_id,
+        fingerprint,
+        driver,
+        usage,
+        heartbeat_offset,
+    } = spec;
+    let config = &shared.config;
+    register(&shared, &node_id, &fingerprint).await?;
+
+    let images: Images = Arc::default();
+    let (tx, rx) = mpsc::channel(1024);
+    let mut background = AbortOnDrop(Vec::new());
+    background
+        .0
+        .push(tokio::spawn(deliver_reports(shared.clone(), rx, images.clone())).abort_handle());
+    let watcher = driver.clone();
+    let watch_tx = tx.clone();
+    background.0.push(
+        tokio::spawn(async move {
+            if let Err(e) = watcher.watch(watch_tx).await {
+                warn!(error = %e, "driver watch ended");
+            }
+        })
+        .abort_handle(),
+    );
+    background.0.push(
+        tokio::spawn(heartbeats(
+            shared.clone(),
+            node_id.clone(),
+            driver.clone(),
+            usage,
+            heartbeat_offset,
+        ))
+        .abort_handle(),
+    );
+
+    let seq_path = config
+        .data_dir
+        .as_ref()
+        .map(|d| d.join(format!("agent-{node_id}.seq")));
+    let mut st = NodeState {
+        node_id: node_id.clone(),
+        driver,
+        tx,
+        images,
+        assigned: BTreeMap::new(),
+        reconciler: Reconciler::new().with_grace(config.grace),
+        seq: SeqTracker::load(seq_path),
+        tasks: JoinSet::new(),
+        by_deployment: HashMap::new(),
+        grace: config.grace,
+    };
+    let mut attempt = 0u32;
+    loop {
+        let err = session(&shared, &fingerprint, &mut st, &mut attempt).await;
+        if is_fatal(&err) {
+            return Err(err);
+        }
+        attempt += 1;
+        let delay = config.backoff(attempt);
+        info!(%node_id, error = %err, retry_in = ?delay, last_seq = st.seq.last(), "reconnecting");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// Errors that retrying cannot fix: the token is refused.
+fn is_fatal(e: &AgentError) -> bool {
+    matches!(e, AgentError::Api { code, .. } if code == "UNAUTHENTICATED" || code == "FORBIDDEN")
+}
+
+async fn register(
+    shared: &Shared,
+    node_id: &str,
+    fingerprint: &NodeFingerprint,
+) -> Result<(), AgentError> {
+    let mut attempt = 0;
+    loop {
+        match shared.client.register_node(node_id, fingerprint).await {
+            Ok(()) => {
+                info!(%node_id, "registered");
+                return Ok(());
+            }
+            Err(e) if e.is_transient() => {
+                attempt += 1;
+                let delay = shared.config.backoff(attempt);
+                warn!(%node_id, error = %e, retry_in = ?delay, "cannot register yet");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One connected stretch; returns why it ended.
+async fn session(
+    shared: &Shared,
+    fingerprint: &NodeFingerprint,
+    st: &mut NodeState,
+    attempt: &mut u32,
+) -> AgentError {
+    let snapshot = match shared.client.node_assignments(&st.node_id).await {
+        Ok(s) => s,
+        Err(AgentError::Api { code, .. }) if code == "NOT_FOUND" => {
+            // The server does not know this node (any more): register again.
+            return match register(shared, &st.node_id, fingerprint).await {
+                Ok(()) => AgentError::Protocol {
+                    op: "nodeAssignments",
+                    message: "node was unknown; registered again".to_string(),
+                },
+                Err(e) => e,
+            };
+        }
+        Err(e) => return e,
+    };
+    st.assigned.clear();
+    let mut stops = Vec::new();
+    for item in snapshot.items {
+        match item.kind {
+            Kind::Run => {
+                st.take_run(item).await;
+            }
+            Kind::Stop => stops.push(item.deployment_id),
+            Kind::Stopped | Kind::Lost => {}
+        }
+    }
+    // Let what is in flight finish, so reconcile sees the engine as it settles.
+    while let Some(done) = st.tasks.join_next_with_id().await {
+        st.finish(done).await;
+    }
+    st.reconcile().await;
+    for dep in stops {
+        st.spawn_stop(dep, true);
+    }
+    let after = st.seq.resume_after(snapshot.seq);
+    st.seq.persist();
+
+    let conn = match shared.ws.get().await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let vars = json!({ "nodeId": st.node_id, "after": after });
+    let mut sub = match conn.subscribe(&wire::assignments_subscription(), vars) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    info!(node_id = %st.node_id, after, assigned = st.assigned.len(), "following assignments");
+    *attempt = 0;
+    let mut tick = tokio::time::interval(shared.config.reconcile_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            event = sub.next() => match event {
+                Some(SubEvent::Data(data)) => {
+                    let item: Item = match decode("assignments", data.get("assignments")) {
+                        Ok(i) => i,
+                        Err(e) => return e,
+                    };
+                    if !st.seq.accept(item.seq) {
+                        debug!(node_id = %st.node_id, seq = item.seq, "skipping a repeated item");
+                        continue;
+                    }
+                    st.apply(item).await;
+                    st.seq.persist();
+                }
+                Some(SubEvent::Error { code, message }) => {
+                    return AgentError::Api { op: "assignments", code, message };
+                }
+                Some(SubEvent::Complete) | None => {
+                    return AgentError::ServerUnavailable {
+                        url: shared.ws.url().to_string(),
+                        reason: "the assignments subscription ended".to_string(),
+                    };
+                }
+            },
+            Some(done) = st.tasks.join_next_with_id(), if !st.tasks.is_empty() => {
+                st.finish(done).await;
+            }
+            _ = tick.tick() => {
+                if st.tasks.is_empty() {
+                    st.reconcile().await;
+                }
+            }
+        }
+    }
+}
+
+impl NodeState {
+    /// Records a RUN item's assignment; a recipe that cannot be made is a failed build.
+    async fn take_run(&mut self, item: Item) -> Option<Assignment> {
+        let run = item.run?;
+        if let Some(why) = &run.recipe_error {
+            let report = Report::BuildFailed {
+                step: 0,
+                command: "recipe".to_string(),
+                output_tail: why.clone(),
+            };
+            let _ = self.tx.send((item.deployment_id, report)).await;
+            return None;
+        }
+        let a = run.to_assignment(&self.node_id);
+        if let Ok(mut images) = self.images.lock() {
+            images.insert(a.deployment_id.clone(), a.image_tag.clone());
+        }
+        self.assigned.insert(a.deployment_id.clone(), a.clone());
+        Some(a)
+    }
+
+    async fn apply(&mut self, item: Item) {
+        let dep = item.deployment_id.clone();
+        debug!(node_id = %self.node_id, seq = item.seq, kind = ?item.kind, deployment = %dep, "assignment");
+        match item.kind {
+            Kind::Run => {
+                if let Some(a) = self.take_run(item).await {
+                    self.cancel(&dep);
+                    let (driver, tx) = (self.driver.clone(), self.tx.clone());
+                    let handle = self.tasks.spawn(async move {
+                        let r = driver.ensure_running(&a, &tx).await;
+                        (a.deployment_id, Op::Ensure, r)
+                    });
+                    self.by_deployment.insert(dep, handle);
+                }
+            }
+            Kind::Stop => {
+                self.assigned.remove(&dep);
+                self.spawn_stop(dep, true);
+            }
+            Kind::Stopped | Kind::Lost => {
+                self.assigned.remove(&dep);
+                self.spawn_stop(dep, false);
+            }
+        }
+    }
+
+    fn cancel(&mut self, dep: &str) {
+        if let Some(h) = self.by_deployment.remove(dep) {
+            h.abort();
+        }
+    }
+
+    fn spawn_stop(&mut self, dep: String, report_removed: bool) {
+        self.cancel(&dep);
+        let (driver, grace) = (self.driver.clone(), self.grace);
+        let key = dep.clone();
+        let handle = self.tasks.spawn(async move {
+            let r = driver.stop(&dep, grace).await;
+            (dep, Op::Stop { report_removed }, r)
+        });
+        self.by_deployment.insert(key, handle);
+    }
+
+    async fn finish(&mut self, done: Result<(Id, TaskOutput), tokio::task::JoinError>) {
+        let Ok((id, (dep, op, result))) = done else {
+            return; // Cancelled: a later item took over.
+        };
+        if self.by_deployment.get(&dep).is_some_and(|h| h.id() == id) {
+            self.by_deployment.remove(&dep);
+        }
+        match (op, result) {
+            (Op::Stop { report_removed }, Ok(())) => {
+                if report_removed {
+                    let _ = self.tx.send((dep, Report::Removed)).await;
+                }
+            }
+            (Op::Ensure, Ok(())) => {}
+            (_, Err(e)) if e.is_transient() => {
+                warn!(node_id = %self.node_id, deployment = %dep, error = %e, "engine away; will retry");
+            }
+            (Op::Ensure, Err(e)) => {
+                warn!(node_id = %self.node_id, deployment = %dep, error = %e, "deployment failed");
+                self.assigned.remove(&dep);
+                if !matches!(e, AgentError::BuildFailed { .. }) {
+                    let report = Report::Failed {
+                        message: e.to_string(),
+                    };
+                    let _ = self.tx.send((dep, report)).await;
+                }
+            }
+            (Op::Stop { .. }, Err(e)) => {
+                warn!(node_id = %self.node_id, deployment = %dep, error = %e, "stop failed");
+            }
+        }
+    }
+
+    async fn reconcile(&mut self) {
+        let assigned: Vec<Assignment> = self.assigned.values().cloned().collect();
+        match self
+            .reconciler
+            .run_once(&*self.driver, &assigned, &self.tx)
+            .await
+        {
+            Ok(outcome) => {
+                for (key, e) in outcome.failures {
+                    if !e.is_transient() {
+                        self.assigned.remove(&key);
+                    }
+                }
+            }
+            Err(e) => warn!(node_id = %self.node_id, error = %e, "reconcile failed; will retry"),
+        }
+    }
+}
+
+/// Sends the driver's reports in order, retrying while the server is away. A report
+/// the server refuses is logged and dropped (repeats are no-ops there).
+async fn deliver_reports(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<(String, Report)>,
+    images: Images,
+) {
+    while let Some((dep, report)) = rx.recv().await {
+        let image = images
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&dep).cloned())
+            .unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            match shared.client.report_status(&dep, &report, &image).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() => {
+                    attempt += 1;
+                    tokio::time::sleep(shared.config.backoff(attempt)).await;
+                }
+                Err(e) => {
+                    warn!(deployment = %dep, ?report, error = %e, "report refused");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeats(
+    shared: Arc<Shared>,
+    node_id: String,
+    driver: Arc<dyn Driver>,
+    mut usage: UsageSource,
+    offset: Duration,
+) {
+    tokio::time::sleep(offset).await;
+    let mut tick = tokio::time::interval(shared.config.heartbeat_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut engine_was_ok = true;
+    loop {
+        tick.tick().await;
+        let containers = driver.stats().await.unwrap_or_default();
+        let engine_ok = driver.engine_ok();
+        if engine_ok != engine_was_ok {
+            if engine_ok {
+                info!(%node_id, "container engine is back");
+            } else {
+                warn!(%node_id, "container engine unreachable; heartbeats say so");
+            }
+            engine_was_ok = engine_ok;
+        }
+        let node_usage = match &mut usage {
+            UsageSource::Host(sampler) => sampler.sample(),
+            UsageSource::Containers => containers.iter().fold(Usage::default(), |mut u, c| {
+                u.cpu_millis += c.usage.cpu_millis;
+                u.memory_bytes += c.usage.memory_bytes;
+                u
+            }),
+        };
+        if let Err(e) = shared
+            .client
+            .heartbeat(&node_id, &node_usage, &containers, engine_ok)
+            .await
+        {
+            debug!(%node_id, error = %e, "heartbeat not delivered");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The GraphQL-over-HTTP client the commands share: one POST per operation with the
+//! bearer token, and the server's errors kept with their `extensions` for printing.
+
+use std::fmt;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use super::Global;
+
+/// One error of a GraphQL response, as the server sent it.
+#[derive(Debug, Clone)]
+pub struct GqlError {
+    pub message: String,
+    /// `extensions.code` (`BAD_USER_INPUT`, `NOT_FOUND`, …), when present.
+    pub code: Option<String>,
+    /// `extensions.fields` of a validation error: `(path, message)`.
+    pub fields: Vec<(String, String)>,
+    /// The error object as received.
+    pub raw: Value,
+}
+
+/// The server refused or failed the operation (a GraphQL-level error, not a transport
+/// one): the command exits 1.
+#[derive(Debug, Clone)]
+pub struct GqlErrors(pub Vec<GqlError>);
+
+impl fmt::Display for GqlErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match &e.code {
+                Some(code) => write!(f, "error [{code}]: {}", e.message)?,
+                None => write!(f, "error: {}", e.message)?,
+            }
+            for (path, message) in &e.fields {
+                write!(f, "\n{path}: {message}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for GqlErrors {}
+
+impl GqlErrors {
+    /// Parses the `errors` array of a response (or a websocket `error` payload).
+    pub fn from_value(errors: &Value) -> Self {
+        let list = match errors {
+            Value::Array(items) => items.clone(),
+            other => vec![other.clone()],
+        };
+        GqlErrors(list.into_iter().map(parse_error).collect())
+    }
+
+    /// Whether any error carries `code`.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.0.iter().any(|e| e.code.as_deref() == Some(code))
+    }
+}
+
+fn parse_error(raw: Value) -> GqlError {
+    let message = raw
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown error")
+        .to_string();
+    let ext = raw.get("extensions");
+    let code = ext
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let fields = ext
+        .and_then(|e| e.get("fields"))
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|f| {
+                    let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    (s("path"), s("message"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    GqlError {
+        message,
+        code,
+        fields,
+        raw,
+    }
+}
+
+/// A connection to one server with one token.
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    /// Needs a token: every client command acts as someone.
+    pub fn new(global: &Global) -> anyhow::Result<Self> {
+        let token = match global.token.as_deref().map(str::trim) {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => anyhow::bail!(
+                "no token: pass --token TOKEN or set DCLOUD_TOKEN (the admin token is in DATA/admin.token)"
+            ),
+        };
+        let http = reqwest::Client::builder()
+            .build()
+            .context("cannot build the http client")?;
+        Ok(Api {
+            http,
+            base: global.server.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `ws://…/graphql/ws` (or `wss://`) for the server's base URL.
+    pub fn ws_url(&self) -> String {
+        let rest = self
+            .base
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}"))
+            .or_else(|| {
+                self.base
+                    .strip_prefix("http://")
+                    .map(|r| format!("ws://{r}"))
+            })
+            .unwrap_or_else(|| format!("ws://{}", self.base));
+        format!("{rest}/graphql/ws")
+    }
+
+    /// Runs one operation; `Ok(data)` or [`GqlErrors`] (inside the anyhow error) when the
+    /// server answered with errors, or a transport error.
+    pub async fn run(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        let url = format!("{}/graphql", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        let status = resp.status();
+        let text = resp
+            .text()
+            .await
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        let body: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) => anyhow::bail!(
+                "unexpected answer from {url} (http {status}): {}",
+                text.chars().take(200).collect::<String>()
+            ),
+        };
+        if let Some(errors) = body.get("errors").filter(|e| !e.is_null()) {
+            return Err(GqlErrors::from_value(errors).into());
+        }
+        if !status.is_success() {
+            anyhow::bail!("the server answered http {status} for {url}");
+        }
+        Ok(body.get("data").cloned().unwrap_or(Value::Null))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_errors_print_their_paths() {
+        let errs = GqlErrors::from_value(&json!([{
+            "message": "invalid document",
+            "extensions": {"code": "BAD_USER_INPUT", "fields": [
+                {"path": "resources.ram", "message": "unknown size unit"}
+            ]}
+        }]));
+        assert!(errs.has_code("BAD_USER_INPUT"));
+        assert_eq!(
+            errs.to_string(),
+            "error [BAD_USER_INPUT]: invalid document\nresources.ram: unknown size unit"
+        );
+    }
+
+    #[test]
+    fn ws_url_follows_the_scheme() {
+        let g = |server: &str| Global {
+            server: server.to_string(),
+            token: Some("t".into()),
+            output: crate::offline::Output::Table,
+        };
+        assert_eq!(
+            Api::new(&g("http://h:1/")).unwrap().ws_url(),
+            "ws://h:1/graphql/ws"
+        );
+        assert_eq!(
+            Api::new(&g("https://h")).unwrap().ws_url(),
+            "wss://h/graphql/ws"
+        );
+    }
+
+    #[test]
+    fn a_missing_token_names_the_flag_and_the_variable() {
+        let g = Global {
+            server: "http://h".into(),
+            token: None,
+            output: crate::offline::Output::Table,
+        };
+        let err = Api::new(&g)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("--token") && err.contains("DCLOUD_TOKEN"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! [`AppState`]: what every handler and timer shares (the writer, the log, the schema,
+//! metrics, liveness, readiness), and opening it over a data directory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dcloud_events::{EventLog, FjallLog};
+use dcloud_graphql::{DcloudSchema, SchemaOptions};
+use tokio::sync::watch;
+
+use super::backend::ServerBackend;
+use super::liveness::Liveness;
+use super::metrics::Metrics;
+use super::{bootstrap, ServerConfig};
+use crate::writer::{system_clock, WriterConfig};
+use crate::WriterHandle;
+
+/// Shared by the router, the websocket sessions and the timers. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<ServerBackend>,
+    schema: DcloudSchema,
+    dev_mode: bool,
+    ready: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// Opens the log in `config.data`, recovers the state, starts the writer, and
+    /// creates the first admin token when none exists (returned, and written to
+    /// `DATA/admin.token` with mode 0600). Not ready until [`AppState::set_ready`].
+    pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Option<String>)> {
+        let log: Arc<FjallLog> = crate::store::open_log(&config.data)?;
+        let (state, _recovery) = crate::store::recover(&*log, None, true)?;
+        let writer = crate::spawn_writer(
+            log.clone() as Arc<dyn EventLog>,
+            state,
+            WriterConfig {
+                settings: config.settings.clone(),
+                snapshot_every: config.snapshot_every,
+                clock: system_clock(),
+            },
+        );
+        let app = AppState::new(writer, log, config);
+        let token = bootstrap::ensure_admin_token(&app, &config.data).await?;
+        Ok((app, token))
+    }
+
+    /// State over a writer already running on `log`.
+    pub fn new(writer: WriterHandle, log: Arc<FjallLog>, config: &ServerConfig) -> AppState {
+        let backend = Arc::new(ServerBackend::new(
+            writer,
+            log,
+            config.settings.clone(),
+            Arc::new(Metrics::default()),
+            Arc::new(Liveness::new()),
+        ));
+        let schema = dcloud_graphql::schema(
+            backend.clone(),
+            SchemaOptions {
+                dev_mode: config.dev_mode,
+                ..SchemaOptions::default()
+            },
+        );
+        let (stop, _) = watch::channel(false);
+        AppState {
+            inner: Arc::new(Inner {
+                backend,
+                schema,
+                dev_mode: config.dev_mode,
+                ready: AtomicBool::new(false),
+                stop,
+            }),
+        }
+    }
+
+    pub fn writer(&self) -> &WriterHandle {
+        self.inner.backend.writer()
+    }
+
+    pub fn backend(&self) -> &Arc<ServerBackend> {
+        &self.inner.backend
+    }
+
+    pub fn schema(&self) -> &DcloudSchema {
+        &self.inner.schema
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.inner.backend.metrics()
+    }
+
+    pub fn liveness(&self) -> &Liveness {
+        self.inner.backend.liveness()
+    }
+
+    pub fn dev_mode(&self) -> bool {
+        self.inner.dev_mode
+    }
+
+    /// Ready: recovered, serving, and the writer has not stopped.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst) && self.writer().fatal().is_none()
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Fires when the server is stopping (websocket sessions close on it).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stop.subscribe()
+    }
+
+    pub(super) fn stop_sender(&self) -> watch::Sender<bool> {
+        self.inner.stop.clone()
+    }
+}

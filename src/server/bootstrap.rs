@@ -1,0 +1,73 @@
+//! First start: the admin token, created when no unrevoked admin token exists, written
+//! to `DATA/admin.token` (mode 0600) before it is made durable in the log.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use dcloud_events::model::Role;
+use dcloud_graphql::{new_token, Backend};
+use dcloud_projections::{Actor, Command};
+use tracing::info;
+
+use super::AppState;
+
+/// The admin token's file inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Creates the admin token when there is none; returns it (the only time it is seen).
+pub(super) async fn ensure_admin_token(
+    app: &AppState,
+    data: &Path,
+) -> anyhow::Result<Option<String>> {
+    let exists = app
+        .writer()
+        .state()
+        .tokens
+        .values()
+        .any(|t| t.role == Role::Admin && !t.revoked);
+    if exists {
+        return Ok(None);
+    }
+    let backend = app.backend();
+    let (token, secret_hash) = new_token(backend.new_secret());
+    // The file first: a crash before the append leaves no admin token in the log, and
+    // the next start makes a new one (overwriting the file).
+    let path = data.join(ADMIN_TOKEN_FILE);
+    write_private(&path, &format!("{token}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    let cmd = Command::CreateToken {
+        token_id: backend.new_id(),
+        name: "admin".into(),
+        role: Role::Admin,
+        secret_hash,
+        node_id: None,
+    };
+    if let Err(e) = backend
+        .submit_cmd(cmd, Actor::system(), "bootstrap".into())
+        .await
+    {
+        let _ = std::fs::remove_file(&path);
+        return Err(e).context("creating the admin token");
+    }
+    info!(file = %path.display(), "admin token created");
+    Ok(Some(token))
+}
+
+/// Writes `text` to `path` readable by the owner only (via a temporary file and a rename).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,157 @@
+//! End-to-end test of the agent with the real Docker driver (feature `docker-tests`):
+//! a server in-process, the agent in the same process, an environment built from the
+//! local busybox image deployed to running, then stopped and removed.
+#![cfg(feature = "docker-tests")]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dcloud::agent_cmd::spawn_local;
+use dcloud::server::{start, ServerConfig};
+use serde_json::{json, Value};
+
+/// A base image whose default command keeps running (the test image's `sh` exits).
+const SLEEPER: &str = "dcloud-test/busybox-sleep:latest";
+
+fn make_sleeper_image() {
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", SLEEPER, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the docker CLI runs (docker-tests need a docker engine)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"FROM dcloud-test/busybox:latest\nCMD [\"sleep\", \"3600\"]\n")
+        .expect("write the dockerfile");
+    let status = child.wait().expect("docker build ends");
+    assert!(
+        status.success(),
+        "building {SLEEPER} failed: run scripts/make-test-images.sh first"
+    );
+}
+
+async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .expect("server answers")
+        .json()
+        .await
+        .expect("json body");
+    assert!(body.get("errors").is_none(), "{query}: {body}");
+    body["data"].clone()
+}
+
+async fn status_of(url: &str, admin: &str, id: &str) -> (String, Vec<String>) {
+    let q = "query($id: ID!) { deployment(id: $id) { status history { status } } }";
+    let d = gql(url, admin, q, json!({"id": id})).await["deployment"].clone();
+    let history = d["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    (d["status"].as_str().unwrap_or("").to_string(), history)
+}
+
+async fn wait_for(url: &str, admin: &str, id: &str, status: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (now, history) = status_of(url, admin, id).await;
+        if now == status {
+            return history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{id} is {now}, not {status}: {history:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn containers_of(id: &str) -> String {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=dcloud.deployment={id}"),
+        ])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_docker_agent_runs_and_stops_an_environment() {
+    make_sleeper_image();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(dir.path());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let server = start(config).await.expect("server starts");
+    let (url, admin) = (
+        server.url(),
+        server.admin_token.clone().expect("admin token"),
+    );
+
+    let catalog = json!({"os": "busybox", "base-image": SLEEPER,
+        "init-steps": ["echo dcloud-agent-test"], "specifications": {}});
+    let q = "mutation($d: String!) { upsertCatalog(document: $d) { os } }";
+    gql(&url, &admin, q, json!({"d": catalog.to_string()})).await;
+    let env = json!({"env-name": "docker-job", "version": "1", "os": "busybox", "languages": [],
+        "resources": {"ram": "256M", "cpu": "0.5", "gpu": "0", "storage": 1}});
+    let q = "mutation($d: String!) { createEnvironment(document: $d) { id } }";
+    let env_id = gql(&url, &admin, q, json!({"d": env.to_string()})).await["createEnvironment"]
+        ["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let agent = spawn_local(url.clone(), admin.clone(), "docker", 1).expect("agent starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = gql(&url, &admin, "{ counts { nodes } }", json!({})).await["counts"]["nodes"]
+            .as_u64()
+            .unwrap_or(0);
+        if n == 1 {
+            break;
+        }
+        if agent.is_finished() {
+            let why = agent.await.expect("agent task").err();
+            panic!("the agent stopped: {why:?}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the docker node never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let q = "mutation($e: String!) { deploy(environment: $e) { id } }";
+    let id = gql(&url, &admin, q, json!({"e": env_id})).await["deploy"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let history = wait_for(&url, &admin, &id, "RUNNING").await;
+    for s in ["BUILDING", "CREATED", "RUNNING"] {
+        assert!(history.iter().any(|h| h == s), "{s} in {history:?}");
+    }
+    assert!(!containers_of(&id).is_empty(), "a container runs for {id}");
+
+    let q = "mutation($id: ID!) { stop(deploymentId: $id) { status } }";
+    gql(&url, &admin, q, json!({"id": id})).await;
+    let history = wait_for(&url, &admin, &id, "STOPPED").await;
+    assert!(history.iter().any(|h| h == "STOPPING"), "{history:?}");
+    assert_eq!(containers_of(&id), "", "the container is removed");
+
+    agent.abort();
+    server.shutdown().await;
+}

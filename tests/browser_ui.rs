@@ -1,0 +1,324 @@
+//! The web console in headless Chromium against a real server and simulated agents:
+//! sign in, upload and deploy an environment and watch it reach RUNNING without a
+//! reload, see a validation error next to its field, see the audit chain verified,
+//! and keep a screenshot of each page. Runs only with `--features browser-tests`
+//! (CI turns it on); without chromium it fails, it never skips.
+#![cfg(feature = "browser-tests")]
+
+#[path = "browser_ui/webdriver.rs"]
+mod webdriver;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use webdriver::{Driver, Session};
+
+const VALID: &str = "\
+# A small notebook environment, uploaded through the console.
+env-name: ui-notebook
+version: \"1\"
+os: ubuntu
+languages:
+  - language-name: python
+    libraries: [numpy]
+resources:
+  ram: 512M
+  cpu: \"0.5\"
+  gpu: \"0\"
+  storage: 2
+";
+
+const INVALID: &str = "\
+env-name: ui-broken
+version: \"1\"
+os: ubuntu
+languages:
+  - language-name: python
+    libraries: [numpy]
+resources:
+  ram: 1 GB
+  cpu: \"0.5\"
+  storage: 2
+";
+
+/// Where the screenshots go (kept as CI artefacts).
+fn shots_dir() -> PathBuf {
+    let dir = std::env::var_os("DCLOUD_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"));
+    std::fs::create_dir_all(&dir).expect("creating the screenshot folder");
+    dir
+}
+
+async fn graphql(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    vars: Value,
+) -> Value {
+    let res: Value = http
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": vars}))
+        .send()
+        .await
+        .expect("graphql request")
+        .json()
+        .await
+        .expect("graphql body");
+    assert!(res.get("errors").is_none(), "graphql errors: {res}");
+    res["data"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn console_deploys_validates_and_audits_in_a_real_browser() {
+    let (chromedriver, chromium) = webdriver::locate();
+    let shots = shots_dir();
+
+    // A real server on a free port with simulated agents.
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut config = dcloud::server::ServerConfig::new(data.path());
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.dev_mode = true;
+    config.settings.heartbeat_log_interval_ms = 500;
+    let server = dcloud::server::start(config).await.expect("server starts");
+    let url = format!("http://{}", server.addr);
+    let admin = server.admin_token.clone().expect("a fresh admin token");
+    let http = reqwest::Client::new();
+
+    // The library catalog the recipe needs (admins keep it; not part of this test's UI path).
+    let catalog = r#"{"os": "ubuntu", "init-steps": [], "specifications": {"python": {
+        "installation-steps": ["apt-get install -y python3"],
+        "libraries": {"numpy": ["pip install numpy"]}}}}"#;
+    graphql(
+        &http,
+        &url,
+        &admin,
+        "mutation($d: String!) { upsertCatalog(document: $d) { os } }",
+        json!({"d": catalog}),
+    )
+    .await;
+
+    let template = r#"{"template-name": "py-small", "version": "1", "os": "ubuntu",
+        "languages": [{"language-name": "python", "libraries": ["numpy"]}],
+        "resources": {"ram": "256M", "cpu": "0.25", "gpu": "0", "storage": 1}}"#;
+    graphql(
+        &http,
+        &url,
+        &admin,
+        "mutation($d: String!) { saveTemplate(document: $d) { name } }",
+        json!({"d": template}),
+    )
+    .await;
+
+    let agents = dcloud::agent_cmd::spawn_local(url.clone(), admin.clone(), "sim", 3)
+        .expect("simulated agents start");
+
+    let driver = Driver::start(&chromedriver, &http).await;
+    let web = Session::new(&driver, &chromium, http.clone()).await;
+
+    // Sign in with the admin token.
+    web.goto(&url).await;
+    let token_input = web.wait_for("#token-input", 10).await;
+    web.type_into(&token_input, &admin).await;
+    let submit = web.wait_for("#signin-form button[type=submit]", 5).await;
+    web.click(&submit).await;
+    web.wait_for("#tabs:not([hidden]) a[data-tab=audit]", 10)
+        .await;
+    // Marks this page load: a reload would lose it.
+    web.exec("window.__dcloudPageLoad = 'first';", json!([]))
+        .await;
+
+    // Cluster: the three simulated nodes with their bars.
+    web.wait_for("#nodes article[data-node]:nth-of-type(3) .bar", 30)
+        .await;
+    let nodes = web.find_all("#nodes article[data-node]").await;
+    assert_eq!(nodes.len(), 3, "three simulated nodes");
+    snap(&web, &shots, "1-cluster.png").await;
+
+    // Environments: upload a valid YAML file.
+    web.click(&web.wait_for("a[data-tab=environments]", 5).await)
+        .await;
+    let file = web.wait_for("#upload-file", 10).await;
+    let valid_path = data.path().join("ui-notebook.yaml");
+    std::fs::write(&valid_path, VALID).expect("writing the file");
+    web.type_into(&file, &valid_path.to_string_lossy()).await;
+    wait_until(
+        &web,
+        "return document.querySelector('#upload-text').value.includes('ui-notebook');",
+        10,
+    )
+    .await;
+    web.click(&web.wait_for("#upload-apply", 5).await).await;
+    let deploy = web
+        .wait_for("tr[data-name=ui-notebook] button.deploy", 15)
+        .await;
+    snap(&web, &shots, "2-environments.png").await;
+
+    // Deploy it and watch the status reach RUNNING on the same page load.
+    web.click(&deploy).await;
+    web.wait_for("#dep-status", 15).await;
+    web.wait_for("#dep-status[data-status=RUNNING]", 90).await;
+    let page_load = web.exec("return window.__dcloudPageLoad;", json!([])).await;
+    assert_eq!(page_load, json!("first"), "the page was reloaded");
+    let timeline = web.text(&web.wait_for("#timeline", 5).await).await;
+    for status in ["PENDING", "SCHEDULED", "RUNNING"] {
+        assert!(
+            timeline.contains(status),
+            "timeline lacks {status}: {timeline}"
+        );
+    }
+    web.wait_for("#placement", 5).await;
+    // The chart fills in from the node's logged heartbeats.
+    web.wait_for("#usage-chart polyline[data-series=cpu]", 30)
+        .await;
+    // At least two heartbeats: a line, not a dot.
+    web.wait_for("#usage-chart circle:nth-of-type(2)", 40).await;
+    snap(&web, &shots, "3-deployment.png").await;
+
+    web.click(&web.wait_for("a[data-tab=deployments]", 5).await)
+        .await;
+    let status_cell = web.wait_for("#dep-table tbody tr .status", 10).await;
+    assert_eq!(web.text(&status_cell).await, "RUNNING");
+    snap(&web, &shots, "4-deployments.png").await;
+
+    // An invalid file: the error sits on the line of the field it names.
+    web.click(&web.wait_for("a[data-tab=environments]", 5).await)
+        .await;
+    let file = web.wait_for("#upload-file", 10).await;
+    let invalid_path = data.path().join("ui-broken.yaml");
+    std::fs::write(&invalid_path, INVALID).expect("writing the file");
+    web.type_into(&file, &invalid_path.to_string_lossy()).await;
+    wait_until(
+        &web,
+        "return document.querySelector('#upload-text').value.includes('ui-broken');",
+        10,
+    )
+    .await;
+    web.click(&web.wait_for("#upload-apply", 5).await).await;
+    let error = web
+        .wait_for(".doc .line .field-error[data-path='resources.ram']", 15)
+        .await;
+    let message = web.text(&error).await;
+    assert!(
+        message.contains("not a size"),
+        "unexpected message: {message}"
+    );
+    let line = web
+        .exec("return document.querySelector(\".doc .field-error[data-path='resources.ram']\").closest('.line').querySelector('code').textContent;", json!([]))
+        .await;
+    assert!(
+        line.as_str().is_some_and(|l| l.contains("ram: 1 GB")),
+        "the error is not next to its field: {line}"
+    );
+    // The template form puts a refused override next to its input.
+    web.type_into(&web.wait_for("#tpl-name", 5).await, "ui-from-template")
+        .await;
+    web.type_into(&web.wait_for("#tpl-ram", 5).await, "lots")
+        .await;
+    web.click(&web.wait_for("#template-form button[type=submit]", 5).await)
+        .await;
+    wait_until(
+        &web,
+        "return document.querySelector('#tpl-ram-err').textContent.includes('\"lots\"');",
+        10,
+    )
+    .await;
+    snap(&web, &shots, "5-upload-error.png").await;
+
+    // The environment's page: edit it into version 2 and see the diff.
+    web.click(&web.wait_for("tr[data-name=ui-notebook] a", 5).await)
+        .await;
+    let edit = web.wait_for("#edit-text", 10).await;
+    web.exec(
+        "const t = arguments[0]; t.value = t.value.replace('\"512M\"', '\"1G\"');",
+        json!([{ "element-6066-11e4-a52e-4f735466cecf": edit }]),
+    )
+    .await;
+    web.click(&web.wait_for("#edit-save", 5).await).await;
+    web.wait_for("#diff-to option[value='2'][selected]", 15)
+        .await;
+    let diff = web.text(&web.wait_for("#diff .add", 5).await).await;
+    assert!(diff.contains("1G"), "the diff shows the new ram: {diff}");
+    snap(&web, &shots, "5b-environment.png").await;
+
+    // Templates and the catalog (admin view).
+    web.click(&web.wait_for("a[data-tab=templates]", 5).await)
+        .await;
+    web.wait_for("#view h2", 10).await;
+    snap(&web, &shots, "6-templates.png").await;
+    web.click(&web.wait_for("a[data-tab=catalog]", 5).await)
+        .await;
+    web.wait_for("[data-catalog=ubuntu]", 10).await;
+    snap(&web, &shots, "7-catalog.png").await;
+
+    // Audit: the chain verifies, the events list, and the state at a past seq.
+    web.click(&web.wait_for("a[data-tab=audit]", 5).await).await;
+    let chain = web.wait_for("#chain-status[data-ok=true]", 30).await;
+    assert!(web.text(&chain).await.contains("Chain verified"));
+    web.wait_for("#event-table tbody tr", 10).await;
+    web.click(&web.wait_for("#state-at button[type=submit]", 5).await)
+        .await;
+    let at = web.wait_for("#state-at-result", 30).await;
+    assert!(
+        web.text(&at).await.contains("RUNNING"),
+        "the state at the last seq shows the running deployment"
+    );
+    snap(&web, &shots, "8-audit.png").await;
+    assert_eq!(
+        web.exec("return window.__dcloudPageLoad;", json!([])).await,
+        json!("first")
+    );
+
+    // Without a websocket the console polls: stop the deployment from its page (a
+    // fresh load, signed in from sessionStorage) and watch it reach STOPPED.
+    let deployment = web
+        .exec("return document.querySelector('#state-at-result tr[data-deployment]').dataset.deployment;", json!([]))
+        .await;
+    let deployment = deployment.as_str().expect("a deployment id").to_string();
+    web.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({"source": "window.WebSocket = function () { throw new Error('websockets blocked by the test'); };"}),
+    )
+    .await;
+    web.goto(&format!("{url}/?nows#/deployments/{deployment}"))
+        .await;
+    web.wait_for("#dep-status[data-status=RUNNING]", 15).await;
+    web.wait_for("#live-mode[data-mode=polling]", 10).await;
+    web.click(&web.wait_for("#dep-stop", 5).await).await;
+    web.wait_for("#dep-status[data-status=STOPPED]", 60).await;
+    snap(&web, &shots, "9-stopped-by-polling.png").await;
+
+    eprintln!("screenshots in {}", shots.display());
+    web.close().await;
+    drop(driver);
+    agents.abort();
+    server.shutdown().await;
+}
+
+/// Saves a screenshot of the page as it is, after checking that no template slip
+/// (`null`, `undefined`, `[object …]`) shows in its text.
+async fn snap(web: &Session, dir: &std::path::Path, name: &str) {
+    let slips = web
+        .exec(
+            "return document.body.innerText.split('\\n').filter((l) => l.trim() === 'null' || l.includes('undefined') || l.includes('[object '));",
+            json!([]),
+        )
+        .await;
+    assert_eq!(slips, json!([]), "{name}: the page shows template slips");
+    web.screenshot(&dir.join(name)).await;
+}
+
+/// Polls `script` (returning a boolean) until it is true.
+async fn wait_until(web: &Session, script: &str, secs: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while web.exec(script, json!([])).await != json!(true) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {script}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
