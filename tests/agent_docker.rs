@@ -102,8 +102,14 @@ async fn a_docker_agent_runs_and_stops_an_environment() {
         server.admin_token.clone().expect("admin token"),
     );
 
+    // A step unique to this run, so the recipe hash is new and the image is really
+    // built (an image left by an earlier run would be reused and skip BUILDING).
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
     let catalog = json!({"os": "busybox", "base-image": SLEEPER,
-        "init-steps": ["echo dcloud-agent-test"], "specifications": {}});
+        "init-steps": [format!("echo dcloud-agent-test-{nonce}")], "specifications": {}});
     let q = "mutation($d: String!) { upsertCatalog(document: $d) { os } }";
     gql(&url, &admin, q, json!({"d": catalog.to_string()})).await;
     let env = json!({"env-name": "docker-job", "version": "1", "os": "busybox", "languages": [],
@@ -141,6 +147,10 @@ async fn a_docker_agent_runs_and_stops_an_environment() {
         .expect("id")
         .to_string();
     let history = wait_for(&url, &admin, &id, "RUNNING").await;
+    let q = "query($id: ID!) { deployment(id: $id) { image imageCached } }";
+    let d = gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone();
+    let image = d["image"].as_str().expect("image tag").to_string();
+    assert_eq!(d["imageCached"], false, "a fresh recipe is built, not reused");
     for s in ["BUILDING", "CREATED", "RUNNING"] {
         assert!(history.iter().any(|h| h == s), "{s} in {history:?}");
     }
@@ -154,4 +164,5 @@ async fn a_docker_agent_runs_and_stops_an_environment() {
 
     agent.abort();
     server.shutdown().await;
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
 }
