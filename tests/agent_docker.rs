@@ -150,7 +150,10 @@ async fn a_docker_agent_runs_and_stops_an_environment() {
     let q = "query($id: ID!) { deployment(id: $id) { image imageCached } }";
     let d = gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone();
     let image = d["image"].as_str().expect("image tag").to_string();
-    assert_eq!(d["imageCached"], false, "a fresh recipe is built, not reused");
+    assert_eq!(
+        d["imageCached"], false,
+        "a fresh recipe is built, not reused"
+    );
     for s in ["BUILDING", "CREATED", "RUNNING"] {
         assert!(history.iter().any(|h| h == s), "{s} in {history:?}");
     }
