@@ -14,27 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const SLEEPER: &str = "dcloud-test/busybox-sleep:latest";
+mod docker_support;
 
-fn make_sleeper_image() {
-    use std::io::Write;
-    let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", SLEEPER, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the docker CLI runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"FROM dcloud-test/busybox:latest\nCMD [\"sleep\", \"3600\"]\n")
-        .expect("dockerfile");
-    assert!(
-        child.wait().expect("docker build").success(),
-        "run scripts/make-test-images.sh first"
-    );
-}
+use docker_support::{make_sleeper_image, SLEEPER};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
