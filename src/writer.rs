@@ -251,11 +251,12 @@ fn commit_batch(
     // Per submission: Ok(range of indices in `pending`) or the refusal.
     let mut outcomes: Vec<Result<std::ops::Range<usize>, DomainError>> =
         Vec::with_capacity(batch.len());
+    let settings = std::sync::Arc::new(config.settings.clone());
     for s in batch.iter() {
         let ctx = Ctx {
             now_ms: now,
             actor: s.actor.clone(),
-            settings: config.settings.clone(),
+            settings: settings.clone(),
         };
         match decide(&state, &s.cmd, &ctx) {
             Ok(events) => {

@@ -289,5 +289,6 @@ impl Default for Settings {
 pub struct Ctx {
     pub now_ms: i64,
     pub actor: Actor,
-    pub settings: Settings,
+    /// Shared, so building a context per command copies no maps.
+    pub settings: std::sync::Arc<Settings>,
 }

@@ -60,7 +60,7 @@ impl TestBackend {
         let ctx = Ctx {
             now_ms: now,
             actor,
-            settings: Settings::default(),
+            settings: std::sync::Arc::new(Settings::default()),
         };
         let events = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());

@@ -72,7 +72,7 @@ impl World {
         Ctx {
             now_ms: self.now,
             actor: actor.clone(),
-            settings: self.settings.clone(),
+            settings: std::sync::Arc::new(self.settings.clone()),
         }
     }
 
