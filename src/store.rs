@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use dcloud_events::{EventLog, FjallLog};
+use dcloud_events::{fold_range, EventLog, FjallLog};
 use dcloud_projections::State;
 use tracing::info;
 
@@ -53,11 +53,8 @@ pub fn recover(
     let from = state.last_seq() + 1;
     let mut replayed = 0u64;
     if from <= to {
-        for env in log.read_range(from, to) {
-            let env = env.context("reading the log")?;
-            state.apply(&env);
-            replayed += 1;
-        }
+        // Reading and decoding run on a second thread while this one folds.
+        replayed = fold_range(log, from, to, |env| state.apply(&env)).context("reading the log")?;
     }
     let rec = Recovery {
         snapshot_seq,

@@ -8,6 +8,7 @@
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod frame;
 pub mod log;
 pub mod model;
 pub mod record;
@@ -18,6 +19,6 @@ pub mod verify;
 pub use envelope::{Envelope, EnvelopeBody, Hash, NewEvent, GENESIS_HASH, SCHEMA_VERSION};
 pub use error::LogError;
 pub use event::Event;
-pub use log::{EventLog, FjallLog, ReplayIter};
+pub use log::{fold_range, EventLog, FjallLog, ReplayIter};
 pub use tail::{LiveBatch, Tail, TailSource};
 pub use verify::{verify_dir, BadRecord, VerifyError, VerifyReport};

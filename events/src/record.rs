@@ -155,6 +155,20 @@ impl Encoder {
         body: &EnvelopeBody,
         prev_hash: &Hash,
     ) -> Result<(&[u8], Hash), LogError> {
+        let mut record = std::mem::take(&mut self.record);
+        record.clear();
+        let hash = self.encode_into(body, prev_hash, &mut record);
+        self.record = record;
+        Ok((&self.record, hash?))
+    }
+
+    /// Like [`Encoder::encode`], appending the record to `out` (a frame being built).
+    pub fn encode_into(
+        &mut self,
+        body: &EnvelopeBody,
+        prev_hash: &Hash,
+        out: &mut Vec<u8>,
+    ) -> Result<Hash, LogError> {
         let mut buf = std::mem::take(&mut self.body);
         buf.clear();
         self.body = rkyv::api::high::to_bytes_in::<_, rancor::Error>(body, buf).map_err(|e| {
@@ -165,17 +179,15 @@ impl Encoder {
         })?;
         let body_hash: Hash = blake3::hash(&self.body).into();
         let hash = chain_hash(prev_hash, &body_hash);
-        let r = &mut self.record;
-        r.clear();
-        r.reserve(HEADER_LEN + self.body.len());
-        r.push(RECORD_MAGIC);
-        r.push(0);
-        r.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
-        r.extend_from_slice(prev_hash);
-        r.extend_from_slice(&body_hash);
-        r.extend_from_slice(&hash);
-        r.extend_from_slice(&self.body);
-        Ok((&self.record, hash))
+        out.reserve(HEADER_LEN + self.body.len());
+        out.push(RECORD_MAGIC);
+        out.push(0);
+        out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
+        out.extend_from_slice(prev_hash);
+        out.extend_from_slice(&body_hash);
+        out.extend_from_slice(&hash);
+        out.extend_from_slice(&self.body);
+        Ok(hash)
     }
 }
 

@@ -1,16 +1,17 @@
 //! The hash-chain verifier behind `dcloud audit verify`: walks every stored record in
-//! key order and names the first sequence number that is missing, unreadable, edited or
+//! seq order and names the first sequence number that is missing, unreadable, edited or
 //! out of chain. Works on a live [`FjallLog`] or offline on a data directory.
 
 use std::fmt;
 use std::path::Path;
 
-use fjall::Keyspace;
+use fjall::{Database, Keyspace};
 
 use crate::envelope::{Hash, GENESIS_HASH};
 use crate::error::LogError;
+use crate::log::cursor::{Cursor, Walk};
 use crate::log::{open_keyspaces, FjallLog};
-use crate::record::{key_seq, Decoder, RecordView};
+use crate::record::{Decoder, RecordView};
 
 /// A log whose whole chain verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,7 @@ impl fmt::Display for BadRecord {
 impl FjallLog {
     /// Verifies the whole chain of this log (a consistent snapshot of it).
     pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
-        verify_keyspace(&self.inner().events)
+        verify_keyspace(&self.inner().db, &self.inner().events)
     }
 }
 
@@ -79,36 +80,34 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, LogError> {
             fjall::Error::Io(std::io::Error::new(std::io::ErrorKind::NotFound, msg)).into(),
         );
     }
-    let (_db, events, _, _) = open_keyspaces(dir)?;
-    Ok(verify_keyspace(&events)?)
+    let (db, events, _, _) = open_keyspaces(dir)?;
+    Ok(verify_keyspace(&db, &events)?)
 }
 
 /// Walks the `events` keyspace from seq 1.
-pub(crate) fn verify_keyspace(events: &Keyspace) -> Result<VerifyReport, VerifyError> {
+pub(crate) fn verify_keyspace(
+    db: &Database,
+    events: &Keyspace,
+) -> Result<VerifyReport, VerifyError> {
     let mut decoder = Decoder::new();
-    let mut expected = 1u64;
     let mut prev_hash = GENESIS_HASH;
-    for guard in events.iter() {
+    let mut cursor = Cursor::new(&db.snapshot(), events, 1, u64::MAX);
+    loop {
+        let expected = cursor.expected();
         let bad = |reason| VerifyError {
             first_bad_seq: expected,
             reason,
         };
-        let (key, value) = guard
-            .into_inner()
-            .map_err(|e| bad(BadRecord::Unreadable(format!("{e:?}"))))?;
-        match key_seq(&key) {
-            Some(seq) if seq == expected => {}
-            Some(seq) if seq > expected => {
-                return Err(bad(BadRecord::Missing { next_stored: seq }))
+        let seq = match cursor.advance() {
+            None => break,
+            Some(Ok(seq)) => seq,
+            Some(Err(Walk::Missing { next_stored })) => {
+                return Err(bad(BadRecord::Missing { next_stored }))
             }
-            _ => {
-                return Err(bad(BadRecord::Unreadable(format!(
-                    "malformed key {}",
-                    hex::encode(&key)
-                ))))
-            }
-        }
-        let view = RecordView::parse(expected, &value)
+            Some(Err(Walk::Unreadable(why))) => return Err(bad(BadRecord::Unreadable(why))),
+            Some(Err(Walk::Damaged(why))) => return Err(bad(BadRecord::Undecodable(why))),
+        };
+        let view = RecordView::parse(seq, cursor.record())
             .map_err(|e| bad(BadRecord::Undecodable(reason_of(e))))?;
         if !view.body_hash_ok() {
             return Err(bad(BadRecord::BodyHash));
@@ -125,9 +124,8 @@ pub(crate) fn verify_keyspace(events: &Keyspace) -> Result<VerifyReport, VerifyE
                 .map_err(|e| bad(BadRecord::Undecodable(reason_of(e))))?;
         }
         prev_hash = view.header.hash;
-        expected += 1;
     }
-    let last_seq = expected - 1;
+    let last_seq = cursor.expected() - 1;
     Ok(VerifyReport {
         events: last_seq,
         last_seq,

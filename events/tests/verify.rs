@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{fill, open};
+use dcloud_events::frame;
 use dcloud_events::record::{chain_hash, seq_key, HEADER_LEN};
 use dcloud_events::{verify_dir, BadRecord, EventLog, FjallLog, LogError, VerifyError};
 use fjall::{Database, KeyspaceCreateOptions};
@@ -28,16 +29,56 @@ fn tamper(dir: &Path, f: impl FnOnce(&fjall::Keyspace)) {
     db.persist(fjall::PersistMode::SyncAll).expect("persist");
 }
 
+/// The frame holding `seq`: its key and its records.
+fn frame_of(events: &fjall::Keyspace, seq: u64) -> (u64, Vec<(u64, Vec<u8>)>) {
+    let (key, value) = events
+        .range(..=seq_key(seq))
+        .next_back()
+        .expect("a frame at or below seq")
+        .into_inner()
+        .expect("read");
+    let key = u64::from_be_bytes(key[..].try_into().expect("8-byte key"));
+    let mut list = Vec::new();
+    frame::entries(key, &value, &mut list).expect("an intact frame");
+    let records = list
+        .into_iter()
+        .map(|e| (e.seq, value[e.range].to_vec()))
+        .collect();
+    (key, records)
+}
+
+/// Rewrites the frame holding `seq` with `edit` applied to its records.
+fn rewrite(events: &fjall::Keyspace, seq: u64, edit: impl FnOnce(&mut Vec<(u64, Vec<u8>)>)) {
+    let (key, mut records) = frame_of(events, seq);
+    edit(&mut records);
+    events.remove(seq_key(key)).expect("remove");
+    if let Some(&(first, _)) = records.first() {
+        let value = frame::encode_frame(records.iter().map(|(s, r)| (*s, &r[..])));
+        events.insert(seq_key(first), value).expect("insert");
+    }
+}
+
 fn raw(events: &fjall::Keyspace, seq: u64) -> Vec<u8> {
-    events
-        .get(seq_key(seq))
-        .expect("get")
-        .expect("present")
-        .to_vec()
+    let (_, records) = frame_of(events, seq);
+    records
+        .into_iter()
+        .find(|(s, _)| *s == seq)
+        .expect("seq stored")
+        .1
 }
 
 fn put(events: &fjall::Keyspace, seq: u64, value: Vec<u8>) {
-    events.insert(seq_key(seq), value).expect("insert");
+    rewrite(events, seq, |records| {
+        let slot = records
+            .iter_mut()
+            .find(|(s, _)| *s == seq)
+            .expect("seq stored");
+        slot.1 = value;
+    });
+}
+
+fn remove(events: &fjall::Keyspace, seq: u64) {
+    rewrite(events, seq, |records| records.retain(|(s, _)| *s != seq));
 }
 
 fn broken(dir: &Path) -> VerifyError {
@@ -183,7 +224,7 @@ fn edited_header_is_reported_at_its_seq() {
 #[test]
 fn deleted_event_is_a_gap_at_its_seq() {
     let dir = log_of_20();
-    tamper(dir.path(), |ev| ev.remove(seq_key(8)).expect("remove"));
+    tamper(dir.path(), |ev| remove(ev, 8));
     assert_eq!(
         broken(dir.path()),
         VerifyError {
@@ -196,7 +237,7 @@ fn deleted_event_is_a_gap_at_its_seq() {
     assert!(matches!(err, LogError::Corrupt { seq: 8, .. }), "{err}");
 
     let dir = log_of_20();
-    tamper(dir.path(), |ev| ev.remove(seq_key(1)).expect("remove"));
+    tamper(dir.path(), |ev| remove(ev, 1));
     assert_eq!(
         broken(dir.path()),
         VerifyError {
@@ -229,7 +270,7 @@ fn truncated_record_is_reported_at_its_seq() {
 fn the_first_of_several_bad_records_is_named() {
     let dir = log_of_20();
     tamper(dir.path(), |ev| {
-        ev.remove(seq_key(17)).expect("remove");
+        remove(ev, 17);
         let mut v = raw(ev, 6);
         let last = v.len() - 1;
         v[last] ^= 0xFF;
@@ -255,4 +296,101 @@ fn verify_dir_of_a_missing_directory_is_an_error_not_a_new_log() {
     let missing = dir.path().join("nope");
     assert!(matches!(verify_dir(&missing), Err(LogError::Storage(_))));
     assert!(!missing.exists());
+}
+
+#[test]
+fn a_damaged_frame_is_reported_at_the_first_seq_it_cannot_give() {
+    // Cut the last frame (16..=20) inside record 18: 16 and 17 still verify.
+    let dir = log_of_20();
+    tamper(dir.path(), |ev| {
+        let (key, value) = ev
+            .last_key_value()
+            .expect("last")
+            .into_inner()
+            .expect("read");
+        let mut list = Vec::new();
+        frame::entries(16, &value, &mut list).expect("intact");
+        let cut = list[2].range.start + 10;
+        ev.insert(key, value[..cut].to_vec()).expect("insert");
+    });
+    let e = broken(dir.path());
+    assert_eq!(e.first_bad_seq, 18, "{e}");
+    assert!(
+        matches!(e.reason, BadRecord::Undecodable(ref r) if r.contains("past the end")),
+        "{e}"
+    );
+
+    // A frame stored under a key that is not its first record's seq.
+    let dir = log_of_20();
+    tamper(dir.path(), |ev| {
+        let v = ev.get(seq_key(6)).expect("get").expect("frame at 6");
+        ev.remove(seq_key(6)).expect("remove");
+        ev.insert(seq_key(5), v).expect("insert");
+    });
+    let e = broken(dir.path());
+    assert_eq!(e.first_bad_seq, 6, "{e}");
+    assert!(
+        matches!(e.reason, BadRecord::Undecodable(ref r) if r.contains("frame key 5")),
+        "{e}"
+    );
+}
+
+#[test]
+fn lone_records_of_the_layout_before_frames_still_read_verify_and_extend() {
+    use dcloud_events::record::Encoder;
+    use dcloud_events::{EnvelopeBody, GENESIS_HASH};
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop(open(&dir));
+    tamper(dir.path(), |ev| {
+        let mut enc = Encoder::new();
+        let mut prev = GENESIS_HASH;
+        for seq in 1..=5u64 {
+            let e = common::new_event(seq);
+            let body = EnvelopeBody {
+                seq,
+                time_ms: e.time_ms,
+                actor: e.actor,
+                correlation: e.correlation,
+                event: e.event,
+            };
+            let (bytes, hash) = enc.encode(&body, &prev).expect("encode");
+            ev.insert(seq_key(seq), bytes).expect("insert");
+            prev = hash;
+        }
+    });
+    let log = open(&dir);
+    assert_eq!(log.last_seq(), 5);
+    fill(&log, 2, 3);
+    assert_eq!(log.verify().expect("verifies").last_seq, 11);
+    let seqs: Vec<u64> = log.read_range(4, 9).map(|e| e.expect("read").seq).collect();
+    assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9]);
+}
+
+#[test]
+fn a_batch_larger_than_a_frame_spans_frames_and_reads_from_anywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = open(&dir);
+    let n = frame::MAX_FRAME_RECORDS as u64 * 2 + 7;
+    fill(&log, 1, n);
+    fill(&log, 1, 3);
+    for (from, to) in [
+        (1, n + 3),
+        (255, 260),
+        (256, 257),
+        (n, n + 2),
+        (n + 3, n + 9),
+    ] {
+        let seqs: Vec<u64> = log
+            .read_range(from, to)
+            .map(|e| e.expect("read").seq)
+            .collect();
+        assert_eq!(
+            seqs,
+            (from..=to.min(n + 3)).collect::<Vec<_>>(),
+            "{from}..={to}"
+        );
+    }
+    assert_eq!(log.verify().expect("verifies").last_seq, n + 3);
+    drop(log);
+    assert_eq!(verify_dir(dir.path()).expect("offline").last_seq, n + 3);
 }

@@ -1,10 +1,11 @@
 //! The append-only log: the object-safe [`EventLog`] trait and its fjall backend
 //! [`FjallLog`] (atomic group-commit appends with one fsync, range reads, tails).
 //!
-//! Layout: one fjall `Database` with keyspaces `events` (key = seq as big-endian u64,
-//! value = a [`crate::record`]), `snapshots` (see [`crate::snapshot`]) and `meta`
+//! Layout: one fjall `Database` with keyspaces `events` (frames of consecutive records,
+//! keyed by their first seq; see [`crate::frame`]), `snapshots` (see [`crate::snapshot`]) and `meta`
 //! (reserved for later use: schema markers, retention watermarks).
 
+pub(crate) mod cursor;
 mod replay;
 
 use std::path::Path;
@@ -16,7 +17,8 @@ use tokio::sync::broadcast;
 
 use crate::envelope::{Envelope, EnvelopeBody, Hash, NewEvent, GENESIS_HASH};
 use crate::error::LogError;
-use crate::record::{key_seq, seq_key, Encoder, RecordView};
+use crate::frame::{FrameBuilder, MAX_FRAME_RECORDS};
+use crate::record::{seq_key, Encoder, RecordView};
 use crate::snapshot;
 use crate::tail::{LiveBatch, Tail, TailSource};
 
@@ -71,6 +73,56 @@ pub trait EventLog: Send + Sync {
     fn prune_snapshots(&self, keep: usize) -> Result<usize, LogError>;
 }
 
+/// Envelopes per message between the reading thread and the folding one.
+const FOLD_CHUNK: usize = 1024;
+
+/// Reads `from..=to_inclusive` of `log` on a helper thread (storage read, validation,
+/// decoding) while the calling thread hands each envelope to `fold`, in order: a
+/// start-up replay keeps two cores busy instead of one. Returns how many envelopes
+/// were folded; stops at the first read error (what came before it was folded).
+pub fn fold_range(
+    log: &dyn EventLog,
+    from: u64,
+    to_inclusive: u64,
+    mut fold: impl FnMut(Envelope),
+) -> Result<u64, LogError> {
+    // A few chunks in flight: enough to smooth out the two sides, little memory.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Envelope>, LogError>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut chunk = Vec::with_capacity(FOLD_CHUNK);
+            for env in log.read_range(from, to_inclusive) {
+                match env {
+                    Ok(env) => {
+                        chunk.push(env);
+                        if chunk.len() == FOLD_CHUNK {
+                            let full =
+                                std::mem::replace(&mut chunk, Vec::with_capacity(FOLD_CHUNK));
+                            if tx.send(Ok(full)).is_err() {
+                                return; // the folder stopped
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Ok(chunk));
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(chunk));
+        });
+        let mut folded = 0u64;
+        for msg in rx {
+            for env in msg? {
+                fold(env);
+                folded += 1;
+            }
+        }
+        Ok(folded)
+    })
+}
+
 /// The fjall backend of [`EventLog`].
 pub struct FjallLog {
     inner: Arc<Inner>,
@@ -91,6 +143,7 @@ pub(crate) struct Writer {
     last_seq: u64,
     last_hash: Hash,
     encoder: Encoder,
+    frame: FrameBuilder,
     /// `None` once poisoned or closed: subscribers then drain the disk and end.
     live: Option<broadcast::Sender<LiveBatch>>,
     poisoned: bool,
@@ -130,15 +183,19 @@ impl FjallLog {
     /// walk the whole chain: that is [`FjallLog::verify`].
     pub fn open(dir: &Path) -> Result<FjallLog, LogError> {
         let (db, events, snapshots, meta) = open_keyspaces(dir)?;
-        let (last_seq, last_hash) = match events.last_key_value() {
-            None => (0, GENESIS_HASH),
-            Some(guard) => {
-                let (key, value) = guard.into_inner()?;
-                let seq = key_seq(&key).ok_or_else(|| {
-                    LogError::corrupt(0, format!("last key is {} bytes, not 8", key.len()))
-                })?;
-                let view = RecordView::parse(seq, &value)?;
-                (seq, view.header.hash)
+        let (last_seq, last_hash) = match cursor::last_record(&events) {
+            Ok(None) => (0, GENESIS_HASH),
+            Ok(Some((seq, record))) => (seq, RecordView::parse(seq, &record)?.header.hash),
+            Err(walk) => {
+                let at = events
+                    .last_key_value()
+                    .and_then(|g| g.key().ok())
+                    .and_then(|k| crate::record::key_seq(&k))
+                    .unwrap_or(0);
+                return Err(LogError::corrupt(
+                    at,
+                    format!("the last frame does not parse: {walk:?}"),
+                ));
             }
         };
         tracing::debug!(last_seq, dir = %dir.display(), "event log opened");
@@ -147,6 +204,7 @@ impl FjallLog {
             last_seq,
             last_hash,
             encoder: Encoder::new(),
+            frame: FrameBuilder::new(),
             live: Some(live),
             poisoned: false,
         };
@@ -218,11 +276,14 @@ impl EventLog for FjallLog {
             return Ok(Vec::new());
         }
         let w = &mut *w;
-        let mut fjall_batch = OwnedWriteBatch::with_capacity(inner.db.clone(), batch.len())
+        let frames = batch.len().div_ceil(MAX_FRAME_RECORDS);
+        let mut fjall_batch = OwnedWriteBatch::with_capacity(inner.db.clone(), frames)
             .durability(Some(PersistMode::SyncData));
         let mut out = Vec::with_capacity(batch.len());
         let mut prev_hash = w.last_hash;
         let mut seq = w.last_seq;
+        w.frame.clear();
+        let mut frame_first = seq + 1;
         for new in batch {
             seq += 1;
             let body = EnvelopeBody {
@@ -232,8 +293,12 @@ impl EventLog for FjallLog {
                 correlation: new.correlation,
                 event: new.event,
             };
-            let (bytes, hash) = w.encoder.encode(&body, &prev_hash)?;
-            fjall_batch.insert(&inner.events, &seq_key(seq)[..], bytes);
+            let encoder = &mut w.encoder;
+            let mut hash = GENESIS_HASH;
+            w.frame.push_with(seq, |buf| {
+                hash = encoder.encode_into(&body, &prev_hash, buf)?;
+                Ok::<(), LogError>(())
+            })?;
             out.push(Envelope {
                 seq,
                 time_ms: body.time_ms,
@@ -245,6 +310,14 @@ impl EventLog for FjallLog {
                 event: body.event,
             });
             prev_hash = hash;
+            if w.frame.len() == MAX_FRAME_RECORDS {
+                fjall_batch.insert(&inner.events, seq_key(frame_first), w.frame.bytes());
+                w.frame.clear();
+                frame_first = seq + 1;
+            }
+        }
+        if !w.frame.is_empty() {
+            fjall_batch.insert(&inner.events, seq_key(frame_first), w.frame.bytes());
         }
         if let Err(e) = fjall_batch.commit() {
             return Err(w.poison(e));

@@ -1,18 +1,18 @@
 //! [`ReplayIter`]: the fast path for reading the log in order (start-up replay, range
 //! reads, tail catch-up), decoding with one reused aligned buffer.
 
-use fjall::{Database, Keyspace, Readable};
+use fjall::{Database, Keyspace};
 
+use super::cursor::{Cursor, Walk};
 use crate::envelope::{Envelope, Hash, GENESIS_HASH};
 use crate::error::LogError;
-use crate::record::{key_seq, seq_key, Decoder, RecordView};
+use crate::record::{Decoder, RecordView};
 
 /// Decoded envelopes `from..=to` in seq order, as of the moment it was created (a
 /// consistent fjall snapshot). Yields an error and stops at the first missing seq, bad
 /// key or record that fails validation. Ends quietly at the last stored event.
 pub struct ReplayIter {
-    iter: fjall::Iter,
-    next_seq: u64,
+    cursor: Cursor,
     decoder: Decoder,
     /// `Some` when hashes are checked: the hash the next record's `prev_hash` must equal
     /// (`None` inside means "unknown yet", for a replay not starting at 1).
@@ -22,32 +22,27 @@ pub struct ReplayIter {
 
 impl ReplayIter {
     pub(crate) fn new(db: &Database, events: &Keyspace, from: u64, to_inclusive: u64) -> Self {
-        let from = from.max(1);
-        let done = from > to_inclusive;
         // Through a database snapshot: `Keyspace::range` alone reads at the newest
         // seqno and can see part of a batch that is still being applied.
-        let iter = db
-            .snapshot()
-            .range(events, seq_key(from)..=seq_key(to_inclusive.max(from)));
+        let cursor = Cursor::new(&db.snapshot(), events, from, to_inclusive);
         ReplayIter {
-            iter,
-            next_seq: from,
+            cursor,
             decoder: Decoder::new(),
             chain: None,
-            done,
+            done: false,
         }
     }
 
     /// Also checks each record's body hash and chain link, and that its `prev_hash` is
     /// the previous record's hash (from seq 1: the genesis hash). About a quarter slower.
     pub fn verified(mut self) -> Self {
-        self.chain = Some((self.next_seq == 1).then_some(GENESIS_HASH));
+        self.chain = Some((self.cursor.expected() == 1).then_some(GENESIS_HASH));
         self
     }
 
     /// The seq the next item will carry.
     pub fn next_seq(&self) -> u64 {
-        self.next_seq
+        self.cursor.expected()
     }
 
     fn fail(&mut self, err: LogError) -> Option<Result<Envelope, LogError>> {
@@ -63,31 +58,20 @@ impl Iterator for ReplayIter {
         if self.done {
             return None;
         }
-        let Some(guard) = self.iter.next() else {
-            self.done = true;
-            return None;
-        };
-        let expected = self.next_seq;
-        let (key, value) = match guard.into_inner() {
-            Ok(kv) => kv,
-            Err(e) => return self.fail(e.into()),
-        };
-        match key_seq(&key) {
-            Some(seq) if seq == expected => {}
-            Some(seq) => {
-                return self.fail(LogError::corrupt(
-                    expected,
-                    format!("missing (next stored seq is {seq})"),
-                ));
+        let expected = self.cursor.expected();
+        let seq = match self.cursor.advance()? {
+            Ok(seq) => seq,
+            Err(walk) => {
+                let reason = match walk {
+                    Walk::Missing { next_stored } => {
+                        format!("missing (next stored seq is {next_stored})")
+                    }
+                    Walk::Unreadable(r) | Walk::Damaged(r) => r,
+                };
+                return self.fail(LogError::corrupt(expected, reason));
             }
-            None => {
-                return self.fail(LogError::corrupt(
-                    expected,
-                    format!("bad key of {} bytes", key.len()),
-                ))
-            }
-        }
-        let view = match RecordView::parse(expected, &value) {
+        };
+        let view = match RecordView::parse(seq, self.cursor.record()) {
             Ok(v) => v,
             Err(e) => return self.fail(e),
         };
@@ -102,15 +86,12 @@ impl Iterator for ReplayIter {
                 None
             };
             if let Some(reason) = reason {
-                return self.fail(LogError::corrupt(expected, reason));
+                return self.fail(LogError::corrupt(seq, reason));
             }
             *prev = Some(view.header.hash);
         }
         match self.decoder.decode_view(&view) {
-            Ok(env) => {
-                self.next_seq = expected + 1;
-                Some(Ok(env))
-            }
+            Ok(env) => Some(Ok(env)),
             Err(e) => self.fail(e),
         }
     }
