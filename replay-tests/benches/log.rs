@@ -8,6 +8,11 @@
 //! chain), so the comparison is of storage, not of serialisation.
 //! `BENCH_QUICK=1` shrinks every workload for a smoke run.
 
+/// The allocator the `dcloud` binary runs with (src/main.rs), so that the figures are
+/// the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
@@ -15,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dcloud_events::record::{Decoder, Encoder};
-use dcloud_events::{Envelope, EnvelopeBody, EventLog, FjallLog, Hash, NewEvent, GENESIS_HASH};
+use dcloud_events::{
+    fold_range, Envelope, EnvelopeBody, EventLog, FjallLog, Hash, NewEvent, GENESIS_HASH,
+};
 use dcloud_projections::State;
 use replay_tests::workload;
 
@@ -158,13 +165,20 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
+/// The workload's events, made before any clock starts (both stores get the same).
+fn batches_of(seed: u64, batch: usize, batches: u64) -> Vec<Vec<NewEvent>> {
+    let mut gen = workload::Generator::new(seed);
+    (0..batches)
+        .map(|_| (0..batch).map(|_| gen.next_event()).collect())
+        .collect()
+}
+
 fn append_dcloud(dir: &Path, batch: usize, batches: u64) -> AppendResult {
     let log = FjallLog::open(dir).unwrap();
-    let mut gen = workload::Generator::new(1);
+    let input = batches_of(1, batch, batches);
     let mut lat = Vec::with_capacity(batches as usize);
     let started = Instant::now();
-    for _ in 0..batches {
-        let events: Vec<NewEvent> = (0..batch).map(|_| gen.next_event()).collect();
+    for events in input {
         let t = Instant::now();
         log.append(log.last_seq(), events).unwrap();
         lat.push(t.elapsed());
@@ -216,15 +230,14 @@ fn sqlite_open(dir: &Path) -> rusqlite::Connection {
 /// Appends like the dcloud log does (encode, chain, one durable transaction per batch).
 fn append_sqlite(dir: &Path, batch: usize, batches: u64) -> AppendResult {
     let mut conn = sqlite_open(dir);
-    let mut gen = workload::Generator::new(1);
+    let input = batches_of(1, batch, batches);
     let mut enc = Encoder::new();
     let mut prev: Hash = GENESIS_HASH;
     let mut seq = 0u64;
     let mut lat = Vec::with_capacity(batches as usize);
     let mut record_bytes = 0;
     let started = Instant::now();
-    for _ in 0..batches {
-        let events: Vec<NewEvent> = (0..batch).map(|_| gen.next_event()).collect();
+    for events in input {
         let t = Instant::now();
         let tx = conn.transaction().unwrap();
         {
@@ -327,31 +340,48 @@ fn fill_sqlite(dir: &Path, events: u64) {
     }
 }
 
+/// The server's start-up path: reading and decoding on a second thread, folding on
+/// this one (`fold_range`, what `dcloud::store::recover` uses).
 fn replay_dcloud(dir: &Path) -> (State, Duration) {
     let log = FjallLog::open(dir).unwrap();
     let t = Instant::now();
     let mut state = State::default();
-    for env in log.replay(1) {
-        state.apply(&env.unwrap());
-    }
+    let n = fold_range(&log, 1, u64::MAX, |env| state.apply(&env)).unwrap();
+    assert_eq!(n, log.last_seq());
     (state, t.elapsed())
 }
 
+/// The same split for SQLite: one thread reads rows and decodes, this one folds.
 fn replay_sqlite(dir: &Path) -> (State, Duration) {
-    let conn = sqlite_open(dir);
     let t = Instant::now();
     let mut state = State::default();
-    let mut dec = Decoder::new();
-    let mut stmt = conn
-        .prepare("SELECT seq, record FROM events ORDER BY seq")
-        .unwrap();
-    let mut rows = stmt.query([]).unwrap();
-    while let Some(row) = rows.next().unwrap() {
-        let seq: i64 = row.get(0).unwrap();
-        let bytes = row.get_ref(1).unwrap().as_blob().unwrap();
-        let env = dec.decode(seq as u64, bytes).unwrap();
-        state.apply(&env);
-    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Envelope>>(4);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let conn = sqlite_open(dir);
+            let mut dec = Decoder::new();
+            let mut stmt = conn
+                .prepare("SELECT seq, record FROM events ORDER BY seq")
+                .unwrap();
+            let mut rows = stmt.query([]).unwrap();
+            let mut chunk = Vec::with_capacity(1024);
+            while let Some(row) = rows.next().unwrap() {
+                let seq: i64 = row.get(0).unwrap();
+                let bytes = row.get_ref(1).unwrap().as_blob().unwrap();
+                chunk.push(dec.decode(seq as u64, bytes).unwrap());
+                if chunk.len() == 1024 {
+                    tx.send(std::mem::replace(&mut chunk, Vec::with_capacity(1024)))
+                        .unwrap();
+                }
+            }
+            tx.send(chunk).unwrap();
+        });
+        for chunk in rx {
+            for env in chunk {
+                state.apply(&env);
+            }
+        }
+    });
     (state, t.elapsed())
 }
 

@@ -4,6 +4,11 @@
 //! request; then, in a fresh child process, resident memory with 10,000 nodes and
 //! 100,000 deployments. Prints one markdown report. `BENCH_QUICK=1` shrinks it.
 
+/// The allocator the `dcloud` binary runs with (src/main.rs), so that the figures are
+/// the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
