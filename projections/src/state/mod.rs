@@ -23,7 +23,7 @@ pub use deployment::{
 pub use node::{port_key, port_of_key, GpuSlot, Node, NodeHealth};
 pub use snapshot::SnapshotError;
 
-pub(crate) use node::Slot;
+pub(crate) use node::{Recip, Slot};
 
 /// Everything DCloud knows, as of [`State::last_seq`]. Read the fields freely; change
 /// the state only through [`State::apply`].

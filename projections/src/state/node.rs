@@ -264,6 +264,13 @@ impl Node {
         if !self.fingerprint.datasets.is_empty() {
             flags |= Slot::DATASETS;
         }
+        let fits_fast =
+            |free: u64, alloc: u64| 0 < alloc && alloc <= Slot::FAST_MAX && free <= alloc;
+        if fits_fast(free.cpu_millis, alloc.cpu_millis)
+            && fits_fast(free.memory_bytes, alloc.memory_bytes)
+        {
+            flags |= Slot::FAST;
+        }
         Slot {
             free_cpu: free.cpu_millis,
             free_mem: free.memory_bytes,
@@ -273,6 +280,8 @@ impl Node {
             free_gpus: free.gpus,
             alloc_gpus: alloc.gpus,
             order: self.order,
+            inv_cpu: Recip::of(alloc.cpu_millis),
+            inv_mem: Recip::of(alloc.memory_bytes),
             flags,
         }
     }
@@ -290,8 +299,33 @@ pub(crate) struct Slot {
     pub(crate) alloc_gpus: u32,
     /// [`Node::order`].
     pub(crate) order: u64,
+    /// Reciprocals of `alloc_cpu` and `alloc_mem`: placement scores these with a
+    /// multiplication (and an exact integer correction) instead of a division per node.
+    pub(crate) inv_cpu: Recip,
+    pub(crate) inv_mem: Recip,
     pub(crate) flags: u8,
 }
+
+/// `1 / x` as an `f64` (0 for 0), derived from an integer field of the same [`Slot`].
+///
+/// Compared bit for bit, so that `Slot` (and `State`) keep a total `Eq`: two summaries
+/// of the same node always hold the same bits.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recip(pub(crate) f64);
+
+impl Recip {
+    fn of(x: u64) -> Recip {
+        Recip(if x == 0 { 0.0 } else { 1.0 / x as f64 })
+    }
+}
+
+impl PartialEq for Recip {
+    fn eq(&self, other: &Recip) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Recip {}
 
 impl Slot {
     pub(crate) const ALIVE: u8 = 1;
@@ -302,6 +336,14 @@ impl Slot {
     pub(crate) const PORTS: u8 = 8;
     /// The node reports datasets present.
     pub(crate) const DATASETS: u8 = 16;
+    /// CPU and memory can be scored through `inv_cpu` and `inv_mem`: both allocatable
+    /// amounts are non-zero and at most [`Slot::FAST_MAX`], and free is at most
+    /// allocatable. Other nodes are scored with plain divisions.
+    pub(crate) const FAST: u8 = 32;
+
+    /// The largest allocatable amount scored through a reciprocal: `free * 1000` and
+    /// `1001 * alloc` stay far below `2^63`, so the integer correction cannot overflow.
+    pub(crate) const FAST_MAX: u64 = 1 << 52;
 
     pub(crate) fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
