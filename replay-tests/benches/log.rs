@@ -62,10 +62,9 @@ fn main() {
         (16, scale(1_000)),
         (256, scale(400)),
     ] {
-        let d = tmp.path().join(format!("append-dcloud-{batch}"));
-        let s = tmp.path().join(format!("append-sqlite-{batch}"));
-        let dc = append_dcloud(&d, batch, batches);
-        let sq = append_sqlite(&s, batch, batches);
+        let mut dc = DcloudAppender::open(&tmp.path().join(format!("append-dcloud-{batch}")));
+        let mut sq = SqliteAppender::open(&tmp.path().join(format!("append-sqlite-{batch}")));
+        let [dc, sq] = interleaved([&mut dc, &mut sq], batch, batches);
         println!(
             "| {batch} | {:.0} | {:.0} | {:.2}x |",
             dc.rate,
@@ -77,14 +76,15 @@ fn main() {
     // 2. Single durable append latency vs the physical limit.
     println!("\n## single durable append latency (batch of 1)\n");
     let n = scale(2_000);
-    let d = append_dcloud(&tmp.path().join("latency-dcloud"), 1, n);
-    let raw = raw_fdatasync(&tmp.path().join("latency-raw.bin"), d.record_bytes, n);
-    let sq = append_sqlite(&tmp.path().join("latency-sqlite"), 1, n);
+    let mut dc = DcloudAppender::open(&tmp.path().join("latency-dcloud"));
+    let mut raw = RawAppender::open(&tmp.path().join("latency-raw.bin"), record_size(n));
+    let mut sq = SqliteAppender::open(&tmp.path().join("latency-sqlite"));
+    let record_bytes = raw.bytes.len();
+    let [d, raw, sq] = interleaved([&mut dc, &mut raw, &mut sq], 1, n);
     println!("| store | p50 | p99 | vs raw p50 |");
     println!("|---|---:|---:|---:|");
     println!(
-        "| raw write+fdatasync ({} B) | {} | {} | 1.00x |",
-        d.record_bytes,
+        "| raw write+fdatasync ({record_bytes} B) | {} | {} | 1.00x |",
         us(raw.p50),
         us(raw.p99)
     );
@@ -110,8 +110,16 @@ fn main() {
     fill_dcloud(&dir, events);
     let fill = t.elapsed();
     fill_sqlite(&sdir, events);
-    let (dstate, dreplay) = replay_dcloud(&dir);
-    let (sstate, sreplay) = replay_sqlite(&sdir);
+    // Three replays of each, alternating; the median of each store is reported (the
+    // storage engines' background work after a fill makes single runs noisy).
+    let mut druns = Vec::new();
+    let mut sruns = Vec::new();
+    for _ in 0..3 {
+        druns.push(replay_dcloud(&dir));
+        sruns.push(replay_sqlite(&sdir));
+    }
+    let (dstate, dreplay) = median(druns);
+    let (sstate, sreplay) = median(sruns);
     assert_eq!(
         dstate.digest(),
         sstate.digest(),
@@ -122,7 +130,7 @@ fn main() {
     let dr = events as f64 / dreplay.as_secs_f64();
     let sr = events as f64 / sreplay.as_secs_f64();
     println!(
-        "| replay: read+validate+fold (events/s) | {dr:.0} | {sr:.0} | {:.2}x |",
+        "| replay: read+validate+fold (events/s, median of 3) | {dr:.0} | {sr:.0} | {:.2}x |",
         dr / sr
     );
     println!(
@@ -148,13 +156,18 @@ struct AppendResult {
     rate: f64,
     p50: Duration,
     p99: Duration,
-    record_bytes: usize,
 }
 
 fn percentiles(mut lat: Vec<Duration>) -> (Duration, Duration) {
     lat.sort();
     let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize];
     (p(0.5), p(0.99))
+}
+
+/// The run with the median time.
+fn median(mut runs: Vec<(State, Duration)>) -> (State, Duration) {
+    runs.sort_by_key(|r| r.1);
+    runs.swap_remove(runs.len() / 2)
 }
 
 fn us(d: Duration) -> String {
@@ -173,47 +186,156 @@ fn batches_of(seed: u64, batch: usize, batches: u64) -> Vec<Vec<NewEvent>> {
         .collect()
 }
 
-fn append_dcloud(dir: &Path, batch: usize, batches: u64) -> AppendResult {
-    let log = FjallLog::open(dir).unwrap();
+/// A store that the append measurements write to.
+trait Appender {
+    /// Appends one batch durably (returns once it is on disk).
+    fn append(&mut self, events: Vec<NewEvent>);
+}
+
+/// Appends the same batches to every store in `ROUNDS` interleaved rounds, so that a
+/// drift of the disk's latency during the run falls on all of them alike. Each store's
+/// rate is its events over the time spent in its own appends.
+fn interleaved<const N: usize>(
+    mut stores: [&mut dyn Appender; N],
+    batch: usize,
+    batches: u64,
+) -> [AppendResult; N] {
+    const ROUNDS: u64 = 5;
     let input = batches_of(1, batch, batches);
-    let mut lat = Vec::with_capacity(batches as usize);
-    let started = Instant::now();
-    for events in input {
-        let t = Instant::now();
-        log.append(log.last_seq(), events).unwrap();
-        lat.push(t.elapsed());
+    let mut inputs: Vec<_> = (0..N).map(|_| input.clone().into_iter()).collect();
+    let mut spent = [Duration::ZERO; N];
+    let mut lat: Vec<Vec<Duration>> = (0..N).map(|_| Vec::new()).collect();
+    let per_round = batches.div_ceil(ROUNDS) as usize;
+    for _ in 0..ROUNDS {
+        for (i, store) in stores.iter_mut().enumerate() {
+            for events in inputs[i].by_ref().take(per_round) {
+                let t = Instant::now();
+                store.append(events);
+                let took = t.elapsed();
+                spent[i] += took;
+                lat[i].push(took);
+            }
+        }
     }
-    let rate = (batch as u64 * batches) as f64 / started.elapsed().as_secs_f64();
-    let (p50, p99) = percentiles(lat);
-    let record_bytes = record_size(&log);
-    AppendResult {
-        rate,
-        p50,
-        p99,
-        record_bytes,
+    std::array::from_fn(|i| {
+        let (p50, p99) = percentiles(std::mem::take(&mut lat[i]));
+        AppendResult {
+            rate: (batch as u64 * batches) as f64 / spent[i].as_secs_f64(),
+            p50,
+            p99,
+        }
+    })
+}
+
+struct DcloudAppender {
+    log: FjallLog,
+}
+
+impl DcloudAppender {
+    fn open(dir: &Path) -> Self {
+        DcloudAppender {
+            log: FjallLog::open(dir).unwrap(),
+        }
     }
 }
 
-fn record_size(log: &FjallLog) -> usize {
-    // The encoded size of the last record, for the raw-fdatasync comparison.
-    let env = log
-        .read_range(log.last_seq(), log.last_seq())
-        .next()
-        .unwrap()
-        .unwrap();
+impl Appender for DcloudAppender {
+    fn append(&mut self, events: Vec<NewEvent>) {
+        self.log.append(self.log.last_seq(), events).unwrap();
+    }
+}
+
+/// Appends like the dcloud log does (encode, chain, one durable transaction per batch).
+struct SqliteAppender {
+    conn: rusqlite::Connection,
+    enc: Encoder,
+    prev: Hash,
+    seq: u64,
+}
+
+impl SqliteAppender {
+    fn open(dir: &Path) -> Self {
+        SqliteAppender {
+            conn: sqlite_open(dir),
+            enc: Encoder::new(),
+            prev: GENESIS_HASH,
+            seq: 0,
+        }
+    }
+}
+
+impl Appender for SqliteAppender {
+    fn append(&mut self, events: Vec<NewEvent>) {
+        let tx = self.conn.transaction().unwrap();
+        {
+            let mut stmt = tx
+                .prepare_cached("INSERT INTO events (seq, record) VALUES (?1, ?2)")
+                .unwrap();
+            for e in events {
+                self.seq += 1;
+                let body = EnvelopeBody {
+                    seq: self.seq,
+                    time_ms: e.time_ms,
+                    actor: e.actor,
+                    correlation: e.correlation,
+                    event: e.event,
+                };
+                let (bytes, hash) = self.enc.encode(&body, &self.prev).unwrap();
+                stmt.execute(rusqlite::params![self.seq as i64, bytes])
+                    .unwrap();
+                self.prev = hash;
+            }
+        }
+        tx.commit().unwrap();
+    }
+}
+
+/// The physical limit: a write of one record's worth of bytes and an fdatasync.
+struct RawAppender {
+    file: std::fs::File,
+    bytes: Vec<u8>,
+}
+
+impl RawAppender {
+    fn open(path: &Path, bytes: usize) -> Self {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        RawAppender {
+            file,
+            bytes: vec![0x5a; bytes],
+        }
+    }
+}
+
+impl Appender for RawAppender {
+    fn append(&mut self, _events: Vec<NewEvent>) {
+        self.file.write_all(&self.bytes).unwrap();
+        self.file.sync_data().unwrap();
+    }
+}
+
+/// The mean stored size of the first `n` workload records (frame entry header
+/// included), for the raw write.
+fn record_size(n: u64) -> usize {
+    let mut gen = workload::Generator::new(1);
     let mut enc = Encoder::new();
-    let body = body_of(&env);
-    enc.encode(&body, &env.prev_hash).unwrap().0.len()
-}
-
-fn body_of(env: &Envelope) -> EnvelopeBody {
-    EnvelopeBody {
-        seq: env.seq,
-        time_ms: env.time_ms,
-        actor: env.actor.clone(),
-        correlation: env.correlation.clone(),
-        event: env.event.clone(),
-    }
+    let total: usize = (1..=n)
+        .map(|seq| {
+            let e = gen.next_event();
+            let body = EnvelopeBody {
+                seq,
+                time_ms: e.time_ms,
+                actor: e.actor,
+                correlation: e.correlation,
+                event: e.event,
+            };
+            enc.encode(&body, &GENESIS_HASH).unwrap().0.len()
+        })
+        .sum();
+    total / n as usize + dcloud_events::frame::ENTRY_HEADER_LEN
 }
 
 fn sqlite_open(dir: &Path) -> rusqlite::Connection {
@@ -225,76 +347,6 @@ fn sqlite_open(dir: &Path) -> rusqlite::Connection {
     )
     .unwrap();
     conn
-}
-
-/// Appends like the dcloud log does (encode, chain, one durable transaction per batch).
-fn append_sqlite(dir: &Path, batch: usize, batches: u64) -> AppendResult {
-    let mut conn = sqlite_open(dir);
-    let input = batches_of(1, batch, batches);
-    let mut enc = Encoder::new();
-    let mut prev: Hash = GENESIS_HASH;
-    let mut seq = 0u64;
-    let mut lat = Vec::with_capacity(batches as usize);
-    let mut record_bytes = 0;
-    let started = Instant::now();
-    for events in input {
-        let t = Instant::now();
-        let tx = conn.transaction().unwrap();
-        {
-            let mut stmt = tx
-                .prepare_cached("INSERT INTO events (seq, record) VALUES (?1, ?2)")
-                .unwrap();
-            for e in events {
-                seq += 1;
-                let body = EnvelopeBody {
-                    seq,
-                    time_ms: e.time_ms,
-                    actor: e.actor,
-                    correlation: e.correlation,
-                    event: e.event,
-                };
-                let (bytes, hash) = enc.encode(&body, &prev).unwrap();
-                record_bytes = bytes.len();
-                stmt.execute(rusqlite::params![seq as i64, bytes]).unwrap();
-                prev = hash;
-            }
-        }
-        tx.commit().unwrap();
-        lat.push(t.elapsed());
-    }
-    let rate = (batch as u64 * batches) as f64 / started.elapsed().as_secs_f64();
-    let (p50, p99) = percentiles(lat);
-    AppendResult {
-        rate,
-        p50,
-        p99,
-        record_bytes,
-    }
-}
-
-fn raw_fdatasync(path: &Path, bytes: usize, n: u64) -> AppendResult {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let buf = vec![0x5au8; bytes];
-    let mut lat = Vec::with_capacity(n as usize);
-    let started = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        f.write_all(&buf).unwrap();
-        f.sync_data().unwrap();
-        lat.push(t.elapsed());
-    }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
-    let (p50, p99) = percentiles(lat);
-    AppendResult {
-        rate,
-        p50,
-        p99,
-        record_bytes: bytes,
-    }
 }
 
 fn fill_dcloud(dir: &Path, events: u64) {
