@@ -394,3 +394,20 @@ fn a_batch_larger_than_a_frame_spans_frames_and_reads_from_anywhere() {
     drop(log);
     assert_eq!(verify_dir(dir.path()).expect("offline").last_seq, n + 3);
 }
+
+#[test]
+fn fold_range_folds_in_order_up_to_the_first_bad_record_then_fails() {
+    let dir = log_of_20();
+    let log = open(&dir);
+    let mut seen = Vec::new();
+    let n = dcloud_events::fold_range(&log, 3, 20, |e| seen.push(e.seq)).expect("clean");
+    assert_eq!((n, seen), (18, (3..=20).collect::<Vec<_>>()));
+    drop(log);
+
+    tamper(dir.path(), |ev| remove(ev, 8));
+    let log = open(&dir);
+    let mut seen = Vec::new();
+    let err = dcloud_events::fold_range(&log, 1, 20, |e| seen.push(e.seq)).expect_err("gap");
+    assert!(matches!(err, LogError::Corrupt { seq: 8, .. }), "{err}");
+    assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+}

@@ -4,17 +4,21 @@
 
 use fjall::{Keyspace, Readable};
 
+use crate::error::LogError;
 use crate::frame::{entries, Entry};
 use crate::record::{key_seq, seq_key};
 
 /// Why the walk stopped before the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Walk {
+    #[error("missing (next stored seq is {next_stored})")]
     /// The expected seq is absent; the next stored one is `next_stored`.
     Missing { next_stored: u64 },
     /// The storage engine failed, or a key is malformed.
+    #[error("unreadable: {0}")]
     Unreadable(String),
     /// A frame does not parse, or its seqs go backwards.
+    #[error("{0}")]
     Damaged(String),
 }
 
@@ -140,27 +144,32 @@ impl Cursor {
 }
 
 /// The seq and a copy of the record stored last in `events` (`None` when empty).
-pub(crate) fn last_record(events: &Keyspace) -> Result<Option<(u64, Vec<u8>)>, Walk> {
+pub(crate) fn last_record(events: &Keyspace) -> Result<Option<(u64, Vec<u8>)>, LogError> {
     let Some(guard) = events.last_key_value() else {
         return Ok(None);
     };
-    let (key, value) = guard
-        .into_inner()
-        .map_err(|e| Walk::Unreadable(format!("{e:?}")))?;
+    let (key, value) = guard.into_inner()?;
     let key = key_seq(&key)
-        .ok_or_else(|| Walk::Unreadable(format!("last key is {} bytes, not 8", key.len())))?;
+        .ok_or_else(|| LogError::corrupt(0, format!("last key is {} bytes, not 8", key.len())))?;
     let mut list = Vec::new();
     if let Err(d) = entries(key, &value, &mut list) {
-        return Err(Walk::Damaged(d.reason));
+        let at = key + d.at_entry as u64;
+        return Err(LogError::corrupt(
+            at,
+            format!("the last frame: {}", d.reason),
+        ));
     }
     let last = list.last().expect("a parsed frame has an entry");
     let first = list[0].seq;
     if first != key || last.seq != first + list.len() as u64 - 1 {
-        return Err(Walk::Damaged(format!(
-            "frame under key {key} holds seqs {first}..={} in {} records",
-            last.seq,
-            list.len()
-        )));
+        return Err(LogError::corrupt(
+            key,
+            format!(
+                "the last frame, under key {key}, holds seqs {first}..={} in {} records",
+                last.seq,
+                list.len()
+            ),
+        ));
     }
     Ok(Some((last.seq, value[last.range.clone()].to_vec())))
 }

@@ -1,9 +1,10 @@
 //! The append-only log: the object-safe [`EventLog`] trait and its fjall backend
 //! [`FjallLog`] (atomic group-commit appends with one fsync, range reads, tails).
 //!
-//! Layout: one fjall `Database` with keyspaces `events` (frames of consecutive records,
-//! keyed by their first seq; see [`crate::frame`]), `snapshots` (see [`crate::snapshot`]) and `meta`
-//! (reserved for later use: schema markers, retention watermarks).
+//! Layout: one fjall `Database` with keyspaces `events` (frames of consecutive
+//! records, keyed by their first seq; see [`crate::frame`]), `snapshots` (see
+//! [`crate::snapshot`]) and `meta` (reserved for later use: schema markers, retention
+//! watermarks).
 
 pub(crate) mod cursor;
 mod replay;
@@ -186,20 +187,9 @@ impl FjallLog {
     /// walk the whole chain: that is [`FjallLog::verify`].
     pub fn open(dir: &Path) -> Result<FjallLog, LogError> {
         let (db, events, snapshots, meta) = open_keyspaces(dir)?;
-        let (last_seq, last_hash) = match cursor::last_record(&events) {
-            Ok(None) => (0, GENESIS_HASH),
-            Ok(Some((seq, record))) => (seq, RecordView::parse(seq, &record)?.header.hash),
-            Err(walk) => {
-                let at = events
-                    .last_key_value()
-                    .and_then(|g| g.key().ok())
-                    .and_then(|k| crate::record::key_seq(&k))
-                    .unwrap_or(0);
-                return Err(LogError::corrupt(
-                    at,
-                    format!("the last frame does not parse: {walk:?}"),
-                ));
-            }
+        let (last_seq, last_hash) = match cursor::last_record(&events)? {
+            None => (0, GENESIS_HASH),
+            Some((seq, record)) => (seq, RecordView::parse(seq, &record)?.header.hash),
         };
         tracing::debug!(last_seq, dir = %dir.display(), "event log opened");
         let (live, _) = broadcast::channel(LIVE_CAPACITY);

@@ -3,7 +3,7 @@
 
 use fjall::{Database, Keyspace};
 
-use super::cursor::{Cursor, Walk};
+use super::cursor::Cursor;
 use crate::envelope::{Envelope, Hash, GENESIS_HASH};
 use crate::error::LogError;
 use crate::record::{Decoder, RecordView};
@@ -61,15 +61,7 @@ impl Iterator for ReplayIter {
         let expected = self.cursor.expected();
         let seq = match self.cursor.advance()? {
             Ok(seq) => seq,
-            Err(walk) => {
-                let reason = match walk {
-                    Walk::Missing { next_stored } => {
-                        format!("missing (next stored seq is {next_stored})")
-                    }
-                    Walk::Unreadable(r) | Walk::Damaged(r) => r,
-                };
-                return self.fail(LogError::corrupt(expected, reason));
-            }
+            Err(walk) => return self.fail(LogError::corrupt(expected, walk.to_string())),
         };
         let view = match RecordView::parse(seq, self.cursor.record()) {
             Ok(v) => v,
