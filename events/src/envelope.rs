@@ -28,6 +28,19 @@ pub struct NewEvent {
     pub event: Event,
 }
 
+impl NewEvent {
+    /// The body this event is stored as when it gets sequence number `seq`.
+    pub fn at(self, seq: u64) -> EnvelopeBody {
+        EnvelopeBody {
+            seq,
+            time_ms: self.time_ms,
+            actor: self.actor,
+            correlation: self.correlation,
+            event: self.event,
+        }
+    }
+}
+
 /// The part of an envelope that is serialised with rkyv and hashed.
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct EnvelopeBody {

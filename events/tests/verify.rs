@@ -338,7 +338,7 @@ fn a_damaged_frame_is_reported_at_the_first_seq_it_cannot_give() {
 #[test]
 fn lone_records_of_the_layout_before_frames_still_read_verify_and_extend() {
     use dcloud_events::record::Encoder;
-    use dcloud_events::{EnvelopeBody, GENESIS_HASH};
+    use dcloud_events::GENESIS_HASH;
     let dir = tempfile::tempdir().expect("tempdir");
     drop(open(&dir));
     tamper(dir.path(), |ev| {
@@ -346,13 +346,7 @@ fn lone_records_of_the_layout_before_frames_still_read_verify_and_extend() {
         let mut prev = GENESIS_HASH;
         for seq in 1..=5u64 {
             let e = common::new_event(seq);
-            let body = EnvelopeBody {
-                seq,
-                time_ms: e.time_ms,
-                actor: e.actor,
-                correlation: e.correlation,
-                event: e.event,
-            };
+            let body = e.at(seq);
             let (bytes, hash) = enc.encode(&body, &prev).expect("encode");
             ev.insert(seq_key(seq), bytes).expect("insert");
             prev = hash;

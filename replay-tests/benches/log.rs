@@ -20,9 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dcloud_events::record::{Decoder, Encoder};
-use dcloud_events::{
-    fold_range, Envelope, EnvelopeBody, EventLog, FjallLog, Hash, NewEvent, GENESIS_HASH,
-};
+use dcloud_events::{fold_range, Envelope, EventLog, FjallLog, Hash, NewEvent, GENESIS_HASH};
 use dcloud_projections::State;
 use replay_tests::workload;
 
@@ -273,13 +271,7 @@ impl Appender for SqliteAppender {
                 .unwrap();
             for e in events {
                 self.seq += 1;
-                let body = EnvelopeBody {
-                    seq: self.seq,
-                    time_ms: e.time_ms,
-                    actor: e.actor,
-                    correlation: e.correlation,
-                    event: e.event,
-                };
+                let body = e.at(self.seq);
                 let (bytes, hash) = self.enc.encode(&body, &self.prev).unwrap();
                 stmt.execute(rusqlite::params![self.seq as i64, bytes])
                     .unwrap();
@@ -325,13 +317,7 @@ fn record_size(n: u64) -> usize {
     let total: usize = (1..=n)
         .map(|seq| {
             let e = gen.next_event();
-            let body = EnvelopeBody {
-                seq,
-                time_ms: e.time_ms,
-                actor: e.actor,
-                correlation: e.correlation,
-                event: e.event,
-            };
+            let body = e.at(seq);
             enc.encode(&body, &GENESIS_HASH).unwrap().0.len()
         })
         .sum();
@@ -376,13 +362,7 @@ fn fill_sqlite(dir: &Path, events: u64) {
             for _ in 0..(events - seq).min(256) {
                 let e = gen.next_event();
                 seq += 1;
-                let body = EnvelopeBody {
-                    seq,
-                    time_ms: e.time_ms,
-                    actor: e.actor,
-                    correlation: e.correlation,
-                    event: e.event,
-                };
+                let body = e.at(seq);
                 let (bytes, hash) = enc.encode(&body, &prev).unwrap();
                 stmt.execute(rusqlite::params![seq as i64, bytes]).unwrap();
                 prev = hash;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 use tokio::sync::broadcast;
 
-use crate::envelope::{Envelope, EnvelopeBody, Hash, NewEvent, GENESIS_HASH};
+use crate::envelope::{Envelope, Hash, NewEvent, GENESIS_HASH};
 use crate::error::LogError;
 use crate::frame::{FrameBuilder, MAX_FRAME_RECORDS};
 use crate::record::{seq_key, Encoder, RecordView};
@@ -279,13 +279,7 @@ impl EventLog for FjallLog {
         let mut frame_first = seq + 1;
         for new in batch {
             seq += 1;
-            let body = EnvelopeBody {
-                seq,
-                time_ms: new.time_ms,
-                actor: new.actor,
-                correlation: new.correlation,
-                event: new.event,
-            };
+            let body = new.at(seq);
             let encoder = &mut w.encoder;
             let mut hash = GENESIS_HASH;
             w.frame.push_with(seq, |buf| {
