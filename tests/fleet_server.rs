@@ -163,5 +163,7 @@ async fn a_flood_past_the_writer_queue_is_refused_with_overloaded() {
     assert!(overloaded > 0, "a flood past the queue is refused");
     assert!(done > 0, "what was queued is done");
     assert_eq!(done + overloaded, flood);
-    writer.shutdown();
+    tokio::task::spawn_blocking(move || writer.shutdown())
+        .await
+        .expect("writer shut down");
 }
