@@ -25,6 +25,15 @@ pub enum AgentDriver {
     Sim,
 }
 
+/// How simulated nodes reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimConnections {
+    /// One websocket for every node of the process.
+    Shared,
+    /// One websocket per node.
+    PerNode,
+}
+
 /// `dcloud agent` flags (`--server` and `--token` are global).
 #[derive(Debug, Clone, clap::Args)]
 pub struct AgentArgs {
@@ -37,6 +46,14 @@ pub struct AgentArgs {
     /// Simulated nodes in this process (`--driver sim`).
     #[arg(long, default_value_t = 1)]
     pub sim_nodes: usize,
+    /// Number of the first simulated node (several agent processes can share one
+    /// fleet: `--sim-first 0`, `--sim-first 1000`, … with `--sim-nodes 1000`).
+    #[arg(long, default_value_t = 0)]
+    pub sim_first: usize,
+    /// `per-node`: each simulated node opens its own websocket, as separate agents
+    /// do; `shared`: one for the whole process.
+    #[arg(long, value_enum, default_value_t = SimConnections::Shared)]
+    pub sim_connections: SimConnections,
     /// CPUs of each simulated node.
     #[arg(long, default_value = "16")]
     pub sim_cpu: String,
@@ -103,6 +120,8 @@ impl AgentArgs {
             driver: AgentDriver::Sim,
             node_id: None,
             sim_nodes: n,
+            sim_first: 0,
+            sim_connections: SimConnections::Shared,
             sim_cpu: "16".into(),
             sim_memory: "64G".into(),
             sim_storage: "500G".into(),
@@ -124,6 +143,8 @@ impl AgentArgs {
             heartbeat_interval: duration("--heartbeat-interval", &self.heartbeat_interval)?,
             grace: duration("--stop-grace", &self.stop_grace)?,
             data_dir: self.data.clone(),
+            connection_per_node: self.driver == AgentDriver::Sim
+                && self.sim_connections == SimConnections::PerNode,
             ..RuntimeConfig::default()
         })
     }
@@ -141,7 +162,7 @@ pub async fn build_nodes(args: &AgentArgs) -> anyhow::Result<Vec<NodeSpec>> {
                 storage_bytes: size("--sim-storage", &args.sim_storage)?,
             };
             let n = args.sim_nodes.max(1);
-            let fleet = SimDriver::fleet(n, &per_node, &SimConfig::default());
+            let fleet = SimDriver::fleet_from(args.sim_first, n, &per_node, &SimConfig::default());
             let heartbeat = duration("--heartbeat-interval", &args.heartbeat_interval)?;
             Ok(fleet
                 .into_iter()

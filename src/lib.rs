@@ -9,7 +9,10 @@ pub mod offline;
 pub mod store;
 pub mod writer;
 
-pub use writer::{spawn as spawn_writer, WriterConfig, WriterError, WriterHandle};
+pub use writer::{
+    spawn as spawn_writer, spawn_with as spawn_writer_with, QueueLimits, WriterConfig, WriterError,
+    WriterHandle,
+};
 
 pub mod agent_cmd;
 pub mod client;

@@ -18,6 +18,23 @@ use tracing::{error, info, warn};
 /// The most commands decided and appended as one batch.
 pub const MAX_BATCH: usize = 1024;
 
+/// How many commands may wait for the writer, and how long a caller waits for room
+/// before it is told `Overloaded` (back-pressure instead of unbounded growth).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub capacity: usize,
+    pub wait: std::time::Duration,
+}
+
+impl Default for QueueLimits {
+    fn default() -> Self {
+        QueueLimits {
+            capacity: MAX_BATCH * 4,
+            wait: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
 /// Why a submitted command produced no events.
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
@@ -27,6 +44,10 @@ pub enum WriterError {
     /// unknown only if it was in the failed batch, which a restart resolves from the log.
     #[error("the writer has stopped: {0}")]
     Stopped(String),
+    /// The queue stayed full for the whole wait: nothing was done; retry after the
+    /// given time.
+    #[error("the server is overloaded ({queued} commands waiting); retry in {retry_after_ms} ms")]
+    Overloaded { queued: usize, retry_after_ms: u64 },
 }
 
 /// What the writer thread consumes.
@@ -60,6 +81,7 @@ pub fn system_clock() -> Clock {
 pub struct WriterHandle {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
+    limits: QueueLimits,
 }
 
 /// What the writer thread and the handles share.
@@ -86,8 +108,22 @@ impl WriterHandle {
             correlation,
             reply,
         };
-        if self.tx.send(Msg::Submit(Box::new(sub))).await.is_err() {
-            return Err(self.stopped());
+        let msg = match self.tx.try_send(Msg::Submit(Box::new(sub))) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(msg)) => Some(msg),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.stopped()),
+        };
+        if let Some(msg) = msg {
+            match tokio::time::timeout(self.limits.wait, self.tx.send(msg)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(self.stopped()),
+                Err(_) => {
+                    return Err(WriterError::Overloaded {
+                        queued: self.limits.capacity,
+                        retry_after_ms: (self.limits.wait.as_millis() as u64).max(100),
+                    })
+                }
+            }
         }
         rx.await.unwrap_or_else(|_| Err(self.stopped()))
     }
@@ -164,7 +200,17 @@ pub struct WriterConfig {
 
 /// Starts the writer thread over `log`, with `state` already recovered from it.
 pub fn spawn(log: Arc<dyn EventLog>, state: State, config: WriterConfig) -> WriterHandle {
-    let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+    spawn_with(log, state, config, QueueLimits::default())
+}
+
+/// [`spawn`] with a queue of the given limits.
+pub fn spawn_with(
+    log: Arc<dyn EventLog>,
+    state: State,
+    config: WriterConfig,
+    limits: QueueLimits,
+) -> WriterHandle {
+    let (tx, rx) = mpsc::channel(limits.capacity.max(1));
     let shared = Arc::new(Shared {
         state: RwLock::new(state),
         log,
@@ -177,7 +223,7 @@ pub fn spawn(log: Arc<dyn EventLog>, state: State, config: WriterConfig) -> Writ
         .spawn(move || run(&worker, rx, &config))
         .expect("spawning the writer thread");
     *shared.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
-    WriterHandle { tx, shared }
+    WriterHandle { tx, shared, limits }
 }
 
 fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig) {

@@ -8,6 +8,7 @@
 //! keeps the assignments and calls `Reconciler::run_once` on start and on reconnect.
 //! The drivers and the reconciler below it know nothing of the control plane.
 
+pub mod backoff;
 pub mod docker;
 pub mod driver;
 pub mod error;

@@ -34,7 +34,16 @@ impl Default for SimConfig {
 /// (`0x02` + 10 hex digits of the index: locally administered MAC addresses), each
 /// labelled `simulated=true`, with fake GPUs `GPU-sim-<node>-<i>`.
 pub fn sim_fingerprints(n: usize, per_node: &Resources) -> Vec<(String, NodeFingerprint)> {
-    (0..n)
+    sim_fingerprints_from(0, n, per_node)
+}
+
+/// [`sim_fingerprints`] for nodes `first..first + n` (processes sharing one fleet).
+pub fn sim_fingerprints_from(
+    first: usize,
+    n: usize,
+    per_node: &Resources,
+) -> Vec<(String, NodeFingerprint)> {
+    (first..first + n)
         .map(|i| {
             let node_id = format!("0x02{:010x}", i + 1);
             let gpus = (0..per_node.gpus)
@@ -103,7 +112,17 @@ impl SimDriver {
 
     /// `n` nodes from [`sim_fingerprints`].
     pub fn fleet(n: usize, per_node: &Resources, config: &SimConfig) -> Vec<SimDriver> {
-        sim_fingerprints(n, per_node)
+        SimDriver::fleet_from(0, n, per_node, config)
+    }
+
+    /// Nodes `first..first + n` of a fleet.
+    pub fn fleet_from(
+        first: usize,
+        n: usize,
+        per_node: &Resources,
+        config: &SimConfig,
+    ) -> Vec<SimDriver> {
+        sim_fingerprints_from(first, n, per_node)
             .into_iter()
             .map(|(id, fp)| SimDriver::new(id, fp, config.clone()))
             .collect()

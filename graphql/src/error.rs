@@ -26,6 +26,13 @@ pub enum ApiError {
     /// The client gets an opaque message and the request id; the cause is logged once.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The server has more work queued than it takes on; nothing was done. Retry after
+    /// `retry_after_ms` (`extensions.retryAfterMs`).
+    #[error("overloaded: {message}")]
+    Overloaded {
+        message: String,
+        retry_after_ms: u64,
+    },
 }
 
 impl ApiError {
@@ -55,6 +62,7 @@ impl ApiError {
             "BAD_USER_INPUT" => 400,
             "CONFLICT" => 409,
             "NOT_FOUND" => 404,
+            "OVERLOADED" => 503,
             _ => 500,
         }
     }
@@ -66,6 +74,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::Overloaded { .. } => "OVERLOADED",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",
@@ -118,6 +127,7 @@ pub fn to_graphql_error(err: &ApiError, request_id: &str) -> async_graphql::Erro
             ext.set("id", id.clone());
         }
         ApiError::Internal(_) => ext.set("requestId", request_id),
+        ApiError::Overloaded { retry_after_ms, .. } => ext.set("retryAfterMs", *retry_after_ms),
         _ => {}
     }
     let mut e = async_graphql::Error::new(message);

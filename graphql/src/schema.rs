@@ -10,6 +10,7 @@ use crate::backend::Backend;
 use crate::error::ApiError;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::router::Router;
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -46,6 +47,7 @@ pub type DcloudSchema = Schema<Query, Mutation, Subscription>;
 /// What every resolver reads from the schema's data.
 pub(crate) struct Shared {
     pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) router: Arc<Router>,
 }
 
 /// The schema over `backend`. The server puts the request's [`dcloud_projections::Actor`]
@@ -53,14 +55,27 @@ pub(crate) struct Shared {
 /// [`RequestId`] into each request's data, or into the websocket session's data at
 /// `connection_init`.
 pub fn schema(backend: Arc<dyn Backend>, opts: SchemaOptions) -> DcloudSchema {
-    Schema::build(Query::default(), Mutation::default(), Subscription)
-        .data(Shared { backend })
+    schema_with_router(backend, opts).0
+}
+
+/// [`schema`], and the [`Router`] its subscriptions share (for its counters).
+pub fn schema_with_router(
+    backend: Arc<dyn Backend>,
+    opts: SchemaOptions,
+) -> (DcloudSchema, Arc<Router>) {
+    let router = Router::new(backend.clone());
+    let schema = Schema::build(Query::default(), Mutation::default(), Subscription)
+        .data(Shared {
+            backend,
+            router: router.clone(),
+        })
         .limit_depth(opts.depth_limit)
         .limit_complexity(opts.complexity_limit)
         .extension(IntrospectionGate {
             dev_mode: opts.dev_mode,
         })
-        .finish()
+        .finish();
+    (schema, router)
 }
 
 /// The schema's SDL (committed as `docs/schema.graphql`).

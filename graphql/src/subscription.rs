@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_graphql::{Context, Result, SimpleObject, Subscription as SubscriptionDerive, ID};
-use dcloud_events::{Envelope, Event, EventLog, LogError};
+use dcloud_events::{Envelope, Event};
 use dcloud_projections::{Actor, State};
 use futures::{Stream, StreamExt};
 
@@ -13,7 +13,8 @@ use crate::auth::{actor, can_see_deployment, can_see_event, can_see_node};
 use crate::backend::Backend;
 use crate::error::{gql, ApiError, Gql};
 use crate::query::{require_node_actor, EventFilter};
-use crate::schema::backend;
+use crate::router::{deployment_of, node_of, Feed, Interest};
+use crate::schema::{backend, shared};
 use crate::types::assignment::{Assignment, AssignmentTracker};
 use crate::types::common::{DeploymentStatus, RejectCount};
 use crate::types::deployment::{BuildProgress, DeploymentObj};
@@ -54,25 +55,6 @@ pub struct NodeUpdate {
     pub node: NodeObj,
 }
 
-/// The events from `from` on, ending quietly when the log closes; a read error ends
-/// the stream after one `INTERNAL` item.
-fn tail(
-    log: Arc<dyn EventLog>,
-    from: u64,
-) -> impl Stream<Item = Result<Envelope, ApiError>> + Send {
-    futures::stream::unfold(Some(log.subscribe(from)), |tail| async move {
-        let mut tail = tail?;
-        match tail.next().await {
-            Ok(env) => Some((Ok(env), Some(tail))),
-            Err(LogError::Closed) => None,
-            Err(e) => Some((
-                Err(ApiError::Internal(format!("log tail failed: {e}"))),
-                None,
-            )),
-        }
-    })
-}
-
 /// Where a subscription starts: after `after`, or after the last event now.
 fn start(backend: &dyn Backend, after: Option<u64>) -> u64 {
     after
@@ -80,19 +62,25 @@ fn start(backend: &dyn Backend, after: Option<u64>) -> u64 {
         .saturating_add(1)
 }
 
-/// Maps each event through `f` (with the live state, briefly locked), dropping the
-/// `None`s; errors become GraphQL errors with the request's id.
+/// The events from `from` on that `interest` can care about (see [`Router`]), mapped
+/// through `f` (with the live state, briefly locked), dropping the `None`s; errors
+/// become GraphQL errors with the request's id. Ends quietly when the log closes.
 fn filtered<T: Send + 'static>(
     ctx: &Context<'_>,
     backend: Arc<dyn Backend>,
     from: u64,
+    interest: Interest,
     mut f: impl FnMut(&State, &Envelope) -> Option<T> + Send + 'static,
-) -> impl Stream<Item = Result<T>> + Send {
+) -> Result<impl Stream<Item = Result<T>> + Send> {
     let request_id = ctx
         .data_opt::<crate::auth::RequestId>()
         .map_or_else(|| "-".to_string(), |r| r.0.clone());
-    let log = backend.log();
-    tail(log, from).filter_map(move |item| {
+    let router = shared(ctx).gql(ctx)?.router.clone();
+    let feed = Feed::new(router, interest, from);
+    let items = futures::stream::unfold(feed, |mut feed| async move {
+        feed.next().await.map(|item| (item, feed))
+    });
+    Ok(items.filter_map(move |item| {
         let out = match item {
             Ok(env) => {
                 let state = backend.state();
@@ -101,41 +89,7 @@ fn filtered<T: Send + 'static>(
             Err(e) => Some(Err(crate::error::to_graphql_error(&e, &request_id))),
         };
         futures::future::ready(out)
-    })
-}
-
-fn deployment_of(event: &Event) -> Option<&str> {
-    use Event::*;
-    match event {
-        DeploymentRequested { deployment_id, .. }
-        | DeploymentScheduled { deployment_id, .. }
-        | DeploymentUnschedulable { deployment_id, .. }
-        | DeploymentStopRequested { deployment_id }
-        | DeploymentLost { deployment_id, .. }
-        | DeploymentStopped { deployment_id }
-        | ImageBuildStarted { deployment_id, .. }
-        | ImageBuildProgress { deployment_id, .. }
-        | ImageBuildFailed { deployment_id, .. }
-        | ImageReady { deployment_id, .. }
-        | ContainerCreated { deployment_id, .. }
-        | ContainerStarted { deployment_id }
-        | ContainerExited { deployment_id, .. }
-        | ContainerOomKilled { deployment_id }
-        | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => Some(deployment_id),
-        _ => None,
-    }
-}
-
-fn node_of(event: &Event) -> Option<&str> {
-    match event {
-        Event::NodeRegistered { node_id, .. }
-        | Event::NodeHeartbeat { node_id, .. }
-        | Event::NodeLost { node_id }
-        | Event::NodeDrained { node_id }
-        | Event::NodeUndrained { node_id } => Some(node_id),
-        _ => None,
-    }
+    }))
 }
 
 fn deployment_update(
@@ -211,10 +165,12 @@ impl Subscription {
         let backend = backend(ctx).gql(ctx)?.clone();
         let filter = filter.unwrap_or_default();
         let from = start(&*backend, after);
-        Ok(filtered(ctx, backend, from, move |state, env| {
+        let matching = filter.clone();
+        let interest = Interest::Matching(Arc::new(move |env: &Envelope| matching.matches(env)));
+        filtered(ctx, backend, from, interest, move |state, env| {
             (filter.matches(env) && can_see_event(&actor, state, &env.event))
                 .then(|| EventRecord(env.clone()))
-        }))
+        })
     }
 
     /// Each event about deployment `id` (or every deployment the caller may see),
@@ -243,9 +199,15 @@ impl Subscription {
         }
         let from = start(&*backend, after);
         let only = id.map(|i| i.to_string());
-        Ok(filtered(ctx, backend, from, move |state, env| {
+        let interest = match &only {
+            Some(id) => Interest::Deployment(id.clone()),
+            None => Interest::Matching(Arc::new(|env: &Envelope| {
+                deployment_of(&env.event).is_some()
+            })),
+        };
+        filtered(ctx, backend, from, interest, move |state, env| {
             deployment_update(state, &actor, env, only.as_deref())
-        }))
+        })
     }
 
     /// Each event about node `id` (or every node the caller may see), with the node
@@ -272,7 +234,11 @@ impl Subscription {
         let from = start(&*backend, after);
         let only = id.map(|i| i.to_string());
         let seen = backend.clone();
-        Ok(filtered(ctx, backend, from, move |state, env| {
+        let interest = match &only {
+            Some(id) => Interest::Node(id.clone()),
+            None => Interest::Matching(Arc::new(|env: &Envelope| node_of(&env.event).is_some())),
+        };
+        filtered(ctx, backend, from, interest, move |state, env| {
             let node_id = node_of(&env.event)?;
             if only.as_deref().is_some_and(|o| o != node_id) || !can_see_node(&actor, node_id) {
                 return None;
@@ -292,7 +258,7 @@ impl Subscription {
                 node_id: node_id.to_string(),
                 node,
             })
-        }))
+        })
     }
 
     /// What node `nodeId` must do, from the events after `after` (default: from now):
@@ -312,8 +278,9 @@ impl Subscription {
         let from = start(&*backend, after);
         let mut tracker = AssignmentTracker::new(node_id.to_string(), backend.settings());
         let clock = backend.clone();
-        Ok(filtered(ctx, backend, from, move |state, env| {
+        let interest = Interest::Assignments(node_id.to_string());
+        filtered(ctx, backend, from, interest, move |state, env| {
             tracker.next(state, env, clock.now_ms())
-        }))
+        })
     }
 }

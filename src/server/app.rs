@@ -59,13 +59,14 @@ impl AppState {
             Arc::new(Metrics::default()),
             Arc::new(Liveness::new()),
         ));
-        let schema = dcloud_graphql::schema(
+        let (schema, router) = dcloud_graphql::schema_with_router(
             backend.clone(),
             SchemaOptions {
                 dev_mode: config.dev_mode,
                 ..SchemaOptions::default()
             },
         );
+        backend.metrics().set_router(&router);
         let (stop, _) = watch::channel(false);
         AppState {
             inner: Arc::new(Inner {

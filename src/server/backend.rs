@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use dcloud_events::{Envelope, Event, EventLog, FjallLog, VerifyError, VerifyReport};
 use dcloud_graphql::{ApiError, Backend, StateGuard};
-use dcloud_projections::{Actor, Command, Settings};
+use dcloud_projections::{decide, Actor, Command, Ctx, Settings};
 use futures::future::BoxFuture;
 use rand::Rng;
 
@@ -73,6 +73,27 @@ impl ServerBackend {
             }
             _ => None,
         };
+        let received = tokio::time::Instant::now();
+        if let Command::Heartbeat { node_id, .. } = &cmd {
+            // Most heartbeats change nothing the log keeps: decide them against the
+            // live state under a shared read lock and skip the writer's queue. Only
+            // one that yields an event (log interval due, engine health changed) or
+            // is refused takes the writer's path.
+            let quiet = {
+                let state = self.writer.state();
+                let ctx = Ctx {
+                    now_ms: now_ms(),
+                    actor: actor.clone(),
+                    settings: Arc::new(self.settings.clone()),
+                };
+                matches!(decide(&state, &cmd, &ctx), Ok(events) if events.is_empty())
+            };
+            if quiet {
+                self.metrics.record_quiet_heartbeat();
+                self.liveness.touch_at(node_id, received, now_ms());
+                return Box::pin(async { Ok(Vec::new()) });
+            }
+        }
         Box::pin(async move {
             let started = Instant::now();
             let result = writer.submit(cmd, actor, correlation).await;
@@ -85,7 +106,9 @@ impl ServerBackend {
                     metrics.record_append(envelopes.len() as u64, placements, started.elapsed());
                 }
                 if let Some(node) = heard_from {
-                    liveness.touch(&node, now_ms());
+                    // Silence is measured from when the server received it, not from
+                    // when the writer got round to it.
+                    liveness.touch_at(&node, received, now_ms());
                 }
             }
             result
@@ -98,6 +121,10 @@ pub(super) fn api_error(e: WriterError) -> ApiError {
     match e {
         WriterError::Domain(d) => ApiError::Domain(d),
         WriterError::Stopped(why) => ApiError::Internal(format!("the writer has stopped: {why}")),
+        e @ WriterError::Overloaded { retry_after_ms, .. } => ApiError::Overloaded {
+            message: e.to_string(),
+            retry_after_ms,
+        },
     }
 }
 

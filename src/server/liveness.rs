@@ -37,11 +37,20 @@ impl Liveness {
 
     /// The node was heard from now (`wall_ms`: the wall clock, for display).
     pub fn touch(&self, node_id: &str, wall_ms: i64) {
-        let seen = Seen {
-            at: Instant::now(),
-            wall_ms,
-        };
-        self.lock().insert(node_id.to_string(), seen);
+        self.touch_at(node_id, Instant::now(), wall_ms);
+    }
+
+    /// The node was heard from at `at` (when its message was received); a later
+    /// touch already recorded is kept.
+    pub fn touch_at(&self, node_id: &str, at: Instant, wall_ms: i64) {
+        let mut seen = self.lock();
+        match seen.get_mut(node_id) {
+            Some(s) if s.at >= at => {}
+            Some(s) => *s = Seen { at, wall_ms },
+            None => {
+                seen.insert(node_id.to_string(), Seen { at, wall_ms });
+            }
+        }
     }
 
     pub fn last_seen_ms(&self, node_id: &str) -> Option<i64> {
@@ -54,9 +63,13 @@ impl Liveness {
         alive: impl IntoIterator<Item = &'a str>,
         ttl: Duration,
     ) -> Vec<String> {
-        let seen: HashMap<String, Instant> =
-            self.lock().iter().map(|(k, v)| (k.clone(), v.at)).collect();
-        overdue_nodes(alive, &seen, self.started, Instant::now(), ttl)
+        let seen = self.lock();
+        let now = Instant::now();
+        alive
+            .into_iter()
+            .filter(|id| is_overdue(seen.get(*id).map(|s| s.at), self.started, now, ttl))
+            .map(str::to_string)
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Seen>> {
@@ -75,12 +88,21 @@ pub fn overdue_nodes<'a>(
 ) -> Vec<String> {
     alive
         .into_iter()
-        .filter(|id| {
-            let last = seen.get(*id).copied().unwrap_or(started).max(started);
-            now.saturating_duration_since(last) >= ttl
-        })
+        .filter(|id| is_overdue(seen.get(*id).copied(), started, now, ttl))
         .map(str::to_string)
         .collect()
+}
+
+fn is_overdue(last: Option<Instant>, started: Instant, now: Instant, ttl: Duration) -> bool {
+    let last = last.unwrap_or(started).max(started);
+    now.saturating_duration_since(last) >= ttl
+}
+
+/// The silence after which a node is lost, given how late the liveness timer itself
+/// fired (`lag`): a server too busy to run its timer on time was as likely too busy to
+/// read heartbeats, so its own delay is added to the TTL.
+pub(super) fn lost_after(ttl: Duration, lag: Duration) -> Duration {
+    ttl.saturating_add(lag)
 }
 
 #[cfg(test)]
@@ -114,6 +136,34 @@ mod tests {
             overdue_nodes(["c"], &seen, t0, t0 + Duration::from_secs(15), ttl),
             vec!["c"]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_counts_from_receipt_and_the_timers_own_delay_is_grace() {
+        let live = Liveness::new();
+        let ttl = Duration::from_secs(15);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // Received at 10 s; the server only got round to it at 20 s.
+        let received = Instant::now();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        live.touch_at("a", received, 1);
+        // An older receipt never moves the last-heard time back.
+        live.touch_at("a", received - Duration::from_secs(5), 0);
+        assert_eq!(live.last_seen_ms("a"), Some(1));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert!(live.overdue(["a"], ttl).is_empty(), "24 s: 14 s of silence");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(
+            live.overdue(["a"], ttl),
+            vec!["a"],
+            "25 s: the TTL of silence"
+        );
+        // A timer that fired 8 s late was a server too busy to read heartbeats:
+        // the node gets those 8 s on top.
+        let grace = lost_after(ttl, Duration::from_secs(8));
+        assert!(live.overdue(["a"], grace).is_empty());
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert_eq!(live.overdue(["a"], grace), vec!["a"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,6 +18,10 @@ pub struct Metrics {
     events_appended: AtomicU64,
     placements: AtomicU64,
     subscriptions_open: AtomicI64,
+    quiet_heartbeats: AtomicU64,
+    ws_connections_open: AtomicI64,
+    /// Weak: the router holds the backend, which holds these metrics.
+    router: Mutex<Option<std::sync::Weak<dcloud_graphql::Router>>>,
     latency: Mutex<Histogram>,
 }
 
@@ -50,6 +54,25 @@ impl Metrics {
         self.events_appended.load(Ordering::Relaxed)
     }
 
+    /// A heartbeat accepted without a log append (nor a trip through the writer).
+    pub fn record_quiet_heartbeat(&self) {
+        self.quiet_heartbeats.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The subscription router whose counters `render` shows.
+    pub fn set_router(&self, router: &std::sync::Arc<dcloud_graphql::Router>) {
+        *self.router.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::sync::Arc::downgrade(router));
+    }
+
+    pub fn ws_connection_opened(&self) {
+        self.ws_connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_connection_closed(&self) {
+        self.ws_connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
     pub fn subscription_opened(&self) {
         self.subscriptions_open.fetch_add(1, Ordering::Relaxed);
     }
@@ -77,6 +100,33 @@ impl Metrics {
             "Deployments placed on a node by this process.",
             self.placements.load(Ordering::Relaxed),
         );
+        counter(
+            &mut out,
+            "dcloud_heartbeats_quiet_total",
+            "Heartbeats accepted without a log append.",
+            self.quiet_heartbeats.load(Ordering::Relaxed),
+        );
+        let router = self
+            .router
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(std::sync::Weak::upgrade);
+        if let Some(r) = router {
+            let st = r.stats();
+            counter(
+                &mut out,
+                "dcloud_subscription_deliveries_total",
+                "Events handed to a subscription by the router (each a wake-up).",
+                st.delivered,
+            );
+            counter(
+                &mut out,
+                "dcloud_subscription_overflows_total",
+                "Subscriptions that fell a buffer behind and caught up from the log.",
+                st.overflowed,
+            );
+        }
         self.render_latency(&mut out);
         let _ = writeln!(
             out,
@@ -106,6 +156,13 @@ impl Metrics {
              # TYPE dcloud_subscriptions_open gauge\n\
              dcloud_subscriptions_open {}",
             self.subscriptions_open().max(0)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP dcloud_ws_connections_open Websocket connections open.\n\
+             # TYPE dcloud_ws_connections_open gauge\n\
+             dcloud_ws_connections_open {}",
+            self.ws_connections_open.load(Ordering::Relaxed).max(0)
         );
         let _ = writeln!(
             out,

@@ -25,7 +25,10 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
                     break;
                 }
             }
-            _ = liveness.tick() => mark_lost(&app, ttl).await,
+            due = liveness.tick() => {
+                let lag = tokio::time::Instant::now().saturating_duration_since(due);
+                mark_lost(&app, super::liveness::lost_after(ttl, lag)).await
+            }
             _ = maintenance.tick() => {
                 submit(&app, Command::ExpireServices, "timer:services").await;
                 submit(&app, Command::RetryPending, "timer:pending").await;
@@ -70,5 +73,8 @@ async fn submit(app: &AppState, cmd: Command, correlation: &str) {
         // Fail-stop is reported by `Server::wait`.
         Err(WriterError::Stopped(_)) => {}
         Err(WriterError::Domain(e)) => warn!(correlation, error = %e, "timer command refused"),
+        Err(e @ WriterError::Overloaded { .. }) => {
+            warn!(correlation, error = %e, "timer command deferred")
+        }
     }
 }

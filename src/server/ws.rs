@@ -21,6 +21,11 @@ use super::graphql::Caller;
 use super::metrics::Metrics;
 use super::AppState;
 
+/// Read and write buffer of one websocket connection, bytes.
+const WS_BUFFER: usize = 8 * 1024;
+/// The most bytes one connection may have waiting to be written.
+const WS_MAX_WRITE_BUFFER: usize = 1 << 20;
+
 /// Close code for a `connection_init` whose token is missing or not valid.
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 
@@ -31,7 +36,13 @@ pub(super) async fn upgrade(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Small buffers per connection (a fleet keeps one open per node), and a cap on
+    // what may wait to be written: a client that stops reading is disconnected at
+    // the cap instead of growing the server (it resumes from its last seq).
     upgrade
+        .read_buffer_size(WS_BUFFER)
+        .write_buffer_size(WS_BUFFER)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve(app, socket, protocol, caller, request_id))
 }
@@ -43,6 +54,9 @@ async fn serve(
     caller: Caller,
     request_id: RequestId,
 ) {
+    let metrics = app.backend().metrics_handle();
+    metrics.ws_connection_opened();
+    let _open = ConnectionGuard(metrics);
     let refused = Arc::new(AtomicBool::new(false));
     let (sink, stream) = socket.split();
     let flag = refused.clone();
@@ -112,6 +126,15 @@ struct CountingExecutor {
 }
 
 struct OpenGuard(Arc<Metrics>);
+
+/// Counts one open websocket connection while it lives.
+struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.ws_connection_closed();
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {

@@ -36,6 +36,9 @@ pub struct RuntimeConfig {
     pub backoff_max: Duration,
     /// Where `agent-<node>.seq` files are kept (`None`: in memory only).
     pub data_dir: Option<PathBuf>,
+    /// Each node opens its own websocket (as separate real agents do) instead of
+    /// sharing the process's one.
+    pub connection_per_node: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -47,17 +50,16 @@ impl Default for RuntimeConfig {
             backoff_initial: Duration::from_millis(200),
             backoff_max: Duration::from_secs(10),
             data_dir: None,
+            connection_per_node: false,
         }
     }
 }
 
 impl RuntimeConfig {
-    /// Delay before reconnect attempt `attempt` (1-based): doubled each time, capped.
+    /// Delay before reconnect attempt `attempt` (1-based): doubled each time, capped,
+    /// with jitter (see [`crate::backoff::Backoff`]).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 1u32 << attempt.saturating_sub(1).min(16);
-        self.backoff_initial
-            .saturating_mul(factor)
-            .min(self.backoff_max)
+        crate::backoff::Backoff::new(self.backoff_initial, self.backoff_max).delay(attempt)
     }
 }
 
@@ -112,6 +114,8 @@ struct NodeState {
     tasks: JoinSet<TaskOutput>,
     by_deployment: HashMap<String, AbortHandle>,
     grace: Duration,
+    /// This node's own connection (`connection_per_node`).
+    own_ws: Option<super::WsPool>,
 }
 
 /// Runs one node until a fatal error (bad token, refused registration).
@@ -146,6 +150,7 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         tokio::spawn(heartbeats(
             shared.clone(),
             node_id.clone(),
+            fingerprint.clone(),
             driver.clone(),
             usage,
             heartbeat_offset,
@@ -168,6 +173,9 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         tasks: JoinSet::new(),
         by_deployment: HashMap::new(),
         grace: config.grace,
+        own_ws: config.connection_per_node.then(|| {
+            super::WsPool::new(shared.ws.url().to_string(), shared.ws.token().to_string())
+        }),
     };
     let mut attempt = 0u32;
     loop {
@@ -180,6 +188,11 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         info!(%node_id, error = %err, retry_in = ?delay, last_seq = st.seq.last(), "reconnecting");
         tokio::time::sleep(delay).await;
     }
+}
+
+/// The server refused a heartbeat because it considers the node lost.
+fn is_lost(e: &AgentError) -> bool {
+    matches!(e, AgentError::Api { code, message, .. } if code == "BAD_USER_INPUT" && message.contains("is lost"))
 }
 
 /// Errors that retrying cannot fix: the token is refused.
@@ -253,7 +266,8 @@ async fn session(
     let after = st.seq.resume_after(snapshot.seq);
     st.seq.persist();
 
-    let conn = match shared.ws.get().await {
+    let pool = st.own_ws.as_ref().unwrap_or(&shared.ws);
+    let conn = match pool.get().await {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -453,6 +467,7 @@ async fn deliver_reports(
 async fn heartbeats(
     shared: Arc<Shared>,
     node_id: String,
+    fingerprint: NodeFingerprint,
     driver: Arc<dyn Driver>,
     mut usage: UsageSource,
     offset: Duration,
@@ -481,12 +496,21 @@ async fn heartbeats(
                 u
             }),
         };
-        if let Err(e) = shared
+        match shared
             .client
             .heartbeat(&node_id, &node_usage, &containers, engine_ok)
             .await
         {
-            debug!(%node_id, error = %e, "heartbeat not delivered");
+            Ok(()) => {}
+            Err(e) if is_lost(&e) => {
+                // The server gave up on this node while it was running: speak again
+                // as a node, so it is alive and takes work again.
+                warn!(%node_id, "the server marked this node lost; registering again");
+                if let Err(e) = shared.client.register_node(&node_id, &fingerprint).await {
+                    debug!(%node_id, error = %e, "registration not delivered");
+                }
+            }
+            Err(e) => debug!(%node_id, error = %e, "heartbeat not delivered"),
         }
     }
 }

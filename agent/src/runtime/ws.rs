@@ -246,6 +246,10 @@ impl WsPool {
         &self.url
     }
 
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The live connection, connecting when there is none.
     pub async fn get(&self) -> Result<WsConnection, AgentError> {
         let mut current = self.current.lock().await;

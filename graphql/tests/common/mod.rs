@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use async_graphql::{Request, Response, Variables};
 use dcloud_events::{Envelope, EventLog, FjallLog, NewEvent, VerifyError, VerifyReport};
 use dcloud_graphql::{
-    schema, ApiError, Backend, DcloudSchema, RequestId, SchemaOptions, StateGuard,
+    schema_with_router, ApiError, Backend, DcloudSchema, RequestId, Router, SchemaOptions,
+    StateGuard,
 };
 use dcloud_projections::{decide, Actor, Command, Ctx, Settings, State};
 use futures::future::BoxFuture;
@@ -137,6 +138,8 @@ impl Backend for TestBackend {
 pub struct Api {
     pub backend: Arc<TestBackend>,
     pub schema: DcloudSchema,
+    /// The schema's subscription router (its counters prove who was woken).
+    pub router: Arc<Router>,
 }
 
 impl Api {
@@ -146,8 +149,12 @@ impl Api {
 
     pub fn with(opts: SchemaOptions) -> Api {
         let backend = TestBackend::new();
-        let schema = schema(backend.clone(), opts);
-        Api { backend, schema }
+        let (schema, router) = schema_with_router(backend.clone(), opts);
+        Api {
+            backend,
+            schema,
+            router,
+        }
     }
 
     pub fn state(&self) -> impl Deref<Target = State> + '_ {

@@ -1,0 +1,142 @@
+//! Agents at fleet scale, end to end with a real server in-process: simulated nodes
+//! on their own websockets from two agent "processes" sharing one fleet, and a node
+//! the server marked lost that speaks again and is alive again.
+
+use std::time::{Duration, Instant};
+
+use dcloud::agent_cmd::{run_async, AgentArgs, SimConnections};
+use dcloud::server::{start, ServerConfig};
+use serde_json::{json, Value};
+
+async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
+    let body: Value = reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .expect("server answers")
+        .json()
+        .await
+        .expect("json body");
+    assert!(body.get("errors").is_none(), "{query}: {body}");
+    body["data"].clone()
+}
+
+async fn metric(url: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Polls `check` until it holds, failing after `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn sim(first: usize, n: usize, heartbeat: &str) -> AgentArgs {
+    let mut args = AgentArgs::sim(n);
+    args.sim_first = first;
+    args.sim_connections = SimConnections::PerNode;
+    args.heartbeat_interval = heartbeat.into();
+    args
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_agent_processes_share_one_fleet_each_node_on_its_own_connection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(dir.path());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    let server = start(config).await.expect("server starts");
+    let (url, admin) = (server.url(), server.admin_token.clone().expect("admin"));
+    let one = {
+        let (url, admin) = (url.clone(), admin.clone());
+        tokio::spawn(async move { run_async(&url, &admin, &sim(0, 3, "5s")).await })
+    };
+    let two = {
+        let (url, admin) = (url.clone(), admin.clone());
+        tokio::spawn(async move { run_async(&url, &admin, &sim(3, 3, "5s")).await })
+    };
+    eventually(
+        "six nodes, six subscriptions, six sockets",
+        Duration::from_secs(30),
+        || async {
+            metric(&url, "dcloud_nodes{state=\"alive\"}").await == 6.0
+                && metric(&url, "dcloud_subscriptions_open").await == 6.0
+                && metric(&url, "dcloud_ws_connections_open").await == 6.0
+        },
+    )
+    .await;
+    let data = gql(
+        &url,
+        &admin,
+        "{ nodes(first: 10) { nodes { id } } }",
+        json!({}),
+    )
+    .await;
+    let mut ids: Vec<&str> = data["nodes"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    ids.sort();
+    let want: Vec<String> = (1..=6).map(|i| format!("0x02{i:010x}")).collect();
+    assert_eq!(ids, want, "distinct nodes, numbered across the processes");
+    assert!(!one.is_finished() && !two.is_finished());
+    one.abort();
+    two.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_marked_lost_that_speaks_again_is_alive_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(dir.path());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    // Heartbeats every 1.5 s against a 400 ms TTL: the node is lost between them.
+    config.settings.node_ttl_ms = 400;
+    config.liveness_tick = Duration::from_millis(50);
+    let server = start(config).await.expect("server starts");
+    let (url, admin) = (server.url(), server.admin_token.clone().expect("admin"));
+    let agent = {
+        let (url, admin) = (url.clone(), admin.clone());
+        tokio::spawn(async move { run_async(&url, &admin, &sim(0, 1, "1500ms")).await })
+    };
+    let node = "0x020000000001";
+    let state = || async {
+        let q = "query($id: ID!) { node(id: $id) { state } }";
+        gql(&url, &admin, q, json!({"id": node})).await["node"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    eventually("the node is lost", Duration::from_secs(30), || async {
+        state().await == "LOST"
+    })
+    .await;
+    eventually(
+        "it spoke again and is alive",
+        Duration::from_secs(30),
+        || async { state().await == "READY" },
+    )
+    .await;
+    assert!(!agent.is_finished(), "the agent keeps running");
+    agent.abort();
+    server.shutdown().await;
+}
