@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The client gets an opaque message and the request id; the cause is logged once.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Something the request needs is not reachable now (a node's agent for a logs or
+    /// exec session); retrying later may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -55,6 +59,7 @@ impl ApiError {
             "BAD_USER_INPUT" => 400,
             "CONFLICT" => 409,
             "NOT_FOUND" => 404,
+            "UNAVAILABLE" => 503,
             _ => 500,
         }
     }
@@ -66,6 +71,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
 use crate::error::ApiError;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::session::SessionSubscription;
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -40,8 +41,11 @@ pub struct Query(LiveQuery, HistoryQuery, AgentQuery);
 #[derive(MergedObject, Default)]
 pub struct Mutation(DocumentMutation, ControlMutation, AgentMutation);
 
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(Subscription, SessionSubscription);
+
 /// DCloud's schema type.
-pub type DcloudSchema = Schema<Query, Mutation, Subscription>;
+pub type DcloudSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
 /// What every resolver reads from the schema's data.
 pub(crate) struct Shared {
@@ -53,21 +57,29 @@ pub(crate) struct Shared {
 /// [`RequestId`] into each request's data, or into the websocket session's data at
 /// `connection_init`.
 pub fn schema(backend: Arc<dyn Backend>, opts: SchemaOptions) -> DcloudSchema {
-    Schema::build(Query::default(), Mutation::default(), Subscription)
-        .data(Shared { backend })
-        .limit_depth(opts.depth_limit)
-        .limit_complexity(opts.complexity_limit)
-        .extension(IntrospectionGate {
-            dev_mode: opts.dev_mode,
-        })
-        .finish()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        SubscriptionRoot::default(),
+    )
+    .data(Shared { backend })
+    .limit_depth(opts.depth_limit)
+    .limit_complexity(opts.complexity_limit)
+    .extension(IntrospectionGate {
+        dev_mode: opts.dev_mode,
+    })
+    .finish()
 }
 
 /// The schema's SDL (committed as `docs/schema.graphql`).
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), Subscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Shared, ApiError> {

@@ -189,6 +189,7 @@ fn deployment_update(
     })
 }
 
+#[derive(Default)]
 pub struct Subscription;
 
 #[SubscriptionDerive]

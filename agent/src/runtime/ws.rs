@@ -246,6 +246,11 @@ impl WsPool {
         &self.url
     }
 
+    /// The token the connections authenticate with (session sockets use it too).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The live connection, connecting when there is none.
     pub async fn get(&self) -> Result<WsConnection, AgentError> {
         let mut current = self.current.lock().await;
