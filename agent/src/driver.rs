@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::error::AgentError;
+use crate::session::{unsupported, ExecRequest, ExecSession, LogLines, LogOptions};
 
 /// Label naming the deployment a container runs.
 pub const LABEL_DEPLOYMENT: &str = "dcloud.deployment";
@@ -192,6 +193,29 @@ pub trait Driver: Send + Sync {
 
     /// False while the engine is unreachable.
     fn engine_ok(&self) -> bool;
+
+    /// The deployment's log lines (see [`crate::session`]): the backlog as `opts` asks,
+    /// then, with `opts.follow`, new lines until the container is gone.
+    /// `NoContainer` when this node runs no container of it.
+    fn logs<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        opts: LogOptions,
+    ) -> BoxFuture<'a, Result<LogLines, AgentError>> {
+        let _ = (deployment_id, opts);
+        Box::pin(async { Err(unsupported("this", "logs")) })
+    }
+
+    /// Starts `req.cmd` in the deployment's running container. The session ends when
+    /// the command exits or the container stops.
+    fn exec<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        req: ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecSession, AgentError>> {
+        let _ = (deployment_id, req);
+        Box::pin(async { Err(unsupported("this", "exec")) })
+    }
 }
 
 /// The deterministic container name of a deployment.

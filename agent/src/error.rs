@@ -62,6 +62,17 @@ pub enum AgentError {
     /// No interface with a usable MAC address, and no node id configured.
     #[error("no network interface with a mac address found; set the node id explicitly")]
     NoNodeId,
+
+    /// A logs or exec session asked for a deployment this node runs no container of.
+    #[error("deployment {deployment_id} has no container on this node")]
+    NoContainer { deployment_id: String },
+
+    /// The driver does not offer this (e.g. logs or exec in a driver without them).
+    #[error("the {driver} driver does not support {what}")]
+    Unsupported {
+        driver: &'static str,
+        what: &'static str,
+    },
 }
 
 impl AgentError {

@@ -16,7 +16,9 @@ pub mod fingerprint;
 pub mod gpu;
 pub mod reconcile;
 pub mod runtime;
+pub mod session;
 pub mod sim;
+mod sim_session;
 pub mod usage;
 
 pub use docker::{DockerConfig, DockerDriver};

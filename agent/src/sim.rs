@@ -14,6 +14,8 @@ use futures::FutureExt;
 
 use crate::driver::{container_name, Assignment, Driver, Observed, Report, ReportSender};
 use crate::error::AgentError;
+use crate::session::{ExecRequest, ExecSession, LogLines, LogOptions, LogStream};
+use crate::sim_session::SimSessions;
 
 /// How the simulation behaves.
 #[derive(Debug, Clone)]
@@ -95,18 +97,20 @@ pub struct SimDriver {
     next_id: AtomicU64,
     engine_ok: AtomicBool,
     watcher: Mutex<Option<ReportSender>>,
+    sessions: SimSessions,
 }
 
 impl SimDriver {
     pub fn new(node_id: String, fingerprint: NodeFingerprint, config: SimConfig) -> Self {
         SimDriver {
-            node_id,
             fingerprint,
             config,
             state: Mutex::new(SimState::default()),
             next_id: AtomicU64::new(1),
             engine_ok: AtomicBool::new(true),
             watcher: Mutex::new(None),
+            sessions: SimSessions::new(&node_id),
+            node_id,
         }
     }
 
@@ -141,6 +145,16 @@ impl SimDriver {
         self.engine_ok.store(ok, Ordering::SeqCst);
     }
 
+    /// The deployment's container prints `line` (tests: a line after `logs --follow`).
+    pub fn print(&self, deployment_id: &str, stream: LogStream, line: &str) {
+        self.sessions.print(deployment_id, stream, line);
+    }
+
+    /// The CPU the deployment's container reports from now on (default: half its share).
+    pub fn set_cpu(&self, deployment_id: &str, millis: u64) {
+        self.sessions.set_cpu(deployment_id, millis);
+    }
+
     /// The deployment's container exits with `code`; false if it was not running.
     pub fn crash(&self, deployment_id: &str, code: i64) -> bool {
         let exited = self.with_state(|s| match s.containers.get_mut(deployment_id) {
@@ -152,6 +166,7 @@ impl SimDriver {
             _ => false,
         });
         if exited {
+            self.sessions.exited(deployment_id);
             self.emit(deployment_id, Report::Exited { code });
         }
         exited
@@ -292,6 +307,8 @@ impl SimDriver {
             for step in 1..=steps {
                 tokio::time::sleep(self.config.step_delay).await;
                 let command = commands.get(step as usize - 1).copied().unwrap_or("");
+                let line = format!("Step {step}/{steps} : {command}");
+                self.sessions.print(&dep, LogStream::Build, &line);
                 if command.contains("sim:fail") {
                     send(Report::BuildFailed {
                         step,
@@ -365,6 +382,7 @@ impl SimDriver {
             send(Report::Created { container_id }).await;
         }
         if started {
+            self.sessions.started(&dep);
             send(Report::Started).await;
         }
         Ok(())
@@ -384,6 +402,7 @@ impl SimDriver {
                 .collect()
         });
         for (dep, c) in removed {
+            self.sessions.removed(&dep);
             if c.running {
                 self.emit(&dep, Report::Exited { code: 0 });
             }
@@ -455,7 +474,10 @@ impl Driver for SimDriver {
                     .map(|(dep, c)| ContainerUsage {
                         deployment_id: dep.clone(),
                         usage: Usage {
-                            cpu_millis: c.resources.cpu_millis / 2,
+                            cpu_millis: self
+                                .sessions
+                                .cpu(dep)
+                                .unwrap_or(c.resources.cpu_millis / 2),
                             memory_bytes: c.resources.memory_bytes / 2,
                         },
                     })
@@ -476,5 +498,29 @@ impl Driver for SimDriver {
 
     fn engine_ok(&self) -> bool {
         self.engine_ok.load(Ordering::SeqCst)
+    }
+
+    fn logs<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        opts: LogOptions,
+    ) -> BoxFuture<'a, Result<LogLines, AgentError>> {
+        async move {
+            self.check_engine()?;
+            self.sessions.logs(deployment_id, &opts)
+        }
+        .boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        req: ExecRequest,
+    ) -> BoxFuture<'a, Result<ExecSession, AgentError>> {
+        async move {
+            self.check_engine()?;
+            self.sessions.exec(deployment_id, req)
+        }
+        .boxed()
     }
 }

@@ -209,6 +209,43 @@ pub enum Event {
     TokenRevoked {
         token_id: String,
     },
+
+    // ── sessions and idleness (appended: earlier variants keep their shape) ───
+    /// Someone (the envelope's actor) opened the logs of a deployment. The lines
+    /// themselves are never recorded.
+    DeploymentLogsOpened {
+        deployment_id: String,
+    },
+    /// An exec session (a shell or one command) started in a deployment's container,
+    /// opened by the envelope's actor.
+    ExecSessionStarted {
+        session_id: String,
+        deployment_id: String,
+        command: Vec<String>,
+        tty: bool,
+    },
+    /// The exec session ended: the command's exit code when it exited, else `None`
+    /// with the reason (client gone, deployment stopped, agent unreachable).
+    ExecSessionEnded {
+        session_id: String,
+        deployment_id: String,
+        exit_code: Option<i64>,
+        reason: String,
+    },
+    /// The idle timeout of an environment from its version `version` on (0: none),
+    /// from the document field `idle-timeout`.
+    EnvironmentIdleTimeoutSet {
+        env_id: String,
+        version: u32,
+        timeout_ms: u64,
+    },
+    /// The deployment was idle (CPU below the threshold, no open log or exec session)
+    /// for `idle_ms` and is being stopped; a `DeploymentStopRequested` follows.
+    DeploymentIdleStopped {
+        deployment_id: String,
+        idle_ms: u64,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -251,6 +288,11 @@ impl Event {
             Event::ContainerFailed { .. } => "ContainerFailed",
             Event::TokenCreated { .. } => "TokenCreated",
             Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::DeploymentLogsOpened { .. } => "DeploymentLogsOpened",
+            Event::ExecSessionStarted { .. } => "ExecSessionStarted",
+            Event::ExecSessionEnded { .. } => "ExecSessionEnded",
+            Event::EnvironmentIdleTimeoutSet { .. } => "EnvironmentIdleTimeoutSet",
+            Event::DeploymentIdleStopped { .. } => "DeploymentIdleStopped",
         }
     }
 
@@ -294,6 +336,11 @@ impl Event {
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }
+            DeploymentLogsOpened { deployment_id }
+            | ExecSessionStarted { deployment_id, .. }
+            | ExecSessionEnded { deployment_id, .. }
+            | DeploymentIdleStopped { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            EnvironmentIdleTimeoutSet { env_id, .. } => format!("environment:{env_id}"),
         }
     }
 

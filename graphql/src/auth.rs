@@ -150,7 +150,15 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ContainerExited { deployment_id, .. }
         | ContainerOomKilled { deployment_id }
         | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => deployment(deployment_id),
+        | ContainerFailed { deployment_id, .. }
+        | DeploymentLogsOpened { deployment_id }
+        | ExecSessionStarted { deployment_id, .. }
+        | ExecSessionEnded { deployment_id, .. }
+        | DeploymentIdleStopped { deployment_id, .. } => deployment(deployment_id),
+        EnvironmentIdleTimeoutSet { env_id, .. } => state
+            .environments
+            .get(env_id)
+            .is_some_and(|e| can_see_environment(a, e)),
         DeploymentLost {
             deployment_id,
             node_id,

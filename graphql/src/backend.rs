@@ -59,4 +59,10 @@ pub trait Backend: Send + Sync + 'static {
     fn last_seen_ms(&self, _node_id: &str) -> Option<i64> {
         None
     }
+
+    /// The logs and exec relay (`None`: this backend relays no sessions, and
+    /// `deploymentLogs` of a running deployment is `UNAVAILABLE`).
+    fn sessions(&self) -> Option<Arc<dyn crate::session::SessionRelay>> {
+        None
+    }
 }

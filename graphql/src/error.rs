@@ -33,6 +33,10 @@ pub enum ApiError {
         message: String,
         retry_after_ms: u64,
     },
+    /// Something the request needs is not reachable now (a node's agent for a logs or
+    /// exec session); retrying later may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -63,6 +67,7 @@ impl ApiError {
             "CONFLICT" => 409,
             "NOT_FOUND" => 404,
             "OVERLOADED" => 503,
+            "UNAVAILABLE" => 503,
             _ => 500,
         }
     }
@@ -75,6 +80,7 @@ impl ApiError {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::Internal(_) => "INTERNAL",
             ApiError::Overloaded { .. } => "OVERLOADED",
+            ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",

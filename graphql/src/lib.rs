@@ -16,6 +16,7 @@ pub mod mutation;
 pub mod query;
 pub mod router;
 pub mod schema;
+pub mod session;
 pub mod subscription;
 pub mod types;
 mod views;
@@ -24,6 +25,9 @@ pub use auth::{authenticate, new_token, token_hash, RequestId, TOKEN_PREFIX};
 pub use backend::{Backend, StateGuard};
 pub use error::{to_graphql_error, ApiError};
 pub use router::{Router, RouterStats};
-pub use schema::{schema, schema_with_router, sdl, DcloudSchema, Mutation, Query, SchemaOptions};
+pub use schema::{
+    schema, schema_with_router, sdl, DcloudSchema, Mutation, Query, SchemaOptions, SubscriptionRoot,
+};
+pub use session::{AgentRequest, LogLine, LogLines, LogStream, SessionKind, SessionRelay};
 pub use subscription::Subscription;
 pub use views::{Counts, DeploymentFilter};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
 use crate::router::Router;
+use crate::session::SessionSubscription;
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -41,8 +42,11 @@ pub struct Query(LiveQuery, HistoryQuery, AgentQuery);
 #[derive(MergedObject, Default)]
 pub struct Mutation(DocumentMutation, ControlMutation, AgentMutation);
 
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(Subscription, SessionSubscription);
+
 /// DCloud's schema type.
-pub type DcloudSchema = Schema<Query, Mutation, Subscription>;
+pub type DcloudSchema = Schema<Query, Mutation, SubscriptionRoot>;
 
 /// What every resolver reads from the schema's data.
 pub(crate) struct Shared {
@@ -64,7 +68,11 @@ pub fn schema_with_router(
     opts: SchemaOptions,
 ) -> (DcloudSchema, Arc<Router>) {
     let router = Router::new(backend.clone());
-    let schema = Schema::build(Query::default(), Mutation::default(), Subscription)
+    let schema = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        SubscriptionRoot::default(),
+    )
         .data(Shared {
             backend,
             router: router.clone(),
@@ -80,9 +88,13 @@ pub fn schema_with_router(
 
 /// The schema's SDL (committed as `docs/schema.graphql`).
 pub fn sdl() -> String {
-    Schema::build(Query::default(), Mutation::default(), Subscription)
-        .finish()
-        .sdl()
+    Schema::build(
+        Query::default(),
+        Mutation::default(),
+        SubscriptionRoot::default(),
+    )
+    .finish()
+    .sdl()
 }
 
 pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Shared, ApiError> {

@@ -143,6 +143,7 @@ fn deployment_update(
     })
 }
 
+#[derive(Default)]
 pub struct Subscription;
 
 #[SubscriptionDerive]

@@ -124,6 +124,37 @@ pub enum Command {
     RevokeToken {
         token_id: String,
     },
+
+    // ── sessions and idleness (see `decide::sessions`) ───────────────────────
+    /// Records that the actor opened a deployment's logs (owner, admin, auditor).
+    OpenLogs {
+        deployment_id: String,
+    },
+    /// Records the start of an exec session in a running deployment (owner, admin).
+    StartExec {
+        session_id: String,
+        deployment_id: String,
+        command: Vec<String>,
+        tty: bool,
+    },
+    /// Records the end of an exec session (the server, as system).
+    EndExec {
+        session_id: String,
+        deployment_id: String,
+        exit_code: Option<i64>,
+        reason: String,
+    },
+    /// Sets the idle timeout of the environment's current version (0: none).
+    SetIdleTimeout {
+        env_id: String,
+        timeout_ms: u64,
+    },
+    /// Stops a deployment the idle timer found idle (the server, as system).
+    StopIdle {
+        deployment_id: String,
+        idle_ms: u64,
+        reason: String,
+    },
 }
 
 /// What an agent reports about one deployment; each maps to one event.

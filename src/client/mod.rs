@@ -10,6 +10,7 @@ mod api;
 mod commands;
 mod deploy;
 mod format;
+mod sessions;
 mod ws;
 
 use std::path::PathBuf;
@@ -89,6 +90,35 @@ pub enum ClientCmd {
         /// A past version (default: the current one).
         #[arg(long)]
         version: Option<u32>,
+    },
+    /// A deployment's logs (owner, admin, auditor): the backlog, then new lines with
+    /// `--follow`; a failed build's output comes first, as `[build]` lines.
+    Logs {
+        /// The deployment id.
+        id: String,
+        /// Keep printing new lines until the container is gone.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Only the last N lines of the backlog.
+        #[arg(long)]
+        tail: Option<u32>,
+        /// Only lines since a duration ago (`10m`, `2h`) or a Unix time in ms.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Run a command in a deployment's container (owner, admin); exits with its code.
+    Exec {
+        /// The deployment id.
+        id: String,
+        /// Send standard input to the command.
+        #[arg(short = 'i', long)]
+        interactive: bool,
+        /// Ask for a terminal.
+        #[arg(short = 't', long)]
+        tty: bool,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
     },
     /// Access tokens.
     Token {
@@ -176,6 +206,18 @@ pub fn run(cmd: ClientCmd, global: &Global) -> anyhow::Result<ExitCode> {
                 commands::events(&api, after.unwrap_or(0), follow, filter, out).await
             }
             ClientCmd::Export { env, version } => commands::export(&api, &env, version).await,
+            ClientCmd::Logs {
+                id,
+                follow,
+                tail,
+                since,
+            } => sessions::logs(&api, &id, follow, tail, since.as_deref(), out).await,
+            ClientCmd::Exec {
+                id,
+                interactive,
+                tty,
+                cmd,
+            } => sessions::exec(&api, &id, cmd, interactive, tty).await,
             ClientCmd::Token {
                 command: TokenCmd::Create { role, name, node },
             } => commands::token_create(&api, role, &name, node.as_deref(), out).await,

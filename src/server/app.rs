@@ -95,6 +95,11 @@ impl AppState {
         self.inner.backend.metrics()
     }
 
+    /// The logs and exec relay.
+    pub fn sessions(&self) -> &super::sessions::SessionHub {
+        self.inner.backend.sessions()
+    }
+
     pub fn liveness(&self) -> &Liveness {
         self.inner.backend.liveness()
     }

@@ -13,6 +13,7 @@ use rand::Rng;
 
 use super::liveness::Liveness;
 use super::metrics::Metrics;
+use super::sessions::SessionHub;
 use crate::{WriterError, WriterHandle};
 
 pub struct ServerBackend {
@@ -21,6 +22,7 @@ pub struct ServerBackend {
     settings: Settings,
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
+    sessions: SessionHub,
 }
 
 impl ServerBackend {
@@ -37,7 +39,13 @@ impl ServerBackend {
             settings,
             metrics,
             liveness,
+            sessions: SessionHub::default(),
         }
+    }
+
+    /// The logs and exec relay.
+    pub fn sessions(&self) -> &SessionHub {
+        &self.sessions
     }
 
     pub fn writer(&self) -> &WriterHandle {
@@ -178,5 +186,9 @@ impl Backend for ServerBackend {
 
     fn last_seen_ms(&self, node_id: &str) -> Option<i64> {
         self.liveness.last_seen_ms(node_id)
+    }
+
+    fn sessions(&self) -> Option<Arc<dyn dcloud_graphql::SessionRelay>> {
+        Some(Arc::new(self.sessions.clone()))
     }
 }

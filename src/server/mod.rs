@@ -10,10 +10,13 @@ mod args;
 mod backend;
 mod bootstrap;
 mod dev;
+mod exec;
 mod graphql;
+mod idle;
 mod liveness;
 mod metrics;
 mod routes;
+mod sessions;
 mod timers;
 pub mod ui;
 mod ws;
@@ -28,6 +31,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info};
 
 use crate::WriterHandle;
+use dcloud_graphql::Backend as _;
 
 pub use app::AppState;
 pub use args::{run_server, FileConfig, ServerArgs};
@@ -35,9 +39,12 @@ pub use backend::ServerBackend;
 pub use bootstrap::ADMIN_TOKEN_FILE;
 pub use dev::{load_starter, run_dev, starter_documents, DevArgs, DevDriver};
 pub use graphql::{Caller, REQUEST_ID_HEADER};
+pub use idle::{IdleStop, IdleTracker};
 pub use liveness::{overdue_nodes, Liveness};
 pub use metrics::Metrics;
 pub use routes::{router, MAX_BODY_BYTES};
+pub use sessions::{SessionGuard, SessionHub};
+pub use timers::check_idle;
 pub use ws::CLOSE_FORBIDDEN;
 
 /// How one server runs.
@@ -56,6 +63,10 @@ pub struct ServerConfig {
     pub liveness_tick: Duration,
     /// How often expired services are expired and the pending queue is retried.
     pub maintenance_every: Duration,
+    /// How often idle deployments are looked for.
+    pub idle_every: Duration,
+    /// A container using less CPU than this (millicores) counts as idle.
+    pub idle_cpu_threshold_millis: u64,
 }
 
 impl ServerConfig {
@@ -70,6 +81,8 @@ impl ServerConfig {
             snapshot_every: 10_000,
             liveness_tick: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),
+            idle_every: Duration::from_secs(30),
+            idle_cpu_threshold_millis: 50,
         }
     }
 }
@@ -117,6 +130,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
             .await
     });
     let timers = tokio::spawn(timers::run(app.clone(), config.clone(), stop.subscribe()));
+    // Sessions close when their deployment stops (ends with the server's stop signal).
+    let log = app.backend().log();
+    tokio::spawn(sessions::close_on_stop(
+        app.sessions().clone(),
+        log.clone(),
+        log.last_seq() + 1,
+        stop.subscribe(),
+    ));
     app.set_ready(true);
     info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, "server listening");
     Ok(Server {

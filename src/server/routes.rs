@@ -10,7 +10,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 use super::graphql::{self, Caller};
-use super::{ui, ws, AppState};
+use super::{exec, ui, ws, AppState};
 
 /// The largest request body accepted (GraphQL documents, uploads of the UI).
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -20,6 +20,8 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .route("/graphql/ws", get(ws::upgrade))
+        .route("/exec", get(exec::upgrade))
+        .route("/agent/session/{id}", get(exec::agent_session))
         .route("/graphiql", get(graphiql))
         .route("/livez", get(livez))
         .route("/healthz", get(livez))

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use dcloud_graphql::Backend as _;
 use dcloud_projections::{Actor, Command};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tracing::{info, warn};
 
+use super::idle::{IdleStop, IdleTracker};
 use super::{AppState, ServerConfig};
 use crate::WriterError;
 
@@ -18,6 +20,9 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
     liveness.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut maintenance = tokio::time::interval(config.maintenance_every);
     maintenance.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut idle = tokio::time::interval(config.idle_every);
+    idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tracker = IdleTracker::new(config.idle_cpu_threshold_millis);
     loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -32,6 +37,9 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
             _ = maintenance.tick() => {
                 submit(&app, Command::ExpireServices, "timer:services").await;
                 submit(&app, Command::RetryPending, "timer:pending").await;
+            }
+            _ = idle.tick() => {
+                check_idle(&app, &mut tracker, super::backend::now_ms()).await;
             }
         }
         if app.writer().fatal().is_some() {
@@ -61,6 +69,48 @@ pub(super) async fn mark_lost(app: &AppState, ttl: Duration) {
         "timer:liveness",
     )
     .await;
+}
+
+/// One idle check as of `now_ms` (the timer passes the wall clock; tests their own):
+/// folds the log's new idle timeouts, then stops each deployment idle past its
+/// environment's timeout. Returns the deployments it stopped.
+pub async fn check_idle(app: &AppState, tracker: &mut IdleTracker, now_ms: i64) -> Vec<IdleStop> {
+    let log = app.backend().log();
+    let (from, last) = (tracker.next_seq(), log.last_seq());
+    if from <= last {
+        let threshold = tracker.cpu_threshold_millis();
+        let mut t = std::mem::take(tracker);
+        // A fresh server folds its whole log once: off the async threads.
+        *tracker = tokio::task::spawn_blocking(move || {
+            for env in log.read_range(from, last) {
+                match env {
+                    Ok(env) => t.fold(env.seq, &env.event),
+                    Err(e) => {
+                        warn!(error = %e, "idle timer cannot read the log");
+                        break;
+                    }
+                }
+            }
+            t
+        })
+        .await
+        .unwrap_or_else(|_| IdleTracker::new(threshold));
+    }
+    let stops = {
+        let state = app.writer().state();
+        let hub = app.sessions();
+        tracker.check(&state, now_ms, |d| hub.activity(d))
+    };
+    for stop in &stops {
+        info!(deployment = %stop.deployment_id, idle_ms = stop.idle_ms, "stopping an idle deployment");
+        let cmd = Command::StopIdle {
+            deployment_id: stop.deployment_id.clone(),
+            idle_ms: stop.idle_ms,
+            reason: stop.reason.clone(),
+        };
+        submit(app, cmd, "timer:idle").await;
+    }
+    stops
 }
 
 async fn submit(app: &AppState, cmd: Command, correlation: &str) {

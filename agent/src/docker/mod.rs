@@ -6,6 +6,7 @@ mod build;
 mod container;
 mod events;
 mod lifecycle;
+mod sessions;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -295,6 +296,22 @@ impl Driver for DockerDriver {
 
     fn engine_ok(&self) -> bool {
         self.engine_ok.load(Ordering::SeqCst)
+    }
+
+    fn logs<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        opts: crate::session::LogOptions,
+    ) -> BoxFuture<'a, Result<crate::session::LogLines, AgentError>> {
+        self.container_logs(deployment_id, opts).boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        req: crate::session::ExecRequest,
+    ) -> BoxFuture<'a, Result<crate::session::ExecSession, AgentError>> {
+        self.container_exec(deployment_id, req).boxed()
     }
 }
 

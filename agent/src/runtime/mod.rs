@@ -14,6 +14,7 @@ pub mod client;
 pub mod node;
 pub mod protocol;
 pub mod seq;
+pub mod sessions;
 pub mod wire;
 pub mod ws;
 

@@ -147,6 +147,14 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         .abort_handle(),
     );
     background.0.push(
+        tokio::spawn(super::sessions::serve(
+            shared.clone(),
+            node_id.clone(),
+            driver.clone(),
+        ))
+        .abort_handle(),
+    );
+    background.0.push(
         tokio::spawn(heartbeats(
             shared.clone(),
             node_id.clone(),

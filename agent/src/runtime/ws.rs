@@ -246,6 +246,7 @@ impl WsPool {
         &self.url
     }
 
+    /// The token the connections authenticate with (session sockets use it too).
     pub fn token(&self) -> &str {
         &self.token
     }

@@ -203,6 +203,7 @@ pub(crate) async fn apply(
     format: DocumentFormat,
 ) -> Result<ApplyResult, ApiError> {
     let docs = config::parse_document(document, format.into()).map_err(invalid)?;
+    let idle = config::idle_timeouts(document, format.into()).map_err(invalid)?;
     let many = docs.len() > 1;
     let mut out = ApplyResult {
         documents: Vec::with_capacity(docs.len()),
@@ -217,6 +218,14 @@ pub(crate) async fn apply(
             action,
         } = plan(ctx, doc).map_err(located)?;
         if let Some(cmd) = cmd {
+            out.events += submit(ctx, cmd).await.map_err(located)?.len();
+        }
+        if let (DocumentKind::Environment, Some(Some(timeout_ms))) = (kind, idle.get(index)) {
+            // Recorded next to the version just written (the spec type is frozen).
+            let cmd = Command::SetIdleTimeout {
+                env_id: id.clone(),
+                timeout_ms: *timeout_ms,
+            };
             out.events += submit(ctx, cmd).await.map_err(located)?.len();
         }
         let version = if kind == DocumentKind::Environment {

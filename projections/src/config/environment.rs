@@ -30,6 +30,8 @@ pub(crate) const ENV_FIELDS: &[&str] = &[
     "creation_time",
     "last_updation_time",
     "config_id",
+    // Read by `idle::idle_timeouts`, beside the spec.
+    "idle-timeout",
 ];
 /// A template may name itself with `template-name` instead of `env-name`.
 const TEMPLATE_FIELDS: &[&str] = &[

@@ -17,6 +17,7 @@ mod environment;
 mod export;
 mod extjson;
 mod host;
+mod idle;
 mod read;
 mod recipe;
 mod references;
@@ -38,6 +39,7 @@ pub use export::{
     export_template,
 };
 pub use extjson::{format_datetime, parse_datetime};
+pub use idle::{idle_timeouts, parse_idle_timeout_ms, IDLE_TIMEOUT_FIELD};
 pub use recipe::{default_base_images, recipe, recipe_for, Recipe};
 pub use references::check_references;
 pub use size::{

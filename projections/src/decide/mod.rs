@@ -10,6 +10,7 @@ mod environments;
 mod nodes;
 mod registry;
 mod scratch;
+mod sessions;
 
 use dcloud_events::model::Role;
 use dcloud_events::Event;
@@ -25,7 +26,8 @@ pub(crate) use scratch::Scratch;
 /// Decides `cmd` against `state`. Never changes anything: the caller appends the events
 /// and applies them. An empty list means "nothing to do" (e.g. a duplicate report).
 pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, DomainError> {
-    if ctx.actor.role == Role::Auditor {
+    // Auditors only read; opening logs is a read the log records.
+    if ctx.actor.role == Role::Auditor && !matches!(cmd, Command::OpenLogs { .. }) {
         return Err(DomainError::Forbidden("auditors only read".into()));
     }
     let mut s = Scratch::new(state, ctx);
@@ -95,6 +97,27 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             deployment_id,
             report,
         } => deployments::report(&mut s, deployment_id, report)?,
+        Command::OpenLogs { deployment_id } => sessions::open_logs(&mut s, deployment_id)?,
+        Command::StartExec {
+            session_id,
+            deployment_id,
+            command,
+            tty,
+        } => sessions::start_exec(&mut s, session_id, deployment_id, command, *tty)?,
+        Command::EndExec {
+            session_id,
+            deployment_id,
+            exit_code,
+            reason,
+        } => sessions::end_exec(&mut s, session_id, deployment_id, *exit_code, reason)?,
+        Command::SetIdleTimeout { env_id, timeout_ms } => {
+            sessions::set_idle_timeout(&mut s, env_id, *timeout_ms)?
+        }
+        Command::StopIdle {
+            deployment_id,
+            idle_ms,
+            reason,
+        } => sessions::stop_idle(&mut s, deployment_id, *idle_ms, reason)?,
         Command::RetryPending => {
             admin_only(ctx, "retrying the pending queue")?;
             s.place_pending(true);

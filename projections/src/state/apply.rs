@@ -299,6 +299,13 @@ impl State {
                     tok.revoked = true;
                 }
             }
+            // Audit facts and settings the server's session relay and idle timer keep
+            // (see `crate::idle`); the state's shape stays as released.
+            Event::DeploymentLogsOpened { .. }
+            | Event::ExecSessionStarted { .. }
+            | Event::ExecSessionEnded { .. }
+            | Event::EnvironmentIdleTimeoutSet { .. }
+            | Event::DeploymentIdleStopped { .. } => {}
         }
     }
 
