@@ -9,6 +9,7 @@ use dcloud_projections::{Actor, Command, Settings, State};
 use futures::future::BoxFuture;
 
 use crate::error::ApiError;
+use crate::types::usage::UsageSample;
 
 /// A read guard on the live state. Hold it only to copy out what a resolver needs:
 /// never across an `.await` (the writer waits for it).
@@ -58,5 +59,12 @@ pub trait Backend: Send + Sync + 'static {
     /// unknown: the schema then shows the last logged heartbeat.
     fn last_seen_ms(&self, _node_id: &str) -> Option<i64> {
         None
+    }
+
+    /// The container's CPU and memory of `deployment_id` at each heartbeat the server
+    /// received (logged or not), oldest first, as far back as it keeps them. Empty
+    /// when unknown.
+    fn usage_samples(&self, _deployment_id: &str) -> Vec<UsageSample> {
+        Vec::new()
     }
 }

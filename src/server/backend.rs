@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dcloud_events::{Envelope, Event, EventLog, FjallLog, VerifyError, VerifyReport};
+use dcloud_graphql::types::usage::UsageSample;
 use dcloud_graphql::{ApiError, Backend, StateGuard};
 use dcloud_projections::{Actor, Command, Settings};
 use futures::future::BoxFuture;
@@ -13,6 +14,7 @@ use rand::Rng;
 
 use super::liveness::Liveness;
 use super::metrics::Metrics;
+use super::usage::UsageHistory;
 use crate::{WriterError, WriterHandle};
 
 pub struct ServerBackend {
@@ -21,6 +23,7 @@ pub struct ServerBackend {
     settings: Settings,
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
+    usage: Arc<UsageHistory>,
 }
 
 impl ServerBackend {
@@ -37,6 +40,7 @@ impl ServerBackend {
             settings,
             metrics,
             liveness,
+            usage: Arc::default(),
         }
     }
 
@@ -67,6 +71,11 @@ impl ServerBackend {
         let writer = self.writer.clone();
         let metrics = self.metrics.clone();
         let liveness = self.liveness.clone();
+        let usage = self.usage.clone();
+        let containers = match &cmd {
+            Command::Heartbeat { containers, .. } => Some(containers.clone()),
+            _ => None,
+        };
         let heard_from = match &cmd {
             Command::RegisterNode { node_id, .. } | Command::Heartbeat { node_id, .. } => {
                 Some(node_id.clone())
@@ -86,6 +95,9 @@ impl ServerBackend {
                 }
                 if let Some(node) = heard_from {
                     liveness.touch(&node, now_ms());
+                }
+                if let Some(containers) = containers {
+                    usage.record(&containers, now_ms());
                 }
             }
             result
@@ -151,5 +163,9 @@ impl Backend for ServerBackend {
 
     fn last_seen_ms(&self, node_id: &str) -> Option<i64> {
         self.liveness.last_seen_ms(node_id)
+    }
+
+    fn usage_samples(&self, deployment_id: &str) -> Vec<UsageSample> {
+        self.usage.samples(deployment_id)
     }
 }

@@ -16,6 +16,7 @@ mod metrics;
 mod routes;
 mod timers;
 pub mod ui;
+mod usage;
 mod ws;
 
 use std::net::SocketAddr;
