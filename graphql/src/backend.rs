@@ -9,6 +9,7 @@ use dcloud_projections::{Actor, Command, Settings, State};
 use futures::future::BoxFuture;
 
 use crate::error::ApiError;
+use crate::types::usage::UsageSample;
 
 /// A read guard on the live state. Hold it only to copy out what a resolver needs:
 /// never across an `.await` (the writer waits for it).
@@ -64,5 +65,12 @@ pub trait Backend: Send + Sync + 'static {
     /// `deploymentLogs` of a running deployment is `UNAVAILABLE`).
     fn sessions(&self) -> Option<Arc<dyn crate::session::SessionRelay>> {
         None
+    }
+
+    /// The container's CPU and memory of `deployment_id` at each heartbeat the server
+    /// received (logged or not), oldest first, as far back as it keeps them. Empty
+    /// when unknown.
+    fn usage_samples(&self, _deployment_id: &str) -> Vec<UsageSample> {
+        Vec::new()
     }
 }

@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod backend;
 pub mod error;
+pub mod lists;
 pub mod mutation;
 pub mod query;
 pub mod router;

@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 
 use async_graphql::{InputObject, SimpleObject};
 use dcloud_events::model::Role;
-use dcloud_projections::state::Node;
+use dcloud_projections::state::{Deployment, Node};
 use dcloud_projections::{Actor, State};
 
 use crate::auth::{can_see_deployment, can_see_environment, can_see_node, require_not_agent};
 use crate::error::ApiError;
+use crate::lists::{sort_deployments, sort_nodes, window, DeploymentOrder, NodeFilter, NodeOrder};
 use crate::types::common::{paginate, DeploymentStatus, Page};
 use crate::types::config::{EnvironmentObj, TemplateObj};
 use crate::types::deployment::DeploymentObj;
@@ -28,6 +29,9 @@ pub struct DeploymentFilter {
     pub live: Option<bool>,
     /// Only this owner's (admins and auditors; a user only ever sees their own).
     pub owner: Option<String>,
+    /// Case-insensitive substring of the id, the environment's `env-name`, the owner
+    /// or the node's hostname.
+    pub search: Option<String>,
 }
 
 /// How many of each thing the state holds (deleted environments included).
@@ -81,18 +85,27 @@ impl Reader<'_> {
         }
     }
 
+    /// Nodes in id order, or filtered and sorted (`offset` skips that many more
+    /// after `after`, for page-number tables).
     pub(crate) fn nodes(
         &self,
+        filter: &NodeFilter,
+        order: Option<NodeOrder>,
         after: Option<String>,
+        offset: Option<i32>,
         first: Option<i32>,
     ) -> Result<Page<String, NodeObj>, ApiError> {
-        let items = self
+        let mut nodes: Vec<&Node> = self
             .state
             .nodes_by_id()
-            .filter(|n| can_see_node(self.actor, &n.id))
-            .map(|n| (n.id.clone(), self.node_obj(n)))
+            .filter(|n| can_see_node(self.actor, &n.id) && filter.matches(n))
             .collect();
-        paginate(items, after, first, PAGE)
+        if let Some(order) = order {
+            sort_nodes(&mut nodes, order);
+        }
+        let items = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+        let w = window(items, order.is_none(), after, offset, first, PAGE)?;
+        Ok(w.into_page(|n| self.node_obj(n)))
     }
 
     pub(crate) fn node(&self, id: &str) -> Result<NodeObj, ApiError> {
@@ -150,15 +163,28 @@ impl Reader<'_> {
             .collect())
     }
 
+    /// Deployments in request order, or filtered and sorted (see [`Reader::nodes`]).
     pub(crate) fn deployments(
         &self,
         filter: &DeploymentFilter,
+        order: Option<DeploymentOrder>,
         after: Option<String>,
+        offset: Option<i32>,
         first: Option<i32>,
     ) -> Result<Page<u64, DeploymentObj>, ApiError> {
         let f = filter;
         let status = f.status.map(dcloud_projections::DeploymentStatus::from);
-        let mut items: Vec<(u64, DeploymentObj)> = self
+        let search = f.search.as_ref().map(|q| q.to_lowercase());
+        let matches_search = |d: &Deployment| {
+            let Some(q) = &search else { return true };
+            let host = d.node.as_deref().and_then(|n| self.state.node(n));
+            let env = self.state.deployment_spec(d).map(|s| s.name.as_str());
+            d.id.to_lowercase().contains(q)
+                || d.owner.to_lowercase().contains(q)
+                || env.is_some_and(|e| e.to_lowercase().contains(q))
+                || host.is_some_and(|n| n.fingerprint.hostname.to_lowercase().contains(q))
+        };
+        let mut deps: Vec<&Deployment> = self
             .state
             .deployments
             .values()
@@ -172,10 +198,15 @@ impl Reader<'_> {
             .filter(|d| f.environment_id.as_ref().is_none_or(|e| &d.env_id == e))
             .filter(|d| f.live.is_none_or(|l| d.status.is_live() == l))
             .filter(|d| f.owner.as_ref().is_none_or(|o| &d.owner == o))
-            .map(|d| (d.requested_seq, DeploymentObj::new(self.state, d)))
+            .filter(|d| matches_search(d))
             .collect();
-        items.sort_by_key(|(k, _)| *k);
-        paginate(items, after, first, PAGE)
+        deps.sort_by_key(|d| d.requested_seq);
+        if let Some(order) = order {
+            sort_deployments(self.state, &mut deps, order);
+        }
+        let items = deps.into_iter().map(|d| (d.requested_seq, d)).collect();
+        let w = window(items, order.is_none(), after, offset, first, PAGE)?;
+        Ok(w.into_page(|d| DeploymentObj::new(self.state, d)))
     }
 
     pub(crate) fn deployment(&self, id: &str) -> Result<DeploymentObj, ApiError> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dcloud_events::{Envelope, Event, EventLog, FjallLog, VerifyError, VerifyReport};
+use dcloud_graphql::types::usage::UsageSample;
 use dcloud_graphql::{ApiError, Backend, StateGuard};
 use dcloud_projections::{decide, Actor, Command, Ctx, Settings};
 use futures::future::BoxFuture;
@@ -14,6 +15,7 @@ use rand::Rng;
 use super::liveness::Liveness;
 use super::metrics::Metrics;
 use super::sessions::SessionHub;
+use super::usage::UsageHistory;
 use crate::{WriterError, WriterHandle};
 
 pub struct ServerBackend {
@@ -23,6 +25,7 @@ pub struct ServerBackend {
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
     sessions: SessionHub,
+    usage: Arc<UsageHistory>,
 }
 
 impl ServerBackend {
@@ -40,6 +43,7 @@ impl ServerBackend {
             metrics,
             liveness,
             sessions: SessionHub::default(),
+            usage: Arc::default(),
         }
     }
 
@@ -75,6 +79,11 @@ impl ServerBackend {
         let writer = self.writer.clone();
         let metrics = self.metrics.clone();
         let liveness = self.liveness.clone();
+        let usage = self.usage.clone();
+        let containers = match &cmd {
+            Command::Heartbeat { containers, .. } => Some(containers.clone()),
+            _ => None,
+        };
         let heard_from = match &cmd {
             Command::RegisterNode { node_id, .. } | Command::Heartbeat { node_id, .. } => {
                 Some(node_id.clone())
@@ -99,6 +108,9 @@ impl ServerBackend {
             if quiet {
                 self.metrics.record_quiet_heartbeat();
                 self.liveness.touch_at(node_id, received, now_ms());
+                if let Some(containers) = &containers {
+                    self.usage.record(containers, now_ms());
+                }
                 return Box::pin(async { Ok(Vec::new()) });
             }
         }
@@ -117,6 +129,9 @@ impl ServerBackend {
                     // Silence is measured from when the server received it, not from
                     // when the writer got round to it.
                     liveness.touch_at(&node, received, now_ms());
+                }
+                if let Some(containers) = containers {
+                    usage.record(&containers, now_ms());
                 }
             }
             result
@@ -190,5 +205,9 @@ impl Backend for ServerBackend {
 
     fn sessions(&self) -> Option<Arc<dyn dcloud_graphql::SessionRelay>> {
         Some(Arc::new(self.sessions.clone()))
+    }
+
+    fn usage_samples(&self, deployment_id: &str) -> Vec<UsageSample> {
+        self.usage.samples(deployment_id)
     }
 }

@@ -19,6 +19,7 @@ mod routes;
 mod sessions;
 mod timers;
 pub mod ui;
+mod usage;
 mod ws;
 
 use std::net::SocketAddr;

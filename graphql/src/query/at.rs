@@ -86,7 +86,8 @@ impl StateAt {
         after: Option<String>,
         first: Option<i32>,
     ) -> Result<Page<String, NodeObj>> {
-        self.read(|r| r.nodes(after, first)).gql(ctx)
+        self.read(|r| r.nodes(&Default::default(), None, after, None, first))
+            .gql(ctx)
     }
 
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<NodeObj> {
@@ -134,7 +135,8 @@ impl StateAt {
         first: Option<i32>,
     ) -> Result<Page<u64, DeploymentObj>> {
         let filter = filter.unwrap_or_default();
-        self.read(|r| r.deployments(&filter, after, first)).gql(ctx)
+        self.read(|r| r.deployments(&filter, None, after, None, first))
+            .gql(ctx)
     }
 
     async fn deployment(&self, ctx: &Context<'_>, id: ID) -> Result<DeploymentObj> {

@@ -5,8 +5,9 @@ use async_graphql::{Context, Json, Object, Result, SimpleObject, ID};
 use dcloud_projections::config;
 
 use super::live;
-use crate::auth::{actor, require_not_agent, require_sees_all};
+use crate::auth::{actor, can_see_deployment, require_not_agent, require_sees_all};
 use crate::error::{ApiError, Gql};
+use crate::lists::{cluster_totals, ClusterTotals, DeploymentOrder, NodeFilter, NodeOrder};
 use crate::schema::backend;
 use crate::types::common::{Page, Role};
 use crate::types::config::{
@@ -55,15 +56,20 @@ impl LiveQuery {
             .gql(ctx)
     }
 
-    /// Nodes in id order (an agent sees only its own).
+    /// Nodes in id order, or filtered and sorted by the server (an agent sees only
+    /// its own). `offset` skips that many more after `after` (page-number tables).
     #[graphql(complexity = "first.map_or(100, |n| n.max(0) as usize) * child_complexity")]
     async fn nodes(
         &self,
         ctx: &Context<'_>,
+        filter: Option<NodeFilter>,
+        order_by: Option<NodeOrder>,
         after: Option<String>,
+        offset: Option<i32>,
         first: Option<i32>,
     ) -> Result<Page<String, NodeObj>> {
-        live(ctx, |r| r.nodes(after, first)).gql(ctx)
+        let filter = filter.unwrap_or_default();
+        live(ctx, |r| r.nodes(&filter, order_by, after, offset, first)).gql(ctx)
     }
 
     async fn node(&self, ctx: &Context<'_>, id: ID) -> Result<NodeObj> {
@@ -155,18 +161,33 @@ impl LiveQuery {
         .gql(ctx)
     }
 
-    /// Deployments in request order: all for admins and auditors, a user's own, an
-    /// agent's node's.
+    /// Deployments in request order, or sorted by the server: all for admins and
+    /// auditors, a user's own, an agent's node's. `offset` as for `nodes`.
     #[graphql(complexity = "first.map_or(100, |n| n.max(0) as usize) * child_complexity")]
     async fn deployments(
         &self,
         ctx: &Context<'_>,
         filter: Option<DeploymentFilter>,
+        order_by: Option<DeploymentOrder>,
         after: Option<String>,
+        offset: Option<i32>,
         first: Option<i32>,
     ) -> Result<Page<u64, DeploymentObj>> {
         let filter = filter.unwrap_or_default();
-        live(ctx, |r| r.deployments(&filter, after, first)).gql(ctx)
+        live(ctx, |r| {
+            r.deployments(&filter, order_by, after, offset, first)
+        })
+        .gql(ctx)
+    }
+
+    /// Node and deployment totals for the Cluster page, and the sequence number they
+    /// were read at (admins, users: their own deployments, auditors).
+    async fn cluster_totals(&self, ctx: &Context<'_>) -> Result<ClusterTotals> {
+        live(ctx, |r| {
+            require_not_agent(r.actor, "the cluster totals")?;
+            Ok(cluster_totals(r.state, |d| can_see_deployment(r.actor, d)))
+        })
+        .gql(ctx)
     }
 
     async fn deployment(&self, ctx: &Context<'_>, id: ID) -> Result<DeploymentObj> {

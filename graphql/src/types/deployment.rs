@@ -60,14 +60,21 @@ pub struct DeploymentObj {
     pub(crate) d: Deployment,
     /// `env-name` of the version it runs.
     pub(crate) env_name: Option<String>,
+    pub(crate) node_hostname: Option<String>,
 }
 
 impl DeploymentObj {
     pub(crate) fn new(state: &dcloud_projections::State, d: &Deployment) -> Self {
         let env_name = state.deployment_spec(d).map(|s| s.name.clone());
+        let node_hostname = d
+            .node
+            .as_deref()
+            .and_then(|n| state.node(n))
+            .map(|n| n.fingerprint.hostname.clone());
         DeploymentObj {
             d: d.clone(),
             env_name,
+            node_hostname,
         }
     }
 }
@@ -124,6 +131,22 @@ impl DeploymentObj {
     /// The node it is (or was last) assigned to.
     async fn node_id(&self) -> Option<&str> {
         self.d.node.as_deref()
+    }
+
+    /// The hostname of that node.
+    async fn node_hostname(&self) -> Option<&str> {
+        self.node_hostname.as_deref()
+    }
+
+    /// The container's CPU and memory at every heartbeat the server received since
+    /// it started (logged or not; the most recent few hundred), oldest first.
+    async fn recent_usage(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Vec<super::usage::UsageSample>> {
+        use crate::error::Gql;
+        let backend = crate::schema::backend(ctx).gql(ctx)?;
+        Ok(backend.usage_samples(&self.d.id))
     }
 
     /// `node-agent_<node id>`, as in the original deployment documents.

@@ -6,3 +6,4 @@ pub mod config;
 pub mod deployment;
 pub mod event;
 pub mod node;
+pub mod usage;
