@@ -297,3 +297,92 @@ fn one_shot(node_id: &str, cmd: &[String]) -> (String, i64) {
         _ => (format!("sim: {name}: command not found\n"), 127),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(cmd: &[&str]) -> ExecRequest {
+        ExecRequest {
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty: false,
+            cols: 80,
+            rows: 24,
+        }
+    }
+
+    async fn run(s: &SimSessions, cmd: &[&str], input: &[ExecInput]) -> (String, ExecExit) {
+        let mut session = s.exec("d1", req(cmd)).expect("exec");
+        for msg in input {
+            session.input.send(msg.clone()).await.expect("send");
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = session.output.recv().await {
+            out.extend(chunk);
+        }
+        let code = session.exit.await.expect("exit");
+        (String::from_utf8_lossy(&out).into_owned(), code)
+    }
+
+    #[tokio::test]
+    async fn logs_give_the_backlog_then_follow_until_the_container_exits() {
+        let s = SimSessions::new("n1");
+        assert!(matches!(
+            s.logs("d1", &LogOptions::default()),
+            Err(AgentError::NoContainer { .. })
+        ));
+        s.print("d1", LogStream::Build, "Step 1/1 : RUN true");
+        s.started("d1");
+        let tail = LogOptions {
+            tail: Some(1),
+            ..LogOptions::default()
+        };
+        let lines: Vec<_> = s.logs("d1", &tail).unwrap().collect().await;
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0]
+            .as_ref()
+            .unwrap()
+            .line
+            .contains("started on node n1"));
+
+        let follow = LogOptions {
+            follow: true,
+            ..LogOptions::default()
+        };
+        let mut stream = s.logs("d1", &follow).unwrap();
+        assert_eq!(
+            stream.next().await.unwrap().unwrap().stream,
+            LogStream::Build
+        );
+        stream.next().await.unwrap().unwrap();
+        s.print("d1", LogStream::Stderr, "later");
+        assert_eq!(stream.next().await.unwrap().unwrap().line, "later");
+        s.exited("d1");
+        assert!(stream.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_built_in_shell_answers_and_ends_when_the_container_stops() {
+        let s = SimSessions::new("n1");
+        assert!(s.exec("d1", req(&["hostname"])).is_err());
+        s.started("d1");
+        assert_eq!(run(&s, &["hostname"], &[]).await, ("n1\n".into(), Ok(0)));
+        assert_eq!(
+            run(&s, &["echo", "a", "b"], &[]).await,
+            ("a b\n".into(), Ok(0))
+        );
+        assert_eq!(run(&s, &["nope"], &[]).await.1, Ok(127));
+        let cat = [ExecInput::Stdin(b"x\n".to_vec()), ExecInput::Eof];
+        assert_eq!(run(&s, &["cat"], &cat).await, ("x\n".into(), Ok(0)));
+        let sh = [ExecInput::Stdin(b"hostname\nexit 3\n".to_vec())];
+        assert_eq!(run(&s, &["/bin/sh"], &sh).await, ("n1\n".into(), Ok(3)));
+
+        let mut shell = s.exec("d1", req(&["sh"])).unwrap();
+        s.removed("d1");
+        assert!(shell.output.recv().await.is_none());
+        assert_eq!(
+            shell.exit.await.unwrap(),
+            Err("the container stopped".into())
+        );
+    }
+}
