@@ -1,17 +1,23 @@
-//! The web console in headless Chromium against a real server and simulated agents:
-//! sign in, upload and deploy an environment and watch it reach RUNNING without a
-//! reload, see a validation error next to its field, see the audit chain verified,
-//! and keep a screenshot of each page. Runs only with `--features browser-tests`
-//! (CI turns it on); without chromium it fails, it never skips.
+//! The web console in headless Chromium against a real server and simulated agents,
+//! under every role: an admin uploads, deploys, validates and audits; a user deploys a
+//! template, watches it, reads its logs, opens a terminal and stops it; an auditor
+//! reads everything and changes nothing; and the Cluster and Deployments pages are
+//! timed against 1,000 nodes and 10,000 deployments. Screenshots of each page are
+//! kept. Runs only with `--features browser-tests` (CI turns it on); without chromium
+//! it fails, it never skips.
 #![cfg(feature = "browser-tests")]
 
+#[path = "browser_ui/fleet.rs"]
+mod fleet;
+#[path = "browser_ui/roles.rs"]
+mod roles;
+#[path = "browser_ui/support.rs"]
+mod support;
 #[path = "browser_ui/webdriver.rs"]
 mod webdriver;
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{seed, shots_dir, sign_in, snap, stop_and_confirm, wait_until, SERIAL};
 use webdriver::{Driver, Session};
 
 const VALID: &str = "\
@@ -42,39 +48,10 @@ resources:
   storage: 2
 ";
 
-/// Where the screenshots go (kept as CI artefacts).
-fn shots_dir() -> PathBuf {
-    let dir = std::env::var_os("DCLOUD_SCREENSHOTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"));
-    std::fs::create_dir_all(&dir).expect("creating the screenshot folder");
-    dir
-}
-
-async fn graphql(
-    http: &reqwest::Client,
-    url: &str,
-    token: &str,
-    query: &str,
-    vars: Value,
-) -> Value {
-    let res: Value = http
-        .post(format!("{url}/graphql"))
-        .bearer_auth(token)
-        .json(&json!({"query": query, "variables": vars}))
-        .send()
-        .await
-        .expect("graphql request")
-        .json()
-        .await
-        .expect("graphql body");
-    assert!(res.get("errors").is_none(), "graphql errors: {res}");
-    res["data"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn console_deploys_validates_and_audits_in_a_real_browser() {
     let (chromedriver, chromium) = webdriver::locate();
+    let _one_at_a_time = SERIAL.lock().await;
     let shots = shots_dir();
 
     // A real server on a free port with simulated agents.
@@ -87,31 +64,8 @@ async fn console_deploys_validates_and_audits_in_a_real_browser() {
     let url = format!("http://{}", server.addr);
     let admin = server.admin_token.clone().expect("a fresh admin token");
     let http = reqwest::Client::new();
-
-    // The library catalog the recipe needs (admins keep it; not part of this test's UI path).
-    let catalog = r#"{"os": "ubuntu", "init-steps": [], "specifications": {"python": {
-        "installation-steps": ["apt-get install -y python3"],
-        "libraries": {"numpy": ["pip install numpy"]}}}}"#;
-    graphql(
-        &http,
-        &url,
-        &admin,
-        "mutation($d: String!) { upsertCatalog(document: $d) { os } }",
-        json!({"d": catalog}),
-    )
-    .await;
-
-    let template = r#"{"template-name": "py-small", "version": "1", "os": "ubuntu",
-        "languages": [{"language-name": "python", "libraries": ["numpy"]}],
-        "resources": {"ram": "256M", "cpu": "0.25", "gpu": "0", "storage": 1}}"#;
-    graphql(
-        &http,
-        &url,
-        &admin,
-        "mutation($d: String!) { saveTemplate(document: $d) { name } }",
-        json!({"d": template}),
-    )
-    .await;
+    // The library catalog and the templates (admins keep them; not this test's UI path).
+    seed(&http, &url, &admin).await;
 
     let agents = dcloud::agent_cmd::spawn_local(url.clone(), admin.clone(), "sim", 3)
         .expect("simulated agents start");
@@ -120,22 +74,23 @@ async fn console_deploys_validates_and_audits_in_a_real_browser() {
     let web = Session::new(&driver, &chromium, http.clone()).await;
 
     // Sign in with the admin token.
-    web.goto(&url).await;
-    let token_input = web.wait_for("#token-input", 10).await;
-    web.type_into(&token_input, &admin).await;
-    let submit = web.wait_for("#signin-form button[type=submit]", 5).await;
-    web.click(&submit).await;
+    sign_in(&web, &url, &admin).await;
     web.wait_for("#tabs:not([hidden]) a[data-tab=audit]", 10)
         .await;
     // Marks this page load: a reload would lose it.
     web.exec("window.__dcloudPageLoad = 'first';", json!([]))
         .await;
 
-    // Cluster: the three simulated nodes with their bars.
-    web.wait_for("#nodes article[data-node]:nth-of-type(3) .bar", 30)
-        .await;
-    let nodes = web.find_all("#nodes article[data-node]").await;
-    assert_eq!(nodes.len(), 3, "three simulated nodes");
+    // Cluster: the totals, and the three simulated nodes in the table.
+    web.wait_for("#view[data-ready='/cluster']", 30).await;
+    wait_until(
+        &web,
+        "return document.querySelectorAll('#node-table tbody tr[data-node]').length === 3;",
+        30,
+    )
+    .await;
+    let count = web.text(&web.wait_for("#node-count", 5).await).await;
+    assert!(count.contains("3 alive"), "totals from the server: {count}");
     snap(&web, &shots, "1-cluster.png").await;
 
     // Environments: upload a valid YAML file.
@@ -213,19 +168,72 @@ async fn console_deploys_validates_and_audits_in_a_real_browser() {
         line.as_str().is_some_and(|l| l.contains("ram: 1 GB")),
         "the error is not next to its field: {line}"
     );
+    // Each problem is shown once. A one-line JSON document gets a plain list (no
+    // annotated copy whose errors would overlap the long line).
+    let once = "return document.querySelectorAll(\"#upload-result .field-error[data-path='resources.ram']\").length;";
+    assert_eq!(web.exec(once, json!([])).await, json!(1));
+    web.exec(
+        "document.querySelector('#upload-text').value = arguments[0];",
+        json!([r#"{"env-name": "ui-json", "version": "1", "os": "ubuntu", "languages": [{"language-name": "python", "libraries": ["numpy"]}], "resources": {"ram": "1 GB", "cpu": "x", "storage": 2}}"#]),
+    )
+    .await;
+    web.click(&web.wait_for("#upload-apply", 5).await).await;
+    wait_until(
+        &web,
+        "return document.querySelectorAll(\"#upload-result li.field-error[data-path='resources.cpu']\").length === 1;",
+        15,
+    )
+    .await;
+    assert_eq!(web.exec(once, json!([])).await, json!(1));
+    assert_eq!(
+        web.exec(
+            "return document.querySelectorAll('#upload-result .doc').length;",
+            json!([])
+        )
+        .await,
+        json!(0)
+    );
+    snap(&web, &shots, "5a-one-line-json-errors.png").await;
     // The template form puts a refused override next to its input.
     web.type_into(&web.wait_for("#tpl-name", 5).await, "ui-from-template")
         .await;
     web.type_into(&web.wait_for("#tpl-ram", 5).await, "lots")
         .await;
-    web.click(&web.wait_for("#template-form button[type=submit]", 5).await)
-        .await;
+    web.click(&web.wait_for("#tpl-create", 5).await).await;
     wait_until(
         &web,
         "return document.querySelector('#tpl-ram-err').textContent.includes('\"lots\"');",
         10,
     )
     .await;
+    // A GPU count that is not a number and a name the server would refuse are caught
+    // before anything is sent, each next to its field.
+    web.exec(
+        "document.querySelector('#tpl-name').value = 'Bad Name!'; document.querySelector('#tpl-gpu').value = 'x'; document.querySelector('#tpl-ram').value = '';",
+        json!([]),
+    )
+    .await;
+    web.click(&web.wait_for("#tpl-create", 5).await).await;
+    let gpu_err = web.text(&web.wait_for("#tpl-gpu-err", 5).await).await;
+    assert!(gpu_err.contains("\"x\" is not a whole number"), "{gpu_err}");
+    let name_err = web.text(&web.wait_for("#tpl-name-err", 5).await).await;
+    assert!(name_err.contains("not a valid name"), "{name_err}");
+    // The form's field blocks keep the page's background (not the header's).
+    let bg = web
+        .exec("return getComputedStyle(document.querySelector('#template-form .row')).backgroundColor;", json!([]))
+        .await;
+    assert_eq!(
+        bg,
+        json!("rgba(0, 0, 0, 0)"),
+        "the field block has a background"
+    );
+    let envs_after = web
+        .exec(
+            "return document.querySelectorAll('#env-table tbody tr').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(envs_after, json!(1), "nothing was created");
     snap(&web, &shots, "5-upload-error.png").await;
 
     // The environment's page: edit it into version 2 and see the diff.
@@ -287,7 +295,7 @@ async fn console_deploys_validates_and_audits_in_a_real_browser() {
         .await;
     web.wait_for("#dep-status[data-status=RUNNING]", 15).await;
     web.wait_for("#live-mode[data-mode=polling]", 10).await;
-    web.click(&web.wait_for("#dep-stop", 5).await).await;
+    stop_and_confirm(&web).await;
     web.wait_for("#dep-status[data-status=STOPPED]", 60).await;
     snap(&web, &shots, "9-stopped-by-polling.png").await;
 
@@ -296,29 +304,4 @@ async fn console_deploys_validates_and_audits_in_a_real_browser() {
     drop(driver);
     agents.abort();
     server.shutdown().await;
-}
-
-/// Saves a screenshot of the page as it is, after checking that no template slip
-/// (`null`, `undefined`, `[object …]`) shows in its text.
-async fn snap(web: &Session, dir: &std::path::Path, name: &str) {
-    let slips = web
-        .exec(
-            "return document.body.innerText.split('\\n').filter((l) => l.trim() === 'null' || l.includes('undefined') || l.includes('[object '));",
-            json!([]),
-        )
-        .await;
-    assert_eq!(slips, json!([]), "{name}: the page shows template slips");
-    web.screenshot(&dir.join(name)).await;
-}
-
-/// Polls `script` (returning a boolean) until it is true.
-async fn wait_until(web: &Session, script: &str, secs: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
-    while web.exec(script, json!([])).await != json!(true) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for: {script}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -28,9 +28,10 @@ function s(tag, attrs, ...kids) {
 }
 function gib(bytes) {
   const g = bytes / 1073741824;
+  if (g >= 10240) return (g / 1024).toLocaleString(undefined, { maximumFractionDigits: 0 }) + " TiB";
   return g >= 100 ? g.toFixed(0) + " GiB" : g >= 1 ? g.toFixed(1) + " GiB" : (bytes / 1048576).toFixed(0) + " MiB";
 }
-const cores = (m) => (m / 1000).toFixed(m % 1000 === 0 ? 0 : 2) + " cores";
+const cores = (m) => (m % 1000 === 0 ? (m / 1000).toLocaleString() : (m / 1000).toFixed(2)) + " cores";
 const when = (ms) => (ms === null || ms === undefined ? "never" : new Date(ms).toLocaleString());
 function ago(ms) {
   if (!ms) return "never";
@@ -118,7 +119,14 @@ class Live {
         }
       } else if (msg.type === "error") {
         const sub = this.subs.get(msg.id);
-        if (sub) { this.subs.delete(msg.id); sub.startPolling(); }
+        if (sub) {
+          this.subs.delete(msg.id);
+          if (sub.on.error) sub.on.error((msg.payload || []).map((e) => e.message).join("; ") || "refused");
+          else sub.startPolling();
+        }
+      } else if (msg.type === "complete") {
+        const sub = this.subs.get(msg.id);
+        if (sub) { this.subs.delete(msg.id); if (sub.on.complete) sub.on.complete(); }
       }
     };
     ws.onclose = () => {
@@ -141,12 +149,14 @@ class Live {
     this.ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: sub.query, variables: sub.variables } }));
   }
   // Subscribes `query`; `onData` gets each result. While no websocket carries it,
-  // `poll` runs every `every` ms instead. Returns a function that ends both.
-  subscribe(query, variables, onData, poll, every) {
+  // `poll` runs every `every` ms instead. `on.error(message)` and `on.complete()`
+  // hear a refused or finished stream (without `on.error`, a refusal falls back to
+  // polling). Returns a function that ends it.
+  subscribe(query, variables, onData, poll, every, on) {
     const id = String(this.next++);
     let timer = null;
     const sub = {
-      query, variables, onData,
+      query, variables, onData, on: on || {},
       startPolling() { if (!timer && poll) timer = setInterval(() => poll().catch(() => {}), every || 3000); },
       stopPolling() { if (timer) { clearInterval(timer); timer = null; } },
     };
@@ -173,12 +183,29 @@ function setMode(mode) {
 }
 
 // ---------- app state, sign-in and routing ----------
-const app = { token: sessionStorage.getItem("dcloud.token") || "", me: null, live: new Live(), cleanup: [] };
+const app = { token: sessionStorage.getItem("dcloud.token") || "", me: null, live: new Live(), cleanup: [], features: {} };
+
+// What this server offers beyond the core API (other parts of the API arrive in later
+// versions): a field the schema lacks fails validation with "Unknown field".
+async function probeFeatures() {
+  const has = async (q) => {
+    try { await gql(q); return true; } catch (e) { return !/Unknown (field|argument|type)/i.test(e.message); }
+  };
+  const [endpoints, quota, logs, exec] = await Promise.all([
+    has("{ deployments(first: 0) { nodes { endpoints { name url ready } } } }"),
+    has("{ me { quota { gpus } usage { gpus } } }"),
+    has('subscription { deploymentLogs(id: "-", follow: false) { stream line } }'),
+    fetch("/exec").then((r) => r.status !== 404, () => false),
+  ]);
+  app.features = { endpoints, quota, logs, exec };
+  document.body.dataset.features = Object.keys(app.features).filter((k) => app.features[k]).join(" ");
+}
 
 async function signIn(token) {
   app.token = token;
   const data = await gql("{ me { name role label nodeId } }");
   app.me = data.me;
+  await probeFeatures();
   sessionStorage.setItem("dcloud.token", token);
   $("#signin").hidden = true;
   $("#tabs").hidden = false;
@@ -216,12 +243,27 @@ async function route() {
     if (a.dataset.tab === tab) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
   const view = $("#view");
+  const link = document.querySelector(`#tabs a[data-tab="${tab}"][data-roles]`);
+  if (link && !link.dataset.roles.split(" ").includes(app.me.role)) {
+    fill(view, h("p", { class: "error", role: "alert", id: "not-for-role",
+      text: "This page is for " + link.dataset.roles.toLowerCase().split(" ").map((r) => r + "s").join(" and ") + "; you are signed in as a " + app.me.role.toLowerCase() + "." }));
+    view.dataset.ready = path;
+    return;
+  }
   for (const [re, fn] of routes) {
     const m = path.match(re);
     if (m) {
       fill(view, h("p", { class: "muted", text: "Loading…" }));
+      // The page is ready when its view has loaded its data and drawn it: the browser
+      // test reads these marks (time since navigation, and since this route began).
+      const began = performance.now();
+      delete view.dataset.ready;
       try { await fn(view, ...m.slice(1).map(decodeURIComponent)); }
       catch (e) { fill(view, h("p", { class: "error", role: "alert", text: "Could not load: " + e.message })); }
+      if ((location.hash.replace(/^#/, "") || "/cluster") !== path) return;
+      view.dataset.ready = path;
+      view.dataset.readyMs = Math.round(performance.now());
+      view.dataset.routeMs = Math.round(performance.now() - began);
       return;
     }
   }
@@ -240,7 +282,7 @@ document.addEventListener("DOMContentLoaded", () => {
   else { $("#signin").hidden = false; $("#token-input").focus(); }
 });
 
-// ---------- Cluster ----------
+// ---------- resources ----------
 const RES = "{ cpuMillis memoryBytes gpus storageBytes }";
 const NODE_FIELDS = `id hostname os health state draining engineOk lastHeartbeatMs lastSeenMs
   capacity ${RES} allocatable ${RES} allocated ${RES} usage { cpuMillis memoryBytes }
@@ -280,40 +322,6 @@ function nodeCard(n) {
       n.capacity.gpus, " GPU, ", gib(n.capacity.storageBytes), " · ", n.deploymentIds.length, " deployments",
       n.labels.length ? " · " + n.labels.map((l) => l.key + "=" + l.value).join(", ") : ""));
 }
-function renderCluster(view, nodes) {
-  const sum = (f) => nodes.reduce((a, n) => a + f(n), 0);
-  const cap = { cpuMillis: sum((n) => n.allocatable.cpuMillis), memoryBytes: sum((n) => n.allocatable.memoryBytes), gpus: sum((n) => n.allocatable.gpus), storageBytes: sum((n) => n.allocatable.storageBytes) };
-  const alloc = { cpuMillis: sum((n) => n.allocated.cpuMillis), memoryBytes: sum((n) => n.allocated.memoryBytes), gpus: sum((n) => n.allocated.gpus), storageBytes: sum((n) => n.allocated.storageBytes) };
-  const usage = { cpuMillis: sum((n) => n.usage.cpuMillis), memoryBytes: sum((n) => n.usage.memoryBytes) };
-  const alive = nodes.filter((n) => n.health === "ALIVE").length;
-  fill(view, 
-    h("h2", { text: "Cluster" }),
-    h("section", { class: "card", "aria-labelledby": "totals-h" },
-      h("h3", { id: "totals-h", text: "Totals" }),
-      h("p", { id: "node-count" }, nodes.length + " nodes, " + alive + " alive"),
-      resourceBars(cap, alloc, usage), legend()),
-    nodes.length ? h("div", { class: "grid", id: "nodes" }, nodes.map(nodeCard)) : h("p", { class: "muted", text: "No node has registered yet." }));
-}
-async function loadNodes() {
-  return pages(`query($after: String, $first: Int) { nodes(after: $after, first: $first) { pageInfo { hasNextPage endCursor } nodes { ${NODE_FIELDS} } } }`, {}, (d) => d.nodes, 100);
-}
-on(/^\/cluster$/, async (view) => {
-  const { seq } = (await gql("{ stateDigest { seq } }")).stateDigest;
-  let nodes = await loadNodes();
-  renderCluster(view, nodes);
-  const refresh = async () => { nodes = await loadNodes(); renderCluster(view, nodes); };
-  // From the seq read before the list: nothing between the two is missed.
-  app.cleanup.push(app.live.subscribe(`subscription($after: Int) { nodeUpdates(after: $after) { seq nodeId node { ${NODE_FIELDS} } } }`, { after: seq },
-    (d) => {
-      const u = d.nodeUpdates;
-      const i = nodes.findIndex((n) => n.id === u.nodeId);
-      if (i >= 0) nodes[i] = u.node; else nodes.push(u.node);
-      renderCluster(view, nodes);
-    }, refresh, 3000));
-  const clock = setInterval(() => renderCluster(view, nodes), 10000); // keeps "ago" honest
-  app.cleanup.push(() => clearInterval(clock));
-});
-
 // ---------- documents with errors next to their fields ----------
 // Finds the line of `path` (`resources.ram`, `port-publish[1].external.ports`) in a
 // JSON or YAML text: each key in turn, searched from the line of the one before.
@@ -341,26 +349,29 @@ function lineOfPath(lines, path) {
   }
   return found;
 }
+// Each problem is shown once: on the line of its field (on a row of its own below the
+// line, so long lines never hide it), or, when no line can be found (or the document
+// is a single line), in the list above the document.
 function annotatedDoc(text, fields) {
   const lines = text.split("\n");
   const at = new Map();
   const loose = [];
   for (const f of fields) {
-    const i = f.path ? lineOfPath(lines, f.path) : -1;
+    const i = f.path && lines.length > 1 ? lineOfPath(lines, f.path) : -1;
     if (i >= 0) { if (!at.has(i)) at.set(i, []); at.get(i).push(f); } else loose.push(f);
   }
+  const item = (f) => h("li", { class: "field-error", "data-path": f.path || "" }, h("code", { text: f.path || "(document)" }), ": ", f.message);
   return h("div", {},
-    h("ul", { class: "errors", "aria-label": "Problems found" },
-      fields.map((f) => h("li", {}, h("code", { text: f.path || "(document)" }), ": ", f.message))),
-    loose.length ? h("div", {}, loose.map((f) => h("p", { class: "field-error", "data-path": f.path, text: (f.path ? f.path + ": " : "") + f.message }))) : null,
-    h("div", { class: "doc", role: "region", "aria-label": "The document with its errors" },
+    loose.length ? h("ul", { class: "errors", "aria-label": "Problems found" }, loose.map(item)) : null,
+    at.size ? h("div", { class: "doc", role: "region", "aria-label": "The document with its errors" },
       lines.map((line, i) => h("div", { class: "line" + (at.has(i) ? " has-error" : "") },
         h("span", { class: "ln", text: i + 1 }), h("code", { text: line }),
-        h("span", {}, (at.get(i) || []).map((f) => h("span", { class: "field-error", "data-path": f.path, text: f.path + ": " + f.message })))))));
+        at.has(i) ? h("div", { class: "line-errors" }, at.get(i).map((f) => h("div", { class: "field-error", "data-path": f.path, text: f.path + ": " + f.message }))) : null))) : null);
 }
 function showError(box, e, text) {
   if (e instanceof GqlError && e.fields.length) {
-    box.replaceChildren(h("p", { class: "error", role: "alert", text: "The document was refused: nothing was changed." }),
+    const n = e.fields.length;
+    box.replaceChildren(h("p", { class: "error", role: "alert", text: "The document was refused (" + n + (n === 1 ? " problem" : " problems") + "): nothing was changed." }),
       text !== undefined ? annotatedDoc(text, e.fields) : h("ul", { class: "errors" }, e.fields.map((f) => h("li", { class: "field-error", "data-path": f.path, text: f.path + ": " + f.message }))));
   } else box.replaceChildren(h("p", { class: "error", role: "alert", text: e.message }));
 }
@@ -370,10 +381,10 @@ const SPEC = `name versionLabel os isActive languages { name libraries } resourc
   ports { external internal protocol } storage { target sizeBytes lifecycle } nodeLabels { key value }
   datasets { category dbs { name datasets { name version } } } document`;
 
-async function deploy(envId) {
+async function deploy(envId, envName) {
   try {
     const d = await gql("mutation($e: String!) { deploy(environment: $e) { id status } }", { e: envId });
-    flash("Deployment " + d.deploy.id + " requested: " + d.deploy.status);
+    flash((envName ? envName + ": deployment" : "Deployment") + " requested (" + d.deploy.status.toLowerCase() + ")");
     location.hash = "#/deployments/" + encodeURIComponent(d.deploy.id);
   } catch (e) { flash("Deploy refused: " + e.message, true); }
 }
@@ -402,24 +413,43 @@ function uploadCard(onDone) {
     result);
   return h("section", { class: "card", "aria-labelledby": "upload-h" }, h("h3", { id: "upload-h", text: "Upload a file" }), form);
 }
+// The checks the server makes on the form's fields, made first in the browser so a
+// value the GraphQL types would turn into null (a GPU count of "x") is never sent.
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+function checkTemplateFields(v) {
+  const errs = {};
+  if (v.name !== null && !NAME_RE.test(v.name)) errs["tpl-name"] = JSON.stringify(v.name) + " is not a valid name; use letters, digits, '-', '_' and '.', starting with a letter or digit, at most 64 characters";
+  if (v.gpu !== null && !/^\d{1,3}$/.test(v.gpu)) errs["tpl-gpu"] = JSON.stringify(v.gpu) + " is not a whole number of GPUs; use 0, 1, 2…";
+  return errs;
+}
+// Creates an environment from `template` with `overrides`, and deploys it when asked.
+async function createFromTemplate(template, overrides, andDeploy) {
+  const d = await gql("mutation($t: String!, $o: TemplateOverrides) { createFromTemplate(template: $t, overrides: $o) { id name version } }", { t: template, o: overrides });
+  const env = d.createFromTemplate;
+  if (andDeploy) await deploy(env.id, env.name);
+  return env;
+}
 function fromTemplateCard(templates, preset, onDone) {
-  const field = (id, label, help) => h("div", {}, h("label", { for: id, text: label }),
+  const field = (id, label, help) => h("div", { class: "field" }, h("label", { for: id, text: label }),
     h("input", { id, name: id, type: "text", "aria-describedby": id + "-err" + (help ? " " + id + "-help" : "") }),
     help ? h("p", { class: "help", id: id + "-help", text: help }) : null,
     h("p", { class: "field-error", id: id + "-err", "aria-live": "polite" }));
   const sel = h("select", { id: "tpl-template", required: true }, templates.map((t) => h("option", { value: t.name, text: t.name, selected: t.name === preset })));
   const out = h("div", { "aria-live": "polite" });
   const paths = { "name": "tpl-name", "env-name": "tpl-name", "resources.ram": "tpl-ram", "resources.cpu": "tpl-cpu", "resources.gpu": "tpl-gpu", "resources.storage": "tpl-storage" };
-  const form = h("form", { id: "template-form", onsubmit: async (ev) => {
+  let andDeploy = false;
+  const form = h("form", { id: "template-form", novalidate: true, onsubmit: async (ev) => {
     ev.preventDefault();
+    out.replaceChildren();
     for (const id of Object.values(paths)) $("#" + id + "-err", form).textContent = "";
     const v = (id) => $("#" + id, form).value.trim() || null;
+    const local = checkTemplateFields({ name: v("tpl-name"), gpu: v("tpl-gpu") });
+    for (const [id, msg] of Object.entries(local)) $("#" + id + "-err", form).textContent = msg;
+    if (Object.keys(local).length) { $("#" + Object.keys(local)[0], form).focus(); return; }
     const resources = { ram: v("tpl-ram"), cpu: v("tpl-cpu"), gpu: v("tpl-gpu") === null ? null : Number(v("tpl-gpu")), storage: v("tpl-storage") };
     try {
-      const d = await gql("mutation($t: String!, $o: TemplateOverrides) { createFromTemplate(template: $t, overrides: $o) { id name version } }",
-        { t: sel.value, o: { name: v("tpl-name"), resources } });
-      out.replaceChildren(h("p", { class: "ok", text: "Created " + d.createFromTemplate.name + " (" + d.createFromTemplate.id + ")" }));
-      onDone();
+      const env = await createFromTemplate(sel.value, { name: v("tpl-name"), resources }, andDeploy);
+      if (!andDeploy) { out.replaceChildren(h("p", { class: "ok", text: "Created " + env.name + "." })); onDone(); }
     } catch (e) {
       const loose = [];
       for (const f of e instanceof GqlError ? e.fields : []) {
@@ -430,10 +460,12 @@ function fromTemplateCard(templates, preset, onDone) {
     }
   } },
     h("label", { for: "tpl-template", text: "Template" }), sel,
-    h("div", { class: "row top" }, field("tpl-name", "Name (env-name)"), field("tpl-ram", "RAM", "e.g. 512M, 2G"), field("tpl-cpu", "CPU", "cores, e.g. 0.5")),
-    h("div", { class: "row top" }, field("tpl-gpu", "GPUs"), field("tpl-storage", "Storage", "gigabytes")),
+    h("div", { class: "row fields" }, field("tpl-name", "Name (env-name)", "letters, digits, - _ ."), field("tpl-ram", "RAM", "e.g. 512M, 2G"), field("tpl-cpu", "CPU", "cores, e.g. 0.5")),
+    h("div", { class: "row fields" }, field("tpl-gpu", "GPUs", "a whole number"), field("tpl-storage", "Storage", "gigabytes")),
     h("p", { class: "help", text: "Empty fields keep the template's values." }),
-    h("button", { type: "submit", class: "primary", text: "Create environment" }), out);
+    h("div", { class: "actions" },
+      h("button", { type: "submit", class: "primary", id: "tpl-create", text: "Create environment", onclick: () => { andDeploy = false; } }),
+      h("button", { type: "submit", id: "tpl-deploy", text: "Create and deploy", onclick: () => { andDeploy = true; } })), out);
   return h("section", { class: "card", "aria-labelledby": "tpl-h" }, h("h3", { id: "tpl-h", text: "Create from a template" }),
     templates.length ? form : h("p", { class: "muted", text: "No templates yet." }));
 }
@@ -450,7 +482,7 @@ on(/^\/environments(?:\?template=(.*))?$/, async (view, preset) => {
       h("td", { class: "mono", text: e.id }), h("td", { text: e.version }), h("td", { text: e.owner }),
       h("td", { class: "small", text: e.spec ? cores(e.spec.resources.cpuMillis) + ", " + gib(e.spec.resources.memoryBytes) + ", " + e.spec.resources.gpus + " GPU" : "" }),
       h("td", { class: "small", text: when(e.updatedMs) }),
-      h("td", {}, canWrite() && e.active ? h("button", { type: "button", class: "primary deploy", "aria-label": "Deploy " + e.name, onclick: () => deploy(e.id), text: "Deploy" }) : null)))));
+      h("td", {}, canWrite() && e.active ? h("button", { type: "button", class: "primary deploy", "aria-label": "Deploy " + e.name, onclick: () => deploy(e.id, e.name), text: "Deploy" }) : null)))));
   const reload = (applied) => {
     if (applied) flash("Applied: " + applied.documents.map((x) => x.id + " " + x.action.toLowerCase()).join(", "));
     route();
@@ -524,7 +556,7 @@ on(/^\/environments\/([^/?]+)$/, async (view, id) => {
     h("p", {}, "Version ", env.version, " · owner ", env.owner, " · ", env.active ? "active" : "inactive", env.deleted ? " · deleted" : "",
       " · created ", when(env.createdMs), " · updated ", when(env.updatedMs)),
     canWrite() && !env.deleted ? h("div", { class: "actions" },
-      env.active ? h("button", { type: "button", class: "primary", text: "Deploy", onclick: () => deploy(env.id) }) : null,
+      env.active ? h("button", { type: "button", class: "primary", text: "Deploy", onclick: () => deploy(env.id, env.name) }) : null,
       env.active ? act("Deactivate", "deactivateEnvironment") : null, act("Delete", "deleteEnvironment", "danger")) : null,
     h("div", { class: "cols" },
       h("section", { class: "card" }, h("h3", { text: "Current spec" }), env.spec ? specSummary(env.spec) : h("p", { text: "none" })),
@@ -538,158 +570,25 @@ on(/^\/environments\/([^/?]+)$/, async (view, id) => {
   showDiff();
 });
 
-// ---------- Deployments ----------
-const DEP_ROW = "id environmentId environmentName environmentVersion owner status live nodeId requestedMs build { step steps }";
-const DEP_FULL = `${DEP_ROW} policy requestedSeq nodeAgentId need ${RES} gpus ports { external internal protocol } image imageReady imageCached
-  history { seq timeMs status } exitCode containerId failure { step command message }
-  pendingReasons { reason count }
-  placement { nodeId seq scoreMilli candidates runnersUp { nodeId scoreMilli } rejected { reason count } }`;
-
-async function stopDep(id) {
-  try {
-    const d = await gql("mutation($id: ID!) { stop(deploymentId: $id) { id status } }", { id });
-    flash("Stop requested: " + d.stop.status);
-  } catch (e) { flash("Stop refused: " + e.message, true); }
+// ---------- quota ----------
+// The caller's usage against their quota, when the server keeps quotas.
+function quotaCard() {
+  const box = h("section", { class: "card quota", id: "quota", hidden: true, "aria-labelledby": "quota-h" });
+  if (!app.features.quota || !canWrite()) return box;
+  gql("{ me { quota { cpuMillis memoryBytes gpus deployments } usage { cpuMillis memoryBytes gpus deployments } } }").then((d) => {
+    const q = d.me.quota || {}, u = d.me.usage;
+    const part = (label, used, limit, fmt) => h("div", { class: "stat", "data-quota": label },
+      h("div", { class: "small muted", text: label }),
+      h("div", { class: "big", text: fmt(used) }),
+      h("div", { class: "small muted", text: limit === null || limit === undefined ? "no limit" : "of " + fmt(limit) }),
+      limit ? h("div", { class: "bar" }, h("div", { class: "alloc", style: "width:" + Math.min(100, (100 * used) / limit).toFixed(1) + "%" })) : null);
+    box.replaceChildren(h("h3", { id: "quota-h", text: "Your usage" + (d.me.quota ? " and quota" : " (no quota set)") }),
+      h("div", { class: "stats" }, part("CPU", u.cpuMillis, q.cpuMillis, cores), part("Memory", u.memoryBytes, q.memoryBytes, gib),
+        part("GPUs", u.gpus, q.gpus, String), part("Deployments", u.deployments, q.deployments, String)));
+    box.hidden = false;
+  }).catch(() => {});
+  return box;
 }
-function buildText(b) { return b ? "build step " + b.step + " of " + b.steps : ""; }
-function depRow(dp) {
-  return h("tr", { "data-deployment": dp.id },
-    h("td", {}, h("a", { href: "#/deployments/" + encodeURIComponent(dp.id), class: "mono", text: dp.id })),
-    h("td", { text: (dp.environmentName || dp.environmentId) + " v" + dp.environmentVersion }),
-    h("td", { class: "status" }, badge(dp.status), dp.status === "BUILDING" && dp.build ? h("span", { class: "small muted", text: " " + buildText(dp.build) }) : null),
-    h("td", { class: "mono small", text: dp.nodeId || "—" }), h("td", { text: dp.owner }),
-    h("td", { class: "small", text: when(dp.requestedMs) }),
-    h("td", {}, canWrite() && dp.live ? h("button", { type: "button", class: "danger", "aria-label": "Stop " + dp.id, text: "Stop", onclick: () => stopDep(dp.id) }) : null));
-}
-on(/^\/deployments$/, async (view) => {
-  const load = () => pages(`query($after: String, $first: Int) { deployments(after: $after, first: $first) { pageInfo { hasNextPage endCursor } nodes { ${DEP_ROW} } } }`, {}, (d) => d.deployments, 300);
-  const { seq } = (await gql("{ stateDigest { seq } }")).stateDigest;
-  let deps = await load();
-  const envs = canWrite() ? (await pages("query($after: String, $first: Int) { environments(after: $after, first: $first) { pageInfo { hasNextPage endCursor } nodes { id name active } } }", {}, (d) => d.environments, 1000)).filter((e) => e.active) : [];
-  const tbody = h("tbody", {});
-  const render = () => tbody.replaceChildren(...deps.slice().reverse().map(depRow));
-  render();
-  const envSel = h("select", { id: "deploy-env" }, envs.map((e) => h("option", { value: e.id, text: e.name + " (" + e.id + ")" })));
-  const policy = h("select", { id: "deploy-policy" }, h("option", { value: "SPREAD", text: "spread (most available)" }), h("option", { value: "BIN_PACK", text: "bin-pack" }));
-  fill(view, h("h2", { text: "Deployments" }),
-    canWrite() && envs.length ? h("form", { class: "card row", onsubmit: async (ev) => {
-      ev.preventDefault();
-      try {
-        const d = await gql("mutation($e: String!, $p: PlacementPolicy) { deploy(environment: $e, policy: $p) { id status } }", { e: envSel.value, p: policy.value });
-        location.hash = "#/deployments/" + encodeURIComponent(d.deploy.id);
-      } catch (e) { flash("Deploy refused: " + e.message, true); }
-    } }, h("div", {}, h("label", { for: "deploy-env", text: "Environment" }), envSel),
-      h("div", {}, h("label", { for: "deploy-policy", text: "Placement" }), policy),
-      h("div", {}, h("button", { type: "submit", class: "primary", text: "Deploy" }))) : null,
-    h("table", { id: "dep-table" }, h("caption", { class: "muted", text: "Newest first; status updates live" }),
-      h("thead", {}, h("tr", {}, ["Deployment", "Environment", "Status", "Node", "Owner", "Requested", ""].map((c) => h("th", { scope: "col", text: c })))), tbody));
-  app.cleanup.push(app.live.subscribe(`subscription($after: Int) { deploymentUpdates(after: $after) { seq deploymentId deployment { ${DEP_ROW} } } }`, { after: seq },
-    (d) => {
-      const dp = d.deploymentUpdates.deployment;
-      const i = deps.findIndex((x) => x.id === dp.id);
-      if (i >= 0) deps[i] = dp; else deps.push(dp);
-      render();
-    }, async () => { deps = await load(); render(); }, 2000));
-});
-
-// Heartbeat history of one container: [{t, cpu, mem}] from the node's logged heartbeats.
-async function usageHistory(dp) {
-  const points = [];
-  let after = String(dp.requestedSeq);
-  for (let page = 0; page < 10; page++) {
-    const d = await gql("query($a: String, $f: EventFilter) { events(after: $a, first: 500, filter: $f) { pageInfo { hasNextPage endCursor } nodes { seq timeMs payload } } }",
-      { a: after, f: { type: "NodeHeartbeat", entity: "node:" + dp.nodeId } });
-    for (const ev of d.events.nodes) {
-      const c = (ev.payload.containers || []).find((x) => (x.deployment_id || x.deploymentId) === dp.id);
-      if (c) points.push({ t: ev.timeMs, cpu: c.usage.cpu_millis ?? c.usage.cpuMillis, mem: c.usage.memory_bytes ?? c.usage.memoryBytes });
-    }
-    if (!d.events.pageInfo.hasNextPage || !d.events.pageInfo.endCursor) break;
-    after = d.events.pageInfo.endCursor;
-  }
-  return points;
-}
-// An inline SVG line chart of CPU (cores, left axis) and memory (right axis).
-function usageChart(points, need) {
-  const W = 1000, H = 300, L = 56, R = 72, T = 20, B = 28;
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", id: "usage-chart",
-    "aria-label": points.length ? `CPU and memory of the container over ${points.length} heartbeats` : "No heartbeat has reported this container yet" });
-  if (!points.length) {
-    svg.append(s("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "No heartbeat has reported this container yet."));
-    return svg;
-  }
-  const t0 = points[0].t, t1 = Math.max(points[points.length - 1].t, t0 + 1);
-  const cpuMax = Math.max(need.cpuMillis, ...points.map((p) => p.cpu), 1);
-  const memMax = Math.max(need.memoryBytes, ...points.map((p) => p.mem), 1);
-  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
-  const y = (v, max) => H - B - (v / max) * (H - T - B);
-  for (let k = 0; k <= 4; k++) {
-    const yy = T + (k * (H - T - B)) / 4;
-    svg.append(s("line", { x1: L, x2: W - R, y1: yy, y2: yy, stroke: "#e3e7ec" }));
-    svg.append(s("text", { x: L - 6, y: yy + 4, "text-anchor": "end" }, ((cpuMax * (4 - k)) / 4000).toFixed(2)));
-    svg.append(s("text", { x: W - R + 6, y: yy + 4 }, gib((memMax * (4 - k)) / 4)));
-  }
-  const line = (f, max, color, name) => s("polyline", { fill: "none", stroke: color, "stroke-width": 2, "data-series": name,
-    points: points.map((p) => x(p.t).toFixed(1) + "," + y(f(p), max).toFixed(1)).join(" ") });
-  svg.append(line((p) => p.cpu, cpuMax, "#1f5fbf", "cpu"), line((p) => p.mem, memMax, "#c0582b", "memory"));
-  for (const p of points) svg.append(s("circle", { cx: x(p.t).toFixed(1), cy: y(p.cpu, cpuMax).toFixed(1), r: 2.5, fill: "#1f5fbf" }));
-  svg.append(s("text", { x: L, y: H - 8 }, new Date(t0).toLocaleTimeString()), s("text", { x: W - R, y: H - 8, "text-anchor": "end" }, new Date(t1).toLocaleTimeString()));
-  svg.append(s("text", { x: 4, y: 12 }, "CPU (cores)"), s("text", { x: W - 4, y: 12, "text-anchor": "end" }, "Memory"));
-  return svg;
-}
-function renderDeployment(view, dp, points) {
-  const p = dp.placement;
-  fill(view, 
-    h("p", {}, h("a", { href: "#/deployments", text: "← Deployments" })),
-    h("h2", {}, "Deployment ", h("span", { class: "mono", text: dp.id })),
-    h("p", {}, "Status ", h("span", { id: "dep-status", "data-status": dp.status }, badge(dp.status)),
-      " · environment ", h("a", { href: "#/environments/" + encodeURIComponent(dp.environmentId), text: (dp.environmentName || dp.environmentId) }), " version ", dp.environmentVersion,
-      " · owner ", dp.owner, " · policy ", dp.policy.toLowerCase()),
-    canWrite() && dp.live ? h("div", { class: "actions" }, h("button", { type: "button", class: "danger", id: "dep-stop", text: "Stop", onclick: () => stopDep(dp.id) })) : null,
-    h("div", { class: "cols" },
-      h("section", { class: "card", "aria-labelledby": "tl-h" }, h("h3", { id: "tl-h", text: "Timeline" }),
-        h("ol", { class: "timeline", id: "timeline" }, dp.history.map((e) => h("li", {}, badge(e.status), " ", when(e.timeMs), h("span", { class: "muted small", text: " (event " + e.seq + ")" })))),
-        h("h3", { text: "Build" }),
-        dp.build ? h("div", {}, h("label", { for: "build-progress", text: buildText(dp.build) }),
-          h("progress", { id: "build-progress", max: dp.build.steps, value: dp.build.step }, buildText(dp.build))) : h("p", { class: "muted", text: dp.imageReady ? "Image ready" + (dp.imageCached ? " (cached on the node)" : "") : "Not started" }),
-        dp.image ? h("p", { class: "small mono", text: "image " + dp.image }) : null,
-        dp.failure ? h("p", { class: "error", role: "alert" }, "Failed", dp.failure.step !== null ? " at step " + dp.failure.step : "", dp.failure.command ? " (" + dp.failure.command + ")" : "", ": ", dp.failure.message) : null,
-        dp.exitCode !== null ? h("p", { text: "Exit code " + dp.exitCode }) : null),
-      h("section", { class: "card", "aria-labelledby": "pl-h" }, h("h3", { id: "pl-h", text: "Placement" }),
-        p ? h("div", { id: "placement" }, h("dl", { class: "kv" },
-          h("dt", { text: "node" }), h("dd", { class: "mono", text: p.nodeId || "—" }),
-          h("dt", { text: "score" }), h("dd", { text: (p.scoreMilli / 1000).toFixed(3) }),
-          h("dt", { text: "candidates" }), h("dd", { text: p.candidates }),
-          h("dt", { text: "decided at" }), h("dd", { text: "event " + p.seq }),
-          h("dt", { text: "runners-up" }), h("dd", { text: p.runnersUp.map((r) => r.nodeId + " (" + (r.scoreMilli / 1000).toFixed(3) + ")").join(", ") || "none" })),
-          h("h3", { text: "Rejected nodes" }),
-          p.rejected.length ? h("table", { id: "rejected" }, h("thead", {}, h("tr", {}, h("th", { scope: "col", text: "Reason" }), h("th", { scope: "col", text: "Nodes" }))),
-            h("tbody", {}, p.rejected.map((r) => h("tr", {}, h("td", { text: r.reason }), h("td", { text: r.count }))))) : h("p", { class: "muted", text: "No node was rejected." }))
-          : h("p", { class: "muted", text: "Not placed yet." }),
-        dp.pendingReasons.length ? h("div", {}, h("h3", { text: "Waiting because" }), h("ul", {}, dp.pendingReasons.map((r) => h("li", { text: r.reason + ": " + r.count + " nodes" })))) : null,
-        h("dl", { class: "kv" }, h("dt", { text: "books" }), h("dd", { text: cores(dp.need.cpuMillis) + ", " + gib(dp.need.memoryBytes) + ", " + dp.need.gpus + " GPU, " + gib(dp.need.storageBytes) }),
-          h("dt", { text: "GPUs" }), h("dd", { class: "mono small", text: dp.gpus.join(", ") || "none" }),
-          h("dt", { text: "ports" }), h("dd", { text: dp.ports.map((x) => x.external + "→" + x.internal).join(", ") || "none" }),
-          h("dt", { text: "container" }), h("dd", { class: "mono small", text: dp.containerId || "—" })))),
-    h("section", { class: "card", "aria-labelledby": "ch-h" }, h("h3", { id: "ch-h", text: "Container CPU and memory (from heartbeats)" }),
-      usageChart(points, dp.need),
-      h("p", { class: "legend" }, h("span", {}, h("span", { class: "swatch", style: "background:#1f5fbf" }), "CPU"), h("span", {}, h("span", { class: "swatch", style: "background:#c0582b" }), "memory"))));
-}
-on(/^\/deployments\/([^/]+)$/, async (view, id) => {
-  const load = async () => (await gql(`query($id: ID!) { deployment(id: $id) { ${DEP_FULL} } }`, { id })).deployment;
-  const { seq } = (await gql("{ stateDigest { seq } }")).stateDigest;
-  let dp = await load();
-  let points = dp.nodeId ? await usageHistory(dp) : [];
-  renderDeployment(view, dp, points);
-  let chartAt = Date.now();
-  const refreshChart = async () => {
-    if (dp.nodeId && Date.now() - chartAt > 5000) { chartAt = Date.now(); points = await usageHistory(dp); renderDeployment(view, dp, points); }
-  };
-  app.cleanup.push(app.live.subscribe(`subscription($id: ID, $after: Int) { deploymentUpdates(id: $id, after: $after) { seq status deployment { ${DEP_FULL} } } }`, { id, after: seq },
-    (d) => { dp = d.deploymentUpdates.deployment; renderDeployment(view, dp, points); },
-    async () => { dp = await load(); renderDeployment(view, dp, points); }, 2000));
-  const timer = setInterval(() => refreshChart().catch(() => {}), 5000);
-  app.cleanup.push(() => clearInterval(timer));
-});
 
 // ---------- Templates and library catalog ----------
 function docEditor(id, label, placeholder, submit, mutate) {
@@ -703,11 +602,16 @@ function docEditor(id, label, placeholder, submit, mutate) {
 on(/^\/templates$/, async (view) => {
   const d = await gql(`{ templates { name owner savedMs spec { ${SPEC} } } }`);
   const admin = hasRole("ADMIN");
-  fill(view, h("h2", { text: "Templates" }),
+  fill(view, h("h2", { text: "Templates" }), quotaCard(),
+    canWrite() && d.templates.length ? h("p", { class: "help", text: "Deploy starts a copy of the template as your own environment, then opens its page." }) : null,
     d.templates.length ? h("div", { class: "grid" }, d.templates.map((t) => h("article", { class: "card", "data-template": t.name },
       h("h3", { text: t.name }), h("p", { class: "small muted", text: "saved by " + t.owner + " " + when(t.savedMs) }), specSummary(t.spec),
       h("div", { class: "actions" },
-        canWrite() ? h("a", { href: "#/environments?template=" + encodeURIComponent(t.name), text: "Create an environment from it" }) : null,
+        canWrite() ? h("button", { type: "button", class: "primary deploy-template", "aria-label": "Deploy " + t.name, text: "Deploy", onclick: async (ev) => {
+          ev.target.disabled = true;
+          try { await createFromTemplate(t.name, {}, true); } catch (e) { flash("Deploy refused: " + e.message, true); ev.target.disabled = false; }
+        } }) : null,
+        canWrite() ? h("a", { href: "#/environments?template=" + encodeURIComponent(t.name), text: "Customise it first" }) : null,
         admin ? h("button", { type: "button", class: "danger", text: "Delete", "aria-label": "Delete template " + t.name, onclick: async () => {
           try { await gql("mutation($n: String!) { deleteTemplate(name: $n) }", { n: t.name }); route(); } catch (e) { flash(e.message, true); }
         } }) : null)))) : h("p", { class: "muted", text: "No templates yet." }),
@@ -756,7 +660,7 @@ function stateAtView(at) {
     h("h3", { text: "Nodes then" + (at.nodes.totalCount > at.nodes.nodes.length ? " (first " + at.nodes.nodes.length + " of " + at.nodes.totalCount + ")" : "") }),
     at.nodes.nodes.length ? h("div", { class: "grid" }, at.nodes.nodes.map(nodeCard)) : h("p", { class: "muted", text: "No nodes." }),
     h("h3", { text: "Deployments then" + (at.deployments.totalCount > at.deployments.nodes.length ? " (first " + at.deployments.nodes.length + " of " + at.deployments.totalCount + ")" : "") }),
-    h("table", {}, h("thead", {}, h("tr", {}, ["Deployment", "Environment", "Status", "Node", "Owner", "Requested", ""].map((c) => h("th", { scope: "col", text: c })))),
+    h("table", {}, h("thead", {}, h("tr", {}, ["Environment", "Status", "Node", "Owner", "Requested", ""].map((c) => h("th", { scope: "col", text: c })))),
       h("tbody", {}, at.deployments.nodes.map((dp) => { const r = depRow(Object.assign({}, dp, { live: false })); return r; }))));
 }
 on(/^\/audit$/, async (view) => {

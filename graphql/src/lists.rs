@@ -131,7 +131,9 @@ pub(crate) fn sort_nodes(nodes: &mut [&Node], order: NodeOrder) {
     };
     match order.field {
         F::Id => {}
-        F::Hostname => nodes.sort_by(|a, b| a.fingerprint.hostname.cmp(&b.fingerprint.hostname)),
+        F::Hostname => {
+            nodes.sort_by(|a, b| natural_cmp(&a.fingerprint.hostname, &b.fingerprint.hostname))
+        }
         F::State => nodes.sort_by_key(|n| state_rank(n)),
         F::CpuFree => nodes.sort_by_key(|n| n.free().cpu_millis),
         F::MemoryFree => nodes.sort_by_key(|n| n.free().memory_bytes),
@@ -168,9 +170,9 @@ pub(crate) fn sort_deployments(state: &State, deps: &mut [&Deployment], order: D
     match order.field {
         F::Requested => {}
         F::Status => deps.sort_by_key(|d| status(d)),
-        F::Environment => deps.sort_by_cached_key(|d| env(d)),
+        F::Environment => deps.sort_by_cached_key(|d| env(d).map(NaturalKey)),
         F::Owner => deps.sort_by(|a, b| a.owner.cmp(&b.owner)),
-        F::Node => deps.sort_by_cached_key(|d| host(d)),
+        F::Node => deps.sort_by_cached_key(|d| host(d).map(NaturalKey)),
     }
     if order.desc {
         reverse_keeping_ties(deps, |a, b| match order.field {
@@ -180,6 +182,56 @@ pub(crate) fn sort_deployments(state: &State, deps: &mut [&Deployment], order: D
             F::Owner => a.owner == b.owner,
             F::Node => host(a) == host(b),
         });
+    }
+}
+
+/// Compares names the way people read them: runs of digits by their value, so
+/// `sim-node-2` comes before `sim-node-10`.
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> impl Iterator<Item = (bool, &str)> + '_ {
+        let mut rest = s;
+        std::iter::from_fn(move || {
+            let first = rest.chars().next()?;
+            let digits = first.is_ascii_digit();
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digits)
+                .unwrap_or(rest.len());
+            let (chunk, tail) = rest.split_at(end);
+            rest = tail;
+            Some((digits, chunk))
+        })
+    }
+    let (mut x, mut y) = (chunks(a), chunks(b));
+    loop {
+        let ord = match (x.next(), y.next()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return std::cmp::Ordering::Less,
+            (Some(_), None) => return std::cmp::Ordering::Greater,
+            (Some((true, p)), Some((true, q))) => {
+                let (p, q) = (p.trim_start_matches('0'), q.trim_start_matches('0'));
+                p.len().cmp(&q.len()).then_with(|| p.cmp(q))
+            }
+            (Some((_, p)), Some((_, q))) => p.cmp(q),
+        };
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+}
+
+/// A string that sorts by [`natural_cmp`].
+#[derive(PartialEq, Eq)]
+struct NaturalKey(String);
+
+impl PartialOrd for NaturalKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for NaturalKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        natural_cmp(&self.0, &other.0)
     }
 }
 
@@ -340,6 +392,30 @@ pub(crate) fn cluster_totals(state: &State, sees: impl Fn(&Deployment) -> bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_sort_with_their_numbers_by_value() {
+        let mut v = vec![
+            "sim-node-10",
+            "sim-node-2",
+            "sim-node-1",
+            "gpu-box",
+            "sim-node-02",
+            "sim-node-100a",
+        ];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            v,
+            vec![
+                "gpu-box",
+                "sim-node-1",
+                "sim-node-02",
+                "sim-node-2",
+                "sim-node-10",
+                "sim-node-100a"
+            ]
+        );
+    }
 
     #[test]
     fn descending_keeps_ties_ascending() {

@@ -1,8 +1,8 @@
-//! The web console: `web/index.html`, `web/app.js` and `web/style.css`, embedded in the
-//! binary at build time and served at `/`, `/app.js` and `/style.css`.
+//! The web console: `web/index.html`, `web/style.css` and the scripts in `web/`,
+//! embedded in the binary at build time and served at `/`, `/style.css` and `/NAME.js`.
 //!
 //! The console is plain HTML, CSS and JavaScript with no build step and nothing fetched
-//! from elsewhere; it talks only to `/graphql` and `/graphql/ws`.
+//! from elsewhere; it talks only to `/graphql`, `/graphql/ws` and (the terminal) `/exec`.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -10,27 +10,37 @@ use axum::routing::get;
 use axum::Router;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
-const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+/// The scripts, in the order `index.html` loads them (classic scripts sharing one
+/// global scope: `app.js` holds the helpers and the router, the others add pages).
+const SCRIPTS: [(&str, &str); 4] = [
+    ("app.js", include_str!("../../web/app.js")),
+    ("lists.js", include_str!("../../web/lists.js")),
+    ("deployment.js", include_str!("../../web/deployment.js")),
+    ("term.js", include_str!("../../web/term.js")),
+];
 
-/// The console's three files, for any router state (merge it into the server's router).
+/// The console's files, for any router state (merge it into the server's router).
 pub fn routes<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/",
             get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
         )
         .route(
-            "/app.js",
-            get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
-        )
-        .route(
             "/style.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
-        )
+        );
+    for (name, body) in SCRIPTS {
+        router = router.route(
+            &format!("/{name}"),
+            get(move || async move { asset("text/javascript; charset=utf-8", body) }),
+        );
+    }
+    router
 }
 
 /// One embedded file. `no-cache` makes browsers revalidate, so an upgraded binary's
@@ -85,6 +95,18 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(ctype.starts_with("text/javascript"), "{ctype}");
         assert!(body.contains("/graphql/ws"));
+        // Every script is served, and index.html loads each of them.
+        for (name, text) in SCRIPTS {
+            let (status, ctype, body) = get_path(&format!("/{name}")).await;
+            assert_eq!(status, StatusCode::OK, "{name}");
+            assert!(ctype.starts_with("text/javascript"), "{name}: {ctype}");
+            assert_eq!(body, text);
+            let (_, _, index) = get_path("/").await;
+            assert!(
+                index.contains(&format!(r#"<script src="/{name}">"#)),
+                "{name}"
+            );
+        }
 
         let (status, ctype, body) = get_path("/style.css").await;
         assert_eq!(status, StatusCode::OK);
@@ -101,11 +123,10 @@ mod tests {
     /// The console must work offline: it loads nothing from another origin.
     #[test]
     fn nothing_is_fetched_from_elsewhere() {
-        for (name, text) in [
-            ("index.html", INDEX_HTML),
-            ("app.js", APP_JS),
-            ("style.css", STYLE_CSS),
-        ] {
+        for (name, text) in [("index.html", INDEX_HTML), ("style.css", STYLE_CSS)]
+            .into_iter()
+            .chain(SCRIPTS)
+        {
             for needle in ["http://", "https://", "//cdn", "@import"] {
                 let hits: Vec<&str> = text.lines().filter(|l| l.contains(needle)).collect();
                 // The SVG namespace is an identifier, not a fetch.

@@ -43,7 +43,7 @@ impl UsageHistory {
             });
         }
         inner.recorded += 1;
-        if inner.recorded % 1024 == 0 {
+        if inner.recorded.is_multiple_of(1024) {
             inner.by_deployment.retain(|_, s| {
                 s.back()
                     .is_some_and(|last| time_ms - last.time_ms < FORGET_AFTER_MS)
