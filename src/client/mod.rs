@@ -1,6 +1,7 @@
 //! The API client commands: `apply`, `deploy`, `status`, `stop`, `nodes`, `events`,
-//! `export` and `token create`, over the server's GraphQL API (HTTP for queries and
-//! mutations, `/graphql/ws` for `--watch` and `--follow`).
+//! `export`, `token create`, `logs` and `exec`, over the server's GraphQL API (HTTP for
+//! queries and mutations, `/graphql/ws` for `--watch` and `--follow`) and its `/exec`
+//! websocket.
 //!
 //! Exit codes: 0 on success (and for `deploy --watch`, once running); 1 when the
 //! server refused the request (validation, not found, forbidden, …) or a watched

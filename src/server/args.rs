@@ -43,6 +43,12 @@ pub struct ServerArgs {
     /// How often services expire and the pending queue is retried (ms) [default: 30000].
     #[arg(long, env = "DCLOUD_MAINTENANCE_MS")]
     pub maintenance_ms: Option<u64>,
+    /// How often idle deployments are looked for (ms) [default: 30000].
+    #[arg(long, env = "DCLOUD_IDLE_CHECK_MS")]
+    pub idle_check_ms: Option<u64>,
+    /// A container below this CPU (millicores) counts as idle [default: 50].
+    #[arg(long, env = "DCLOUD_IDLE_CPU_MILLIS")]
+    pub idle_cpu_millis: Option<u64>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -57,6 +63,8 @@ pub struct FileConfig {
     pub heartbeat_log_interval_ms: Option<i64>,
     pub liveness_tick_ms: Option<u64>,
     pub maintenance_ms: Option<u64>,
+    pub idle_check_ms: Option<u64>,
+    pub idle_cpu_millis: Option<u64>,
 }
 
 impl FileConfig {
@@ -110,6 +118,13 @@ impl ServerArgs {
         if let Some(v) = self.maintenance_ms.or(file.maintenance_ms) {
             anyhow::ensure!(v > 0, "maintenance-ms must be positive");
             c.maintenance_every = Duration::from_millis(v);
+        }
+        if let Some(v) = self.idle_check_ms.or(file.idle_check_ms) {
+            anyhow::ensure!(v > 0, "idle-check-ms must be positive");
+            c.idle_every = Duration::from_millis(v);
+        }
+        if let Some(v) = self.idle_cpu_millis.or(file.idle_cpu_millis) {
+            c.idle_cpu_threshold_millis = v;
         }
         Ok(c)
     }

@@ -125,3 +125,38 @@ impl IdleTracker {
         stops
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(env: &str, version: u32, timeout_ms: u64) -> Event {
+        Event::EnvironmentIdleTimeoutSet {
+            env_id: env.into(),
+            version,
+            timeout_ms,
+        }
+    }
+
+    #[test]
+    fn a_timeout_holds_from_its_version_on_until_another_is_set() {
+        let mut t = IdleTracker::new(50);
+        t.fold(1, &set("e1", 2, 60_000));
+        t.fold(2, &set("e1", 4, 0));
+        t.fold(3, &set("e1", 5, 120_000));
+        assert_eq!(t.next_seq(), 4);
+        assert_eq!(t.timeout_of("e1", 1), None);
+        assert_eq!(t.timeout_of("e1", 2), Some(60_000));
+        assert_eq!(t.timeout_of("e1", 3), Some(60_000));
+        assert_eq!(t.timeout_of("e1", 4), None);
+        assert_eq!(t.timeout_of("e1", 9), Some(120_000));
+        assert_eq!(t.timeout_of("e2", 1), None);
+    }
+
+    #[test]
+    fn nothing_is_idle_without_running_deployments() {
+        let mut t = IdleTracker::new(50);
+        t.fold(1, &set("e1", 1, 60_000));
+        assert!(t.check(&State::default(), 1_000_000, |_| (0, 0)).is_empty());
+    }
+}
