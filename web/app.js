@@ -31,7 +31,7 @@ function gib(bytes) {
   if (g >= 10240) return (g / 1024).toLocaleString(undefined, { maximumFractionDigits: 0 }) + " TiB";
   return g >= 100 ? g.toFixed(0) + " GiB" : g >= 1 ? g.toFixed(1) + " GiB" : (bytes / 1048576).toFixed(0) + " MiB";
 }
-const cores = (m) => (m % 1000 === 0 ? (m / 1000).toLocaleString() : (m / 1000).toFixed(2)) + " cores";
+const cores = (m) => (m % 1000 === 0 ? (m / 1000).toLocaleString() : (m / 1000).toFixed(2)) + (m === 1000 ? " core" : " cores");
 const when = (ms) => (ms === null || ms === undefined ? "never" : new Date(ms).toLocaleString());
 function ago(ms) {
   if (!ms) return "never";

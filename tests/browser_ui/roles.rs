@@ -129,14 +129,18 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     if found.contains("exec") {
         let term = web.wait_for("#term[data-connected=true]", 20).await;
         web.click(&term).await;
+        // `hostname` answers the node id (the simulated engine's shell; a container's
+        // would print its own). Ctrl+J is a newline on any terminal.
         web.exec(
-            "const t = document.querySelector('#term'); for (const key of 'echo dcloud-$((40+2))') t.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true})); t.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));",
+            "const t = document.querySelector('#term'); \
+             for (const key of 'hostname') t.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true})); \
+             t.dispatchEvent(new KeyboardEvent('keydown', {key: 'j', ctrlKey: true, bubbles: true}));",
             json!([]),
         )
         .await;
         wait_until(
             &web,
-            "return document.querySelector('#term').textContent.includes('dcloud-42');",
+            "return document.querySelector('#term').textContent.includes(document.querySelector('#dep-node').title);",
             20,
         )
         .await;
