@@ -197,6 +197,25 @@ function confirmDialog(title, text, yes) {
     $("#confirm-cancel", dlg).focus();
   });
 }
+// Deploy one of the caller's environments with a chosen placement policy (the first
+// 200 active ones by name; templates and the Environments page reach the rest).
+async function deployForm() {
+  const d = await gql("{ environments(first: 200) { totalCount nodes { id name version active } } }");
+  const envs = d.environments.nodes.filter((e) => e.active).sort((a, b) => a.name.localeCompare(b.name));
+  const hint = h("p", { class: "help" }, "Or start from a ", h("a", { href: "#/templates", text: "template" }), ".");
+  if (!envs.length) return h("section", { class: "card" }, h("p", {}, "You have no environment yet: deploy a ", h("a", { href: "#/templates", text: "template" }), " or upload one on the ", h("a", { href: "#/environments", text: "Environments" }), " page."));
+  const envSel = h("select", { id: "deploy-env" }, envs.map((e) => h("option", { value: e.id, text: e.name + " (version " + e.version + ")" })));
+  const policy = h("select", { id: "deploy-policy" }, h("option", { value: "SPREAD", text: "spread (most available node)" }), h("option", { value: "BIN_PACK", text: "bin-pack (fullest node that fits)" }));
+  return h("form", { class: "card", id: "deploy-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await gql("mutation($e: String!, $p: PlacementPolicy) { deploy(environment: $e, policy: $p) { id status } }", { e: envSel.value, p: policy.value });
+      location.hash = "#/deployments/" + encodeURIComponent(r.deploy.id);
+    } catch (e) { flash("Deploy refused: " + e.message, true); }
+  } }, h("div", { class: "row" }, h("div", {}, h("label", { for: "deploy-env", text: "Environment" }), envSel),
+    h("div", {}, h("label", { for: "deploy-policy", text: "Placement" }), policy),
+    h("div", {}, h("button", { type: "submit", class: "primary", text: "Deploy" }))), hint);
+}
 on(/^\/deployments$/, async (view) => {
   const t = (await gql(`{ clusterTotals { seq deployments } }`)).clusterTotals;
   const search = h("input", { id: "dep-search", type: "text", placeholder: "environment, owner, node or id" });
@@ -218,7 +237,7 @@ on(/^\/deployments$/, async (view) => {
     },
   });
   fill(view, h("h2", { text: "Deployments" }), quotaCard(),
-    canWrite() ? h("p", {}, "To start something new, pick a ", h("a", { href: "#/templates", text: "template" }), " or one of your ", h("a", { href: "#/environments", text: "environments" }), ".") : null,
+    canWrite() ? await deployForm() : null,
     h("section", { class: "card" }, table.el));
   await table.refresh();
   const refresh = throttle(() => table.refresh(), 2000);

@@ -211,7 +211,7 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     )
     .await;
     // Nothing that writes is offered to an auditor.
-    let writes = "return document.querySelectorAll('#view button.danger, #view button.primary.deploy, #view .deploy-template, #upload-form, #template-form').length;";
+    let writes = "return document.querySelectorAll('#view button.danger, #view button.primary.deploy, #view .deploy-template, #deploy-form, #upload-form, #template-form').length;";
     assert_eq!(web.exec(writes, json!([])).await, json!(0));
     open(
         &web,
