@@ -59,13 +59,22 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
             .await;
         assert_eq!(hidden, json!(true), "the {tab} tab is hidden from users");
     }
+    web.exec("location.hash = '#/catalog';", json!([])).await;
+    let refused = web
+        .wait_for("#view[data-ready='/catalog'] #not-for-role", 15)
+        .await;
+    assert!(web
+        .text(&refused)
+        .await
+        .contains("This page is for admins and auditors"));
     web.exec("location.hash = '#/audit';", json!([])).await;
-    wait_until(
-        &web,
-        "return document.querySelector('#view').innerText.includes('This page is for admins and auditors');",
-        15,
-    )
-    .await;
+    let refused = web
+        .wait_for("#view[data-ready='/audit'] #not-for-role", 15)
+        .await;
+    assert!(web
+        .text(&refused)
+        .await
+        .contains("This page is for admins and auditors"));
 
     // Templates: Deploy makes the user's own copy and opens its page.
     open(&web, "/templates").await;
@@ -172,6 +181,21 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     .await;
     snap(&web, &shots, "ds-4-deployments.png").await;
     open(&web, "/environments").await;
+    // The environment Deploy made for the user: their own, with its versions.
+    let env_path = web
+        .exec(
+            "return decodeURIComponent(document.querySelector('#env-table tbody tr a').getAttribute('href').slice(1));",
+            json!([]),
+        )
+        .await;
+    open(&web, env_path.as_str().expect("an environment link")).await;
+    let owner = web
+        .exec(
+            "return document.querySelector('#view').innerText.includes('owner dana');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(owner, json!(true), "the user's own environment");
     open(
         &web,
         &format!("/deployments/{}", deployment.as_str().unwrap_or_default()),
