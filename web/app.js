@@ -479,12 +479,12 @@ on(/^\/environments(?:\?template=(.*))?$/, async (view, preset) => {
     h("thead", {}, h("tr", {}, ["Name", "Id", "Version", "Owner", "Resources", "Updated", ""].map((c) => h("th", { scope: "col", text: c })))),
     h("tbody", {}, list.map((e) => h("tr", { "data-env": e.id, "data-name": e.name },
       h("td", {}, h("a", { href: "#/environments/" + encodeURIComponent(e.id), text: e.name }), e.active ? "" : h("span", { class: "muted", text: " (inactive)" })),
-      h("td", { class: "mono", text: e.id }), h("td", { text: e.version }), h("td", { text: e.owner }),
+      h("td", { class: "mono small muted", text: e.id }), h("td", { text: e.version }), h("td", { text: e.owner }),
       h("td", { class: "small", text: e.spec ? cores(e.spec.resources.cpuMillis) + ", " + gib(e.spec.resources.memoryBytes) + ", " + e.spec.resources.gpus + " GPU" : "" }),
       h("td", { class: "small", text: when(e.updatedMs) }),
       h("td", {}, canWrite() && e.active ? h("button", { type: "button", class: "primary deploy", "aria-label": "Deploy " + e.name, onclick: () => deploy(e.id, e.name), text: "Deploy" }) : null)))));
   const reload = (applied) => {
-    if (applied) flash("Applied: " + applied.documents.map((x) => x.id + " " + x.action.toLowerCase()).join(", "));
+    if (applied) flash("Applied: " + applied.documents.map((x) => x.kind.toLowerCase() + " " + x.action.toLowerCase() + (x.version ? " (version " + x.version + ")" : "")).join(", "));
     route();
   };
   fill(view, h("h2", { text: "Environments" }),
