@@ -130,7 +130,7 @@ on(/^\/cluster$/, async (view) => {
       { label: "Deployments", sort: "DEPLOYMENTS", descFirst: true }, { label: "Last heartbeat", sort: "LAST_HEARTBEAT", descFirst: true }],
     filters: [{ el: search, label: "Search", toFilter: (v, f) => { if (v) f.search = v; } },
       { el: state, label: "State", toFilter: (v, f) => { if (v) f.state = v; } }],
-    caption: (n) => n.toLocaleString() + " nodes match",
+    caption: (n) => n.toLocaleString() + (n === 1 ? " node matches" : " nodes match"),
     row: nodeRow,
     load: async ({ filter, orderBy, offset, first }) => {
       const d = await gql(`query($f: NodeFilter, $o: NodeOrder, $off: Int, $n: Int) { nodes(filter: $f, orderBy: $o, offset: $off, first: $n) { totalCount nodes { ${NODE_ROW} } } }`,
@@ -228,7 +228,7 @@ on(/^\/deployments$/, async (view) => {
     filters: [{ el: search, label: "Search", toFilter: (v, f) => { if (v) f.search = v; } },
       { el: status, label: "Status", toFilter: (v, f) => { if (v) f.status = v; } },
       { el: liveOnly, label: "Live only", toFilter: (v, f) => { if (v) f.live = true; } }],
-    caption: (n) => n.toLocaleString() + (n === 1 ? " deployment" : " deployments") + " match; updates live",
+    caption: (n) => n.toLocaleString() + (n === 1 ? " deployment matches" : " deployments match") + "; updates live",
     row: depRow,
     load: async ({ filter, orderBy, offset, first }) => {
       const d = await gql(`query($f: DeploymentFilter, $o: DeploymentOrder, $off: Int, $n: Int) { deployments(filter: $f, orderBy: $o, offset: $off, first: $n) { totalCount nodes { ${DEP_ROW} } } }`,
