@@ -87,7 +87,7 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     web.wait_for("#dep-status", 15).await;
     wait_until(
         &web,
-        "return /^#\\/deployments\\/[^/]+$/.test(location.hash) && !!document.querySelector('#view[data-ready]');",
+        "return /^#\\/deployments\\/[^/]+$/.test(location.hash) && document.querySelector('#view').dataset.ready === decodeURIComponent(location.hash.slice(1));",
         15,
     )
     .await;
