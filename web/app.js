@@ -146,12 +146,16 @@ class Live {
   }
   sendSub(id, sub) {
     sub.stopPolling();
+    // A stream that starts over (after a reconnect) sends its backlog again.
+    if (sub.sent && sub.on.restart) sub.on.restart();
+    sub.sent = true;
     this.ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: sub.query, variables: sub.variables } }));
   }
   // Subscribes `query`; `onData` gets each result. While no websocket carries it,
   // `poll` runs every `every` ms instead. `on.error(message)` and `on.complete()`
   // hear a refused or finished stream (without `on.error`, a refusal falls back to
-  // polling). Returns a function that ends it.
+  // polling); `on.restart()` hears that it is sent again after a reconnect. Returns a
+  // function that ends it.
   subscribe(query, variables, onData, poll, every, on) {
     const id = String(this.next++);
     let timer = null;
