@@ -18,7 +18,7 @@ function serverTable(opts) {
     [25, 50, 100, 200].map((n) => h("option", { value: n, text: n + " per page", selected: n === st.first })));
   const heads = opts.columns.map((c) => {
     if (!c.sort) return h("th", { scope: "col", text: c.label });
-    const btn = h("button", { type: "button", class: "sort", "data-sort": c.sort, text: c.label, onclick: () => {
+    const btn = h("button", { type: "button", class: "sort", "data-sort": c.sort, title: c.title, text: c.label, onclick: () => {
       const same = st.orderBy && st.orderBy.field === c.sort;
       st.orderBy = { field: c.sort, desc: same ? !st.orderBy.desc : !!c.descFirst };
       st.offset = 0; refresh();
@@ -112,12 +112,12 @@ function nodeRow(n) {
   const a = n.allocatable, u = n.allocated;
   return h("tr", { "data-node": n.id },
     h("td", {}, h("strong", { text: n.hostname }), h("div", { class: "mono small muted", text: n.id })),
-    h("td", {}, badge(n.state), n.health === "LOST" || !n.lastSeenMs ? null : h("div", { class: "small muted", title: when(n.lastSeenMs), text: "seen " + ago(n.lastSeenMs) })),
+    h("td", {}, badge(n.state), n.draining && n.state !== "DRAINING" ? h("div", { class: "small muted", text: "draining" }) : null),
     h("td", {}, miniBar(u.cpuMillis, a.cpuMillis, (u.cpuMillis / 1000).toFixed(1) + " / " + (a.cpuMillis / 1000).toFixed(0) + " cores")),
     h("td", {}, miniBar(u.memoryBytes, a.memoryBytes, gib(u.memoryBytes) + " / " + gib(a.memoryBytes))),
     h("td", { text: u.gpus + " / " + a.gpus }),
     h("td", { text: n.deploymentIds.length }),
-    h("td", { class: "small", title: when(n.lastHeartbeatMs), text: ago(n.lastHeartbeatMs) }));
+    h("td", { class: "small", title: "last logged heartbeat: " + when(n.lastHeartbeatMs), text: ago(n.lastSeenMs || n.lastHeartbeatMs) }));
 }
 on(/^\/cluster$/, async (view) => {
   const t = (await gql(`{ clusterTotals { ${TOTALS} } }`)).clusterTotals;
@@ -125,9 +125,9 @@ on(/^\/cluster$/, async (view) => {
   const state = sel("node-state", "State", [["", "any"], ["READY", "ready"], ["DRAINING", "draining"], ["ENGINE_DOWN", "engine down"], ["LOST", "lost"]]);
   const table = serverTable({
     id: "node-table", pageSize: 50, orderBy: { field: "HOSTNAME", desc: false }, empty: "No node matches.",
-    columns: [{ label: "Node", sort: "HOSTNAME" }, { label: "State", sort: "STATE" }, { label: "CPU allocated", sort: "CPU_FREE", descFirst: true },
-      { label: "Memory allocated", sort: "MEMORY_FREE", descFirst: true }, { label: "GPUs", sort: "GPUS_FREE", descFirst: true },
-      { label: "Deployments", sort: "DEPLOYMENTS", descFirst: true }, { label: "Last heartbeat", sort: "LAST_HEARTBEAT", descFirst: true }],
+    columns: [{ label: "Node", sort: "HOSTNAME" }, { label: "State", sort: "STATE" }, { label: "CPU allocated", sort: "CPU_FREE", title: "Sorts by free CPU, least free first" },
+      { label: "Memory allocated", sort: "MEMORY_FREE", title: "Sorts by free memory, least free first" }, { label: "GPUs allocated", sort: "GPUS_FREE", title: "Sorts by free GPUs, least free first" },
+      { label: "Deployments", sort: "DEPLOYMENTS", descFirst: true }, { label: "Last heard from", sort: "LAST_HEARTBEAT", descFirst: true }],
     filters: [{ el: search, label: "Search", toFilter: (v, f) => { if (v) f.search = v; } },
       { el: state, label: "State", toFilter: (v, f) => { if (v) f.state = v; } }],
     caption: (n) => n.toLocaleString() + (n === 1 ? " node matches" : " nodes match"),
