@@ -6,7 +6,8 @@
 use serde_json::json;
 
 use super::support::{
-    features, open, shots_dir, sign_in, sign_out, snap, stop_and_confirm, token, wait_until, SERIAL,
+    features, graphql, open, shots_dir, sign_in, sign_out, snap, stop_and_confirm, token,
+    wait_until, SERIAL,
 };
 use super::webdriver::{self, Driver, Session};
 
@@ -27,6 +28,15 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     assert!(dcloud::server::load_starter(server.app())
         .await
         .expect("the starter documents load"));
+    // The notebook template of docs/data-scientists.md: the starter one plus Jupyter's port.
+    graphql(
+        &http,
+        &url,
+        &admin,
+        "mutation($d: String!) { saveTemplate(document: $d) { name } }",
+        json!({"d": NOTEBOOK}),
+    )
+    .await;
     let user = token(&http, &url, &admin, "USER", "dana").await;
     let auditor = token(&http, &url, &admin, "AUDITOR", "audrey").await;
     let agents = dcloud::agent_cmd::spawn_local(url.clone(), admin.clone(), "sim", 3)
@@ -80,7 +90,7 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     open(&web, "/templates").await;
     snap(&web, &shots, "ds-2-templates.png").await;
     web.click(
-        &web.wait_for("[data-template=notebook-cpu] button.deploy-template", 5)
+        &web.wait_for("[data-template=jupyter-notebook] button.deploy-template", 5)
             .await,
     )
     .await;
@@ -253,6 +263,13 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     agents.abort();
     server.shutdown().await;
 }
+
+/// The template docs/data-scientists.md has an admin add (`dcloud apply -f`).
+const NOTEBOOK: &str = r#"{"template-name": "jupyter-notebook", "version": "1", "os": "ubuntu",
+    "languages": [{"language-name": "python",
+                   "libraries": ["numpy", "pandas", "scikit-learn", "jupyter-notebook"]}],
+    "resources": {"ram": "2G", "cpu": "1.0", "gpu": "0", "storage": 10},
+    "port-publish": [{"external": {"ports": "8888"}, "internal": {"ports": "8888", "protocol": "tcp"}}]}"#;
 
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
