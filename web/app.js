@@ -31,7 +31,7 @@ function gib(bytes) {
   if (g >= 10240) return (g / 1024).toLocaleString(undefined, { maximumFractionDigits: 0 }) + " TiB";
   return g >= 100 ? g.toFixed(0) + " GiB" : g >= 1 ? g.toFixed(1) + " GiB" : (bytes / 1048576).toFixed(0) + " MiB";
 }
-const cores = (m) => (m % 1000 === 0 ? (m / 1000).toLocaleString() : (m / 1000).toFixed(2)) + " cores";
+const cores = (m) => (m % 1000 === 0 ? (m / 1000).toLocaleString() : (m / 1000).toFixed(2)) + (m === 1000 ? " core" : " cores");
 const when = (ms) => (ms === null || ms === undefined ? "never" : new Date(ms).toLocaleString());
 function ago(ms) {
   if (!ms) return "never";
@@ -146,12 +146,16 @@ class Live {
   }
   sendSub(id, sub) {
     sub.stopPolling();
+    // A stream that starts over (after a reconnect) sends its backlog again.
+    if (sub.sent && sub.on.restart) sub.on.restart();
+    sub.sent = true;
     this.ws.send(JSON.stringify({ id, type: "subscribe", payload: { query: sub.query, variables: sub.variables } }));
   }
   // Subscribes `query`; `onData` gets each result. While no websocket carries it,
   // `poll` runs every `every` ms instead. `on.error(message)` and `on.complete()`
   // hear a refused or finished stream (without `on.error`, a refusal falls back to
-  // polling). Returns a function that ends it.
+  // polling); `on.restart()` hears that it is sent again after a reconnect. Returns a
+  // function that ends it.
   subscribe(query, variables, onData, poll, every, on) {
     const id = String(this.next++);
     let timer = null;
@@ -479,12 +483,12 @@ on(/^\/environments(?:\?template=(.*))?$/, async (view, preset) => {
     h("thead", {}, h("tr", {}, ["Name", "Id", "Version", "Owner", "Resources", "Updated", ""].map((c) => h("th", { scope: "col", text: c })))),
     h("tbody", {}, list.map((e) => h("tr", { "data-env": e.id, "data-name": e.name },
       h("td", {}, h("a", { href: "#/environments/" + encodeURIComponent(e.id), text: e.name }), e.active ? "" : h("span", { class: "muted", text: " (inactive)" })),
-      h("td", { class: "mono", text: e.id }), h("td", { text: e.version }), h("td", { text: e.owner }),
+      h("td", { class: "mono small muted", text: e.id }), h("td", { text: e.version }), h("td", { text: e.owner }),
       h("td", { class: "small", text: e.spec ? cores(e.spec.resources.cpuMillis) + ", " + gib(e.spec.resources.memoryBytes) + ", " + e.spec.resources.gpus + " GPU" : "" }),
       h("td", { class: "small", text: when(e.updatedMs) }),
       h("td", {}, canWrite() && e.active ? h("button", { type: "button", class: "primary deploy", "aria-label": "Deploy " + e.name, onclick: () => deploy(e.id, e.name), text: "Deploy" }) : null)))));
   const reload = (applied) => {
-    if (applied) flash("Applied: " + applied.documents.map((x) => x.id + " " + x.action.toLowerCase()).join(", "));
+    if (applied) flash("Applied: " + applied.documents.map((x) => x.kind.toLowerCase() + " " + x.action.toLowerCase() + (x.version ? " (version " + x.version + ")" : "")).join(", "));
     route();
   };
   fill(view, h("h2", { text: "Environments" }),

@@ -117,7 +117,8 @@ function logPanel(dp) {
         note.textContent = count + " lines";
         if (follow.checked) out.scrollTop = out.scrollHeight;
       }, null, 0,
-      { error: (e) => { note.textContent = "Logs unavailable: " + e; stop = null; }, complete: () => { note.textContent = count + " lines; the stream has ended (the container is gone)."; stop = null; } });
+      { restart: () => { out.replaceChildren(); count = 0; },
+        error: (e) => { note.textContent = "Logs unavailable: " + e; stop = null; }, complete: () => { note.textContent = count + " lines; the stream has ended (the container is gone)."; stop = null; } });
     if (app.live.failed) note.textContent = "Logs stream over a websocket, which this browser could not open.";
   };
   const details = h("details", { class: "card", id: "logs", ontoggle: () => { if (details.open) start(); else if (stop) { stop(); stop = null; } } },

@@ -18,7 +18,7 @@ function serverTable(opts) {
     [25, 50, 100, 200].map((n) => h("option", { value: n, text: n + " per page", selected: n === st.first })));
   const heads = opts.columns.map((c) => {
     if (!c.sort) return h("th", { scope: "col", text: c.label });
-    const btn = h("button", { type: "button", class: "sort", "data-sort": c.sort, text: c.label, onclick: () => {
+    const btn = h("button", { type: "button", class: "sort", "data-sort": c.sort, title: c.title, text: c.label, onclick: () => {
       const same = st.orderBy && st.orderBy.field === c.sort;
       st.orderBy = { field: c.sort, desc: same ? !st.orderBy.desc : !!c.descFirst };
       st.offset = 0; refresh();
@@ -112,12 +112,12 @@ function nodeRow(n) {
   const a = n.allocatable, u = n.allocated;
   return h("tr", { "data-node": n.id },
     h("td", {}, h("strong", { text: n.hostname }), h("div", { class: "mono small muted", text: n.id })),
-    h("td", {}, badge(n.state), n.health === "LOST" || !n.lastSeenMs ? null : h("div", { class: "small muted", title: when(n.lastSeenMs), text: "seen " + ago(n.lastSeenMs) })),
+    h("td", {}, badge(n.state), n.draining && n.state !== "DRAINING" ? h("div", { class: "small muted", text: "draining" }) : null),
     h("td", {}, miniBar(u.cpuMillis, a.cpuMillis, (u.cpuMillis / 1000).toFixed(1) + " / " + (a.cpuMillis / 1000).toFixed(0) + " cores")),
     h("td", {}, miniBar(u.memoryBytes, a.memoryBytes, gib(u.memoryBytes) + " / " + gib(a.memoryBytes))),
     h("td", { text: u.gpus + " / " + a.gpus }),
     h("td", { text: n.deploymentIds.length }),
-    h("td", { class: "small", title: when(n.lastHeartbeatMs), text: ago(n.lastHeartbeatMs) }));
+    h("td", { class: "small", title: "last logged heartbeat: " + when(n.lastHeartbeatMs), text: ago(n.lastSeenMs || n.lastHeartbeatMs) }));
 }
 on(/^\/cluster$/, async (view) => {
   const t = (await gql(`{ clusterTotals { ${TOTALS} } }`)).clusterTotals;
@@ -125,12 +125,12 @@ on(/^\/cluster$/, async (view) => {
   const state = sel("node-state", "State", [["", "any"], ["READY", "ready"], ["DRAINING", "draining"], ["ENGINE_DOWN", "engine down"], ["LOST", "lost"]]);
   const table = serverTable({
     id: "node-table", pageSize: 50, orderBy: { field: "HOSTNAME", desc: false }, empty: "No node matches.",
-    columns: [{ label: "Node", sort: "HOSTNAME" }, { label: "State", sort: "STATE" }, { label: "CPU allocated", sort: "CPU_FREE", descFirst: true },
-      { label: "Memory allocated", sort: "MEMORY_FREE", descFirst: true }, { label: "GPUs", sort: "GPUS_FREE", descFirst: true },
-      { label: "Deployments", sort: "DEPLOYMENTS", descFirst: true }, { label: "Last heartbeat", sort: "LAST_HEARTBEAT", descFirst: true }],
+    columns: [{ label: "Node", sort: "HOSTNAME" }, { label: "State", sort: "STATE" }, { label: "CPU allocated", sort: "CPU_FREE", title: "Sorts by free CPU, least free first" },
+      { label: "Memory allocated", sort: "MEMORY_FREE", title: "Sorts by free memory, least free first" }, { label: "GPUs allocated", sort: "GPUS_FREE", title: "Sorts by free GPUs, least free first" },
+      { label: "Deployments", sort: "DEPLOYMENTS", descFirst: true }, { label: "Last heard from", sort: "LAST_HEARTBEAT", descFirst: true }],
     filters: [{ el: search, label: "Search", toFilter: (v, f) => { if (v) f.search = v; } },
       { el: state, label: "State", toFilter: (v, f) => { if (v) f.state = v; } }],
-    caption: (n) => n.toLocaleString() + " nodes match",
+    caption: (n) => n.toLocaleString() + (n === 1 ? " node matches" : " nodes match"),
     row: nodeRow,
     load: async ({ filter, orderBy, offset, first }) => {
       const d = await gql(`query($f: NodeFilter, $o: NodeOrder, $off: Int, $n: Int) { nodes(filter: $f, orderBy: $o, offset: $off, first: $n) { totalCount nodes { ${NODE_ROW} } } }`,
@@ -197,6 +197,25 @@ function confirmDialog(title, text, yes) {
     $("#confirm-cancel", dlg).focus();
   });
 }
+// Deploy one of the caller's environments with a chosen placement policy (the first
+// 200 active ones by name; templates and the Environments page reach the rest).
+async function deployForm() {
+  const d = await gql("{ environments(first: 200) { totalCount nodes { id name version active } } }");
+  const envs = d.environments.nodes.filter((e) => e.active).sort((a, b) => a.name.localeCompare(b.name));
+  const hint = h("p", { class: "help" }, "Or start from a ", h("a", { href: "#/templates", text: "template" }), ".");
+  if (!envs.length) return h("section", { class: "card" }, h("p", {}, "You have no environment yet: deploy a ", h("a", { href: "#/templates", text: "template" }), " or upload one on the ", h("a", { href: "#/environments", text: "Environments" }), " page."));
+  const envSel = h("select", { id: "deploy-env" }, envs.map((e) => h("option", { value: e.id, text: e.name + " (version " + e.version + ")" })));
+  const policy = h("select", { id: "deploy-policy" }, h("option", { value: "SPREAD", text: "spread (most available node)" }), h("option", { value: "BIN_PACK", text: "bin-pack (fullest node that fits)" }));
+  return h("form", { class: "card", id: "deploy-form", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await gql("mutation($e: String!, $p: PlacementPolicy) { deploy(environment: $e, policy: $p) { id status } }", { e: envSel.value, p: policy.value });
+      location.hash = "#/deployments/" + encodeURIComponent(r.deploy.id);
+    } catch (e) { flash("Deploy refused: " + e.message, true); }
+  } }, h("div", { class: "row" }, h("div", {}, h("label", { for: "deploy-env", text: "Environment" }), envSel),
+    h("div", {}, h("label", { for: "deploy-policy", text: "Placement" }), policy),
+    h("div", {}, h("button", { type: "submit", class: "primary", text: "Deploy" }))), hint);
+}
 on(/^\/deployments$/, async (view) => {
   const t = (await gql(`{ clusterTotals { seq deployments } }`)).clusterTotals;
   const search = h("input", { id: "dep-search", type: "text", placeholder: "environment, owner, node or id" });
@@ -209,7 +228,7 @@ on(/^\/deployments$/, async (view) => {
     filters: [{ el: search, label: "Search", toFilter: (v, f) => { if (v) f.search = v; } },
       { el: status, label: "Status", toFilter: (v, f) => { if (v) f.status = v; } },
       { el: liveOnly, label: "Live only", toFilter: (v, f) => { if (v) f.live = true; } }],
-    caption: (n) => n.toLocaleString() + (n === 1 ? " deployment" : " deployments") + " match; updates live",
+    caption: (n) => n.toLocaleString() + (n === 1 ? " deployment matches" : " deployments match") + "; updates live",
     row: depRow,
     load: async ({ filter, orderBy, offset, first }) => {
       const d = await gql(`query($f: DeploymentFilter, $o: DeploymentOrder, $off: Int, $n: Int) { deployments(filter: $f, orderBy: $o, offset: $off, first: $n) { totalCount nodes { ${DEP_ROW} } } }`,
@@ -218,7 +237,7 @@ on(/^\/deployments$/, async (view) => {
     },
   });
   fill(view, h("h2", { text: "Deployments" }), quotaCard(),
-    canWrite() ? h("p", {}, "To start something new, pick a ", h("a", { href: "#/templates", text: "template" }), " or one of your ", h("a", { href: "#/environments", text: "environments" }), ".") : null,
+    canWrite() ? await deployForm() : null,
     h("section", { class: "card" }, table.el));
   await table.refresh();
   const refresh = throttle(() => table.refresh(), 2000);

@@ -31,6 +31,7 @@ pub enum NodeOrderField {
     GpusFree,
     /// Deployments holding resources on the node.
     Deployments,
+    /// When the agent was last heard from (heartbeats the log did not keep included).
     LastHeartbeat,
 }
 
@@ -120,8 +121,13 @@ impl NodeFilter {
 }
 
 /// Sorts `nodes` (already in id order) by `order`; the sort is stable, so ties stay
-/// in id order.
-pub(crate) fn sort_nodes(nodes: &mut [&Node], order: NodeOrder) {
+/// in id order. `last_seen` knows liveness beyond the log.
+pub(crate) fn sort_nodes(
+    nodes: &mut [&Node],
+    order: NodeOrder,
+    last_seen: &dyn Fn(&str) -> Option<i64>,
+) {
+    let heard = |n: &Node| last_seen(&n.id).or(n.last_heartbeat_ms);
     use NodeOrderField as F;
     let state_rank = |n: &Node| match node_state(n) {
         NodeState::Ready => 0,
@@ -139,7 +145,7 @@ pub(crate) fn sort_nodes(nodes: &mut [&Node], order: NodeOrder) {
         F::MemoryFree => nodes.sort_by_key(|n| n.free().memory_bytes),
         F::GpusFree => nodes.sort_by_key(|n| n.free().gpus),
         F::Deployments => nodes.sort_by_key(|n| n.deployments.len()),
-        F::LastHeartbeat => nodes.sort_by_key(|n| n.last_heartbeat_ms),
+        F::LastHeartbeat => nodes.sort_by_key(|n| heard(n)),
     }
     if order.desc {
         // Reverse the whole order but keep ties in id order.
@@ -151,7 +157,7 @@ pub(crate) fn sort_nodes(nodes: &mut [&Node], order: NodeOrder) {
             F::MemoryFree => a.free().memory_bytes == b.free().memory_bytes,
             F::GpusFree => a.free().gpus == b.free().gpus,
             F::Deployments => a.deployments.len() == b.deployments.len(),
-            F::LastHeartbeat => a.last_heartbeat_ms == b.last_heartbeat_ms,
+            F::LastHeartbeat => heard(a) == heard(b),
         });
     }
 }

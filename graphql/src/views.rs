@@ -101,7 +101,7 @@ impl Reader<'_> {
             .filter(|n| can_see_node(self.actor, &n.id) && filter.matches(n))
             .collect();
         if let Some(order) = order {
-            sort_nodes(&mut nodes, order);
+            sort_nodes(&mut nodes, order, self.last_seen);
         }
         let items = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
         let w = window(items, order.is_none(), after, offset, first, PAGE)?;

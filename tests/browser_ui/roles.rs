@@ -6,7 +6,8 @@
 use serde_json::json;
 
 use super::support::{
-    features, open, shots_dir, sign_in, sign_out, snap, stop_and_confirm, token, wait_until, SERIAL,
+    features, graphql, open, shots_dir, sign_in, sign_out, snap, stop_and_confirm, token,
+    wait_until, SERIAL,
 };
 use super::webdriver::{self, Driver, Session};
 
@@ -27,6 +28,15 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     assert!(dcloud::server::load_starter(server.app())
         .await
         .expect("the starter documents load"));
+    // The notebook template of docs/data-scientists.md: the starter one plus Jupyter's port.
+    graphql(
+        &http,
+        &url,
+        &admin,
+        "mutation($d: String!) { saveTemplate(document: $d) { name } }",
+        json!({"d": NOTEBOOK}),
+    )
+    .await;
     let user = token(&http, &url, &admin, "USER", "dana").await;
     let auditor = token(&http, &url, &admin, "AUDITOR", "audrey").await;
     let agents = dcloud::agent_cmd::spawn_local(url.clone(), admin.clone(), "sim", 3)
@@ -59,26 +69,35 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
             .await;
         assert_eq!(hidden, json!(true), "the {tab} tab is hidden from users");
     }
+    web.exec("location.hash = '#/catalog';", json!([])).await;
+    let refused = web
+        .wait_for("#view[data-ready='/catalog'] #not-for-role", 15)
+        .await;
+    assert!(web
+        .text(&refused)
+        .await
+        .contains("This page is for admins and auditors"));
     web.exec("location.hash = '#/audit';", json!([])).await;
-    wait_until(
-        &web,
-        "return document.querySelector('#view').innerText.includes('This page is for admins and auditors');",
-        15,
-    )
-    .await;
+    let refused = web
+        .wait_for("#view[data-ready='/audit'] #not-for-role", 15)
+        .await;
+    assert!(web
+        .text(&refused)
+        .await
+        .contains("This page is for admins and auditors"));
 
     // Templates: Deploy makes the user's own copy and opens its page.
     open(&web, "/templates").await;
     snap(&web, &shots, "ds-2-templates.png").await;
     web.click(
-        &web.wait_for("[data-template=notebook-cpu] button.deploy-template", 5)
+        &web.wait_for("[data-template=jupyter-notebook] button.deploy-template", 5)
             .await,
     )
     .await;
     web.wait_for("#dep-status", 15).await;
     wait_until(
         &web,
-        "return /^#\\/deployments\\/[^/]+$/.test(location.hash) && !!document.querySelector('#view[data-ready]');",
+        "return /^#\\/deployments\\/[^/]+$/.test(location.hash) && document.querySelector('#view').dataset.ready === decodeURIComponent(location.hash.slice(1));",
         15,
     )
     .await;
@@ -129,14 +148,18 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     if found.contains("exec") {
         let term = web.wait_for("#term[data-connected=true]", 20).await;
         web.click(&term).await;
+        // `hostname` answers the node id (the simulated engine's shell; a container's
+        // would print its own). Ctrl+J is a newline on any terminal.
         web.exec(
-            "const t = document.querySelector('#term'); for (const key of 'echo dcloud-$((40+2))') t.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true})); t.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));",
+            "const t = document.querySelector('#term'); \
+             for (const key of 'hostname') t.dispatchEvent(new KeyboardEvent('keydown', {key, bubbles: true})); \
+             t.dispatchEvent(new KeyboardEvent('keydown', {key: 'j', ctrlKey: true, bubbles: true}));",
             json!([]),
         )
         .await;
         wait_until(
             &web,
-            "return document.querySelector('#term').textContent.includes('dcloud-42');",
+            "return document.querySelector('#term').textContent.includes(document.querySelector('#dep-node').title);",
             20,
         )
         .await;
@@ -168,6 +191,21 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     .await;
     snap(&web, &shots, "ds-4-deployments.png").await;
     open(&web, "/environments").await;
+    // The environment Deploy made for the user: their own, with its versions.
+    let env_path = web
+        .exec(
+            "return decodeURIComponent(document.querySelector('#env-table tbody tr a').getAttribute('href').slice(1));",
+            json!([]),
+        )
+        .await;
+    open(&web, env_path.as_str().expect("an environment link")).await;
+    let owner = web
+        .exec(
+            "return document.querySelector('#view').innerText.includes('owner dana');",
+            json!([]),
+        )
+        .await;
+    assert_eq!(owner, json!(true), "the user's own environment");
     open(
         &web,
         &format!("/deployments/{}", deployment.as_str().unwrap_or_default()),
@@ -207,7 +245,7 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     )
     .await;
     // Nothing that writes is offered to an auditor.
-    let writes = "return document.querySelectorAll('#view button.danger, #view button.primary.deploy, #view .deploy-template, #upload-form, #template-form').length;";
+    let writes = "return document.querySelectorAll('#view button.danger, #view button.primary.deploy, #view .deploy-template, #deploy-form, #upload-form, #template-form').length;";
     assert_eq!(web.exec(writes, json!([])).await, json!(0));
     open(
         &web,
@@ -225,6 +263,13 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     agents.abort();
     server.shutdown().await;
 }
+
+/// The template docs/data-scientists.md has an admin add (`dcloud apply -f`).
+const NOTEBOOK: &str = r#"{"template-name": "jupyter-notebook", "version": "1", "os": "ubuntu",
+    "languages": [{"language-name": "python",
+                   "libraries": ["numpy", "pandas", "scikit-learn", "jupyter-notebook"]}],
+    "resources": {"ram": "2G", "cpu": "1.0", "gpu": "0", "storage": 10},
+    "port-publish": [{"external": {"ports": "8888"}, "internal": {"ports": "8888", "protocol": "tcp"}}]}"#;
 
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";

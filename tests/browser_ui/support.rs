@@ -18,12 +18,12 @@ pub(crate) const CATALOG: &str = r#"{"os": "ubuntu", "init-steps": [], "specific
     "libraries": {"numpy": ["pip install numpy"], "pandas": ["pip install pandas"],
                   "jupyterlab": ["pip install jupyterlab"]}}}}"#;
 
-/// A small template, and the notebook template of docs/data-scientists.md.
+/// A small template, and one that publishes a port.
 pub(crate) const TEMPLATES: [&str; 2] = [
     r#"{"template-name": "py-small", "version": "1", "os": "ubuntu",
         "languages": [{"language-name": "python", "libraries": ["numpy"]}],
         "resources": {"ram": "256M", "cpu": "0.25", "gpu": "0", "storage": 1}}"#,
-    r#"{"template-name": "jupyter-notebook", "version": "1", "os": "ubuntu",
+    r#"{"template-name": "py-notebook", "version": "1", "os": "ubuntu",
         "languages": [{"language-name": "python", "libraries": ["numpy", "pandas", "jupyterlab"]}],
         "resources": {"ram": "1G", "cpu": "1.0", "gpu": "0", "storage": 2},
         "port-publish": [{"external": {"ports": "8888"}, "internal": {"ports": "8888", "protocol": "tcp"}}]}"#,
