@@ -209,6 +209,26 @@ pub enum Event {
     TokenRevoked {
         token_id: String,
     },
+
+    // ── added after version 1: what the node agent reports of the machine ────
+    /// The address users reach the node at (its published ports are `address:port`).
+    NodeAddressReported {
+        node_id: String,
+        address: String,
+    },
+    /// A process inside the deployment's container was OOM-killed while the container
+    /// itself runs on: a warning, not the deployment's end.
+    ContainerOomWarning {
+        deployment_id: String,
+        message: String,
+    },
+    /// An agent removed a container of this deployment that was no longer assigned to
+    /// its node (left behind while the node was away).
+    StaleContainerRemoved {
+        deployment_id: String,
+        node_id: String,
+        container_id: String,
+    },
 }
 
 impl Event {
@@ -251,6 +271,9 @@ impl Event {
             Event::ContainerFailed { .. } => "ContainerFailed",
             Event::TokenCreated { .. } => "TokenCreated",
             Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::NodeAddressReported { .. } => "NodeAddressReported",
+            Event::ContainerOomWarning { .. } => "ContainerOomWarning",
+            Event::StaleContainerRemoved { .. } => "StaleContainerRemoved",
         }
     }
 
@@ -274,7 +297,8 @@ impl Event {
             | NodeHeartbeat { node_id, .. }
             | NodeLost { node_id }
             | NodeDrained { node_id }
-            | NodeUndrained { node_id } => format!("node:{node_id}"),
+            | NodeUndrained { node_id }
+            | NodeAddressReported { node_id, .. } => format!("node:{node_id}"),
             DeploymentRequested { deployment_id, .. }
             | DeploymentScheduled { deployment_id, .. }
             | DeploymentUnschedulable { deployment_id, .. }
@@ -290,7 +314,9 @@ impl Event {
             | ContainerExited { deployment_id, .. }
             | ContainerOomKilled { deployment_id }
             | ContainerRemoved { deployment_id }
-            | ContainerFailed { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            | ContainerFailed { deployment_id, .. }
+            | ContainerOomWarning { deployment_id, .. }
+            | StaleContainerRemoved { deployment_id, .. } => format!("deployment:{deployment_id}"),
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }

@@ -150,7 +150,16 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ContainerExited { deployment_id, .. }
         | ContainerOomKilled { deployment_id }
         | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => deployment(deployment_id),
+        | ContainerFailed { deployment_id, .. }
+        | ContainerOomWarning { deployment_id, .. } => deployment(deployment_id),
+        StaleContainerRemoved {
+            deployment_id,
+            node_id,
+            ..
+        } => {
+            deployment(deployment_id)
+                || (a.role == Role::Agent && a.node_id.as_ref() == Some(node_id))
+        }
         DeploymentLost {
             deployment_id,
             node_id,
@@ -161,7 +170,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         NodeRegistered { node_id, .. }
         | NodeLost { node_id }
         | NodeDrained { node_id }
-        | NodeUndrained { node_id } => can_see_node(a, node_id),
+        | NodeUndrained { node_id }
+        | NodeAddressReported { node_id, .. } => can_see_node(a, node_id),
         // Heartbeats list every container of the node: its agent's and the readers-of-all's.
         NodeHeartbeat { node_id, .. } => a.role == Role::Agent && can_see_node(a, node_id),
         TemplateSaved { .. }

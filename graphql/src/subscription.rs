@@ -122,7 +122,9 @@ fn deployment_of(event: &Event) -> Option<&str> {
         | ContainerExited { deployment_id, .. }
         | ContainerOomKilled { deployment_id }
         | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => Some(deployment_id),
+        | ContainerFailed { deployment_id, .. }
+        | ContainerOomWarning { deployment_id, .. }
+        | StaleContainerRemoved { deployment_id, .. } => Some(deployment_id),
         _ => None,
     }
 }
@@ -133,7 +135,8 @@ fn node_of(event: &Event) -> Option<&str> {
         | Event::NodeHeartbeat { node_id, .. }
         | Event::NodeLost { node_id }
         | Event::NodeDrained { node_id }
-        | Event::NodeUndrained { node_id } => Some(node_id),
+        | Event::NodeUndrained { node_id }
+        | Event::NodeAddressReported { node_id, .. } => Some(node_id),
         _ => None,
     }
 }
