@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
+use dcloud_agent::fingerprint::{load_or_create_node_id, primary_address};
 use dcloud_agent::runtime::{run_nodes, NodeSpec, RuntimeConfig, Shared, UsageSource};
 use dcloud_agent::{
     fingerprint, DockerConfig, DockerDriver, Driver, FingerprintConfig, NodeSampler, Reserved,
@@ -40,9 +41,19 @@ pub struct AgentArgs {
     /// How containers are run (`sim`: in memory, for scale tests).
     #[arg(long, value_enum, default_value_t = AgentDriver::Docker)]
     pub driver: AgentDriver,
-    /// Node id (default: the primary interface's MAC address, `0x5f6e4b6e4b50`).
+    /// Node id (default: made on first start and kept in `STATE_DIR/node-id`, so two
+    /// agents on one host with their own state directories never share one).
     #[arg(long)]
     pub node_id: Option<String>,
+    /// The address users reach this node at: published ports are shown as
+    /// `http://ADDRESS:PORT/` (default: the primary interface's IPv4 address; simulated
+    /// nodes: 127.0.0.1).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// The host address published ports bind to (default: `--address` when it is an IP
+    /// address; `0.0.0.0` binds every interface).
+    #[arg(long)]
+    pub bind_address: Option<String>,
     /// Simulated nodes in this process (`--driver sim`).
     #[arg(long, default_value_t = 1)]
     pub sim_nodes: usize,
@@ -66,8 +77,10 @@ pub struct AgentArgs {
     /// GPUs of each simulated node.
     #[arg(long, default_value_t = 0)]
     pub sim_gpus: u32,
-    /// Where the agent keeps its state (the last assignment seq per node).
-    #[arg(long, env = "DCLOUD_AGENT_DATA")]
+    /// Where the agent keeps its state: its node id and the last assignment seq per
+    /// node (default for the node id: `$XDG_STATE_HOME/dcloud-agent`, else
+    /// `~/.local/state/dcloud-agent`; the seq is then kept in memory only).
+    #[arg(long, visible_alias = "state-dir", env = "DCLOUD_AGENT_DATA")]
     pub data: Option<PathBuf>,
     /// Datasets on this node: `<root>/<category>/<db>/<dataset>@<version>`.
     #[arg(long, default_value = "/var/lib/dcloud/datasets")]
@@ -119,6 +132,8 @@ impl AgentArgs {
         AgentArgs {
             driver: AgentDriver::Sim,
             node_id: None,
+            address: None,
+            bind_address: None,
             sim_nodes: n,
             sim_first: 0,
             sim_connections: SimConnections::Shared,
@@ -163,6 +178,7 @@ pub async fn build_nodes(args: &AgentArgs) -> anyhow::Result<Vec<NodeSpec>> {
             };
             let n = args.sim_nodes.max(1);
             let fleet = SimDriver::fleet_from(args.sim_first, n, &per_node, &SimConfig::default());
+            let address = args.address.clone().unwrap_or_else(|| "127.0.0.1".into());
             let heartbeat = duration("--heartbeat-interval", &args.heartbeat_interval)?;
             Ok(fleet
                 .into_iter()
@@ -173,12 +189,21 @@ pub async fn build_nodes(args: &AgentArgs) -> anyhow::Result<Vec<NodeSpec>> {
                     driver: Arc::new(driver) as Arc<dyn Driver>,
                     usage: UsageSource::Containers,
                     heartbeat_offset: heartbeat.mul_f64(i as f64 / n as f64),
+                    address: Some(address.clone()),
                 })
                 .collect())
         }
         AgentDriver::Docker => {
+            let node_id = match &args.node_id {
+                Some(id) => id.clone(),
+                None => {
+                    let dir = args.data.clone().unwrap_or_else(default_state_dir);
+                    load_or_create_node_id(&dir, fresh_node_id)
+                        .context("keeping this agent's node id (or pass --node-id)")?
+                }
+            };
             let config = FingerprintConfig {
-                node_id: args.node_id.clone(),
+                node_id: Some(node_id),
                 reserved: Reserved {
                     cpu_millis: cpu("--reserve-cpu", &args.reserve_cpu)?,
                     memory_bytes: size("--reserve-memory", &args.reserve_memory)?,
@@ -195,9 +220,15 @@ pub async fn build_nodes(args: &AgentArgs) -> anyhow::Result<Vec<NodeSpec>> {
                 detect_gpus: true,
             };
             let (node_id, fp) = fingerprint(&config).context("fingerprinting this node")?;
+            let address = args
+                .address
+                .clone()
+                .or_else(primary_address)
+                .unwrap_or_else(|| "127.0.0.1".into());
             let mut docker = DockerConfig::new(node_id.clone());
             docker.host = args.docker_host.clone();
             docker.dataset_root = args.dataset_root.clone();
+            docker.bind_address = bind_address(args.bind_address.as_deref(), &address)?;
             let driver = DockerDriver::connect(docker).await?;
             let sampler = NodeSampler::new()?;
             Ok(vec![NodeSpec {
@@ -206,8 +237,42 @@ pub async fn build_nodes(args: &AgentArgs) -> anyhow::Result<Vec<NodeSpec>> {
                 driver: Arc::new(driver),
                 usage: UsageSource::Host(Box::new(sampler)),
                 heartbeat_offset: Duration::ZERO,
+                address: Some(address),
             }])
         }
+    }
+}
+
+/// Where the node id is kept when no `--state-dir` is given.
+fn default_state_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/dcloud"));
+    base.join("dcloud-agent")
+}
+
+/// A new node id: `n-` and 12 random hex digits.
+fn fresh_node_id() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    format!("n-{}", &hex[..12])
+}
+
+/// The host IP published ports bind to: `--bind-address` (`0.0.0.0` or `::`: every
+/// interface), else the node's address when it is an IP, else every interface.
+fn bind_address(flag: Option<&str>, address: &str) -> anyhow::Result<Option<String>> {
+    match flag {
+        Some(b) => {
+            let ip: std::net::IpAddr = b.parse().map_err(|_| {
+                anyhow!("--bind-address: {b:?} is not an IP address; use 10.0.0.5 or 0.0.0.0")
+            })?;
+            Ok((!ip.is_unspecified()).then(|| ip.to_string()))
+        }
+        None => Ok(address
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_string())),
     }
 }
 

@@ -46,7 +46,7 @@ enum Cmd {
     /// Run the server and a local agent with data in ./.dcloud (one command to try DCloud).
     Dev(dcloud::server::DevArgs),
     /// Run a node agent against a server.
-    Agent(dcloud::agent_cmd::AgentArgs),
+    Agent(Box<dcloud::agent_cmd::AgentArgs>),
     #[command(flatten)]
     Client(ClientCmd),
     /// Offline audit tools over a data directory.
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Cmd::Server(args) => dcloud::server::run_server(args),
         Cmd::Dev(args) => dcloud::server::run_dev(args),
-        Cmd::Agent(args) => dcloud::agent_cmd::run(args, &global),
+        Cmd::Agent(args) => dcloud::agent_cmd::run(*args, &global),
         Cmd::Client(cmd) => dcloud::client::run(cmd, &global),
         Cmd::Audit {
             command: AuditCmd::Verify { data },

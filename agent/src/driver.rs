@@ -82,6 +82,16 @@ pub enum Report {
     Failed {
         message: String,
     },
+    /// A process inside the container was OOM-killed; the container runs on.
+    OomWarning {
+        message: String,
+    },
+    /// The agent removed this deployment's container from `node_id`, where the
+    /// deployment is no longer assigned (not a report about its current run).
+    StaleRemoved {
+        node_id: String,
+        container_id: String,
+    },
 }
 
 impl Report {
@@ -127,6 +137,18 @@ impl Report {
             Report::Failed { message } => Event::ContainerFailed {
                 deployment_id,
                 message,
+            },
+            Report::OomWarning { message } => Event::ContainerOomWarning {
+                deployment_id,
+                message,
+            },
+            Report::StaleRemoved {
+                node_id,
+                container_id,
+            } => Event::StaleContainerRemoved {
+                deployment_id,
+                node_id,
+                container_id,
             },
         }
     }
@@ -218,9 +240,11 @@ pub trait Driver: Send + Sync {
     }
 }
 
-/// The deterministic container name of a deployment.
-pub fn container_name(deployment_id: &str) -> String {
-    format!("dcloud-{deployment_id}")
+/// The deterministic container name of a deployment on a node: `dcloud-<deployment>-<node>`.
+/// The node is part of it so that two agents on one engine never claim one name (a
+/// deployment moved from a lost node to another on the same engine gets its own).
+pub fn container_name(deployment_id: &str, node_id: &str) -> String {
+    format!("dcloud-{deployment_id}-{node_id}")
 }
 
 impl Assignment {

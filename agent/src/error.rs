@@ -76,11 +76,18 @@ pub enum AgentError {
 }
 
 impl AgentError {
-    /// True when retrying later may succeed without any change (engine away).
+    /// True when retrying later may succeed without any change: the engine or server
+    /// is away, or the engine reported a conflict (409: a name still held by a
+    /// container being removed) that passes once the other operation ends.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. }
+            AgentError::EngineUnavailable { .. }
+                | AgentError::ServerUnavailable { .. }
+                | AgentError::Engine {
+                    status: Some(409),
+                    ..
+                }
         )
     }
 }

@@ -69,6 +69,74 @@ pub struct Interface {
     pub mac: [u8; 6],
 }
 
+/// The first non-loopback IPv4 address of the primary interface (see
+/// [`primary_interface`]): the default address users reach this node at.
+pub fn primary_address() -> Option<String> {
+    let networks = Networks::new_with_refreshed_list().ok()?;
+    let interfaces: Vec<Interface> = networks
+        .iter()
+        .map(|(name, data)| Interface {
+            name: name.to_string_lossy().into_owned(),
+            mac: data.mac_address().0,
+        })
+        .collect();
+    let primary = primary_interface(&interfaces)?;
+    let (_, data) = networks
+        .iter()
+        .find(|(name, _)| name.to_string_lossy() == primary.name)?;
+    data.ip_networks().iter().find_map(|n| match n.addr {
+        std::net::IpAddr::V4(a) if !a.is_loopback() => Some(a.to_string()),
+        _ => None,
+    })
+}
+
+/// The file under the agent's state directory that holds its node id.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// This agent's node id, kept in `<state_dir>/node-id`: read when present, else made by
+/// `fresh` and written there on first start. Unlike an id derived from a MAC address,
+/// two agents on one host (each with its own state directory) never share it.
+pub fn load_or_create_node_id(
+    state_dir: &Path,
+    fresh: impl FnOnce() -> String,
+) -> Result<String, AgentError> {
+    let path = state_dir.join(NODE_ID_FILE);
+    let io = |what: &str, e: std::io::Error| AgentError::System {
+        what: "the node id file",
+        message: format!("{what} {}: {e}", path.display()),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_string();
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if ok {
+                Ok(id)
+            } else {
+                Err(AgentError::System {
+                    what: "the node id file",
+                    message: format!(
+                        "{} holds {id:?}; expected 1-64 of [A-Za-z0-9_.-]",
+                        path.display()
+                    ),
+                })
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(state_dir).map_err(|e| io("creating the directory of", e))?;
+            let id = fresh();
+            let tmp = state_dir.join(format!("{NODE_ID_FILE}.tmp"));
+            std::fs::write(&tmp, format!("{id}\n")).map_err(|e| io("writing", e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| io("renaming into", e))?;
+            Ok(id)
+        }
+        Err(e) => Err(io("reading", e)),
+    }
+}
+
 /// Reads this machine: returns `(node_id, fingerprint)`.
 pub fn fingerprint(config: &FingerprintConfig) -> Result<(String, NodeFingerprint), AgentError> {
     let system = System::new_with_specifics(
@@ -278,6 +346,22 @@ mod tests {
     const ETH0: [u8; 6] = [0x5f, 0x6e, 0x4b, 0x6e, 0x4b, 0x50];
     const ETH1: [u8; 6] = [0x5f, 0x6e, 0x4b, 0x6e, 0x4b, 0x51];
     const DOCKER: [u8; 6] = [0x02, 0x42, 0xac, 0x11, 0x00, 0x01];
+
+    #[test]
+    fn node_id_is_made_once_then_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("agent-a");
+        let id = load_or_create_node_id(&state, || "n-1a2b3c".to_string()).unwrap();
+        assert_eq!(id, "n-1a2b3c");
+        let again = load_or_create_node_id(&state, || panic!("must not make another")).unwrap();
+        assert_eq!(again, "n-1a2b3c");
+        // A second agent on the same host has its own state directory, and its own id.
+        let other = load_or_create_node_id(&dir.path().join("agent-b"), || "n-9f".into());
+        assert_eq!(other.unwrap(), "n-9f");
+        std::fs::write(state.join(NODE_ID_FILE), "bad id!\n").unwrap();
+        let err = load_or_create_node_id(&state, || "x".into()).unwrap_err();
+        assert!(err.to_string().contains("node-id"), "{err}");
+    }
 
     #[test]
     fn node_id_format() {

@@ -44,6 +44,13 @@ pub enum Action {
         container_id: String,
         code: i64,
     },
+    /// The assigned deployment's container runs (adopted after a restart, or found
+    /// after the deployment was placed here again): tell the control plane, once per
+    /// container.
+    ReportRunning {
+        deployment_id: String,
+        container_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +91,7 @@ pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
             }
             continue;
         };
-        let keep = keeper(dep, containers);
+        let keep = keeper(&container_name(dep, &a.node_id), containers);
         for o in containers
             .iter()
             .filter(|o| o.container_id != keep.container_id)
@@ -101,7 +108,10 @@ pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
                 container_id: keep.container_id.clone(),
             });
         } else if keep.running {
-            // Converged.
+            rest.push(Action::ReportRunning {
+                deployment_id: a.deployment_id.clone(),
+                container_id: keep.container_id.clone(),
+            });
         } else if let Some(code) = keep.exit_code {
             rest.push(Action::ReportExited {
                 deployment_id: a.deployment_id.clone(),
@@ -128,8 +138,7 @@ pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
     removes
 }
 
-fn keeper<'a>(dep: &str, containers: &[&'a Observed]) -> &'a Observed {
-    let name = container_name(dep);
+fn keeper<'a>(name: &str, containers: &[&'a Observed]) -> &'a Observed {
     let mut sorted: Vec<&Observed> = containers.to_vec();
     sorted.sort_by(|a, b| {
         (a.name != name, !a.running, &a.container_id).cmp(&(
@@ -146,7 +155,8 @@ fn action_deployment(a: &Action) -> &str {
         Action::Remove { deployment_id, .. }
         | Action::Replace { deployment_id, .. }
         | Action::Ensure { deployment_id }
-        | Action::ReportExited { deployment_id, .. } => deployment_id,
+        | Action::ReportExited { deployment_id, .. }
+        | Action::ReportRunning { deployment_id, .. } => deployment_id,
     }
 }
 
@@ -166,6 +176,10 @@ pub struct Reconciler {
     grace: Duration,
     concurrency: usize,
     reported_exits: HashSet<String>,
+    /// Containers whose running this reconciler has reported.
+    reported_running: HashSet<String>,
+    /// The node it acts for: stale containers it removes are reported for it.
+    node_id: Option<String>,
 }
 
 impl Default for Reconciler {
@@ -174,6 +188,8 @@ impl Default for Reconciler {
             grace: Duration::from_secs(10),
             concurrency: 4,
             reported_exits: HashSet::new(),
+            reported_running: HashSet::new(),
+            node_id: None,
         }
     }
 }
@@ -186,6 +202,13 @@ impl Reconciler {
     /// Grace period between SIGTERM and SIGKILL when removing containers.
     pub fn with_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// The node it acts for: a container of a deployment not assigned here that it
+    /// removes is reported as `StaleRemoved` for this node.
+    pub fn with_node(mut self, node_id: impl Into<String>) -> Self {
+        self.node_id = Some(node_id.into());
         self
     }
 
@@ -219,8 +242,19 @@ impl Reconciler {
                     why,
                 } => {
                     info!(container = %container_id, deployment = %deployment_id, ?why, "removing container");
-                    if let Err(e) = driver.remove_container(container_id, self.grace).await {
-                        failures.push((key(deployment_id, container_id), e));
+                    match driver.remove_container(container_id, self.grace).await {
+                        Err(e) => failures.push((key(deployment_id, container_id), e)),
+                        Ok(()) => {
+                            let stale =
+                                *why == RemoveReason::NotAssigned && !deployment_id.is_empty();
+                            if let (true, Some(node_id)) = (stale, &self.node_id) {
+                                let report = Report::StaleRemoved {
+                                    node_id: node_id.clone(),
+                                    container_id: container_id.clone(),
+                                };
+                                let _ = tx.send((deployment_id.clone(), report)).await;
+                            }
+                        }
                     }
                 }
                 Action::Replace {
@@ -243,6 +277,14 @@ impl Reconciler {
                         let _ = tx
                             .send((deployment_id.clone(), Report::Exited { code: *code }))
                             .await;
+                    }
+                }
+                Action::ReportRunning {
+                    deployment_id,
+                    container_id,
+                } => {
+                    if self.reported_running.insert(container_id.clone()) {
+                        let _ = tx.send((deployment_id.clone(), Report::Started)).await;
                     }
                 }
             }
@@ -306,7 +348,7 @@ mod tests {
         Observed {
             deployment_id: dep.to_string(),
             container_id: id.to_string(),
-            name: container_name(dep),
+            name: container_name(dep, "0x020000000001"),
             image: "dcloud/env:abc123".to_string(),
             running,
             exit_code,
@@ -326,9 +368,15 @@ mod tests {
     }
 
     #[test]
-    fn running_assigned_is_left_alone() {
+    fn running_assigned_is_reported_running() {
         let assigned = vec![assignment("d1")];
-        assert_eq!(plan(&assigned, &[obs("d1", "c1", true, None)]), vec![]);
+        assert_eq!(
+            plan(&assigned, &[obs("d1", "c1", true, None)]),
+            vec![Action::ReportRunning {
+                deployment_id: "d1".into(),
+                container_id: "c1".into()
+            }]
+        );
     }
 
     #[test]
@@ -410,11 +458,17 @@ mod tests {
         let actions = plan(&assigned, &[a.clone(), b.clone()]);
         assert_eq!(
             actions,
-            vec![Action::Remove {
-                container_id: "c1".into(),
-                deployment_id: "d1".into(),
-                why: RemoveReason::Duplicate
-            }]
+            vec![
+                Action::Remove {
+                    container_id: "c1".into(),
+                    deployment_id: "d1".into(),
+                    why: RemoveReason::Duplicate
+                },
+                Action::ReportRunning {
+                    deployment_id: "d1".into(),
+                    container_id: "c2".into()
+                }
+            ]
         );
         b.running = false;
         b.exit_code = Some(0);

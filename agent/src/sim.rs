@@ -182,6 +182,18 @@ impl SimDriver {
         running && self.crash(deployment_id, 137)
     }
 
+    /// A process inside the deployment's container is OOM-killed and the container runs
+    /// on: reports `OomWarning` only; false if it was not running.
+    pub fn oom_child(&self, deployment_id: &str) -> bool {
+        let running =
+            self.with_state(|s| s.containers.get(deployment_id).is_some_and(|c| c.running));
+        if running {
+            let message = crate::docker::OOM_WARNING.to_string();
+            self.emit(deployment_id, Report::OomWarning { message });
+        }
+        running
+    }
+
     /// Resources held by the node's containers that are created or running.
     pub fn allocated(&self) -> Resources {
         self.with_state(|s| {
@@ -291,6 +303,8 @@ impl SimDriver {
             (running, s.images.contains(&a.image_tag))
         });
         if running {
+            // Adopted: say it runs (a repeat is a no-op for the control plane).
+            send(Report::Started).await;
             return Ok(());
         }
         if cached {
@@ -453,7 +467,7 @@ impl Driver for SimDriver {
                     .map(|(dep, c)| Observed {
                         deployment_id: dep.clone(),
                         container_id: c.id.clone(),
-                        name: container_name(dep),
+                        name: container_name(dep, &self.node_id),
                         image: c.image.clone(),
                         running: c.running,
                         exit_code: c.exit_code,

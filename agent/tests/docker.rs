@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bollard::query_parameters::KillContainerOptionsBuilder;
 use dcloud_agent::docker::{container_body, persistent_volume_name};
-use dcloud_agent::{Action, AgentError, Driver, Reconciler, Report};
+use dcloud_agent::{container_name, Action, AgentError, Driver, Reconciler, Report};
 use dcloud_events::model::{Lifecycle, PortPublish, Protocol, StorageMount};
 use docker_support::{connect, World, BASE_IMAGE};
 
@@ -58,7 +58,7 @@ async fn limits_labels_security_and_read_only_datasets() {
     let c = w
         .driver
         .docker()
-        .inspect_container(&format!("dcloud-{}", a.deployment_id), None)
+        .inspect_container(&container_name(&a.deployment_id, &w.node), None)
         .await
         .unwrap();
     let hc = c.host_config.unwrap();
@@ -309,7 +309,7 @@ async fn reconcile_after_crash_leaves_exactly_one_container() {
         }
     };
     // b's image must exist for a manual create: the first pass built it (same tag).
-    make(format!("dcloud-{}", b.deployment_id), body).await;
+    make(container_name(&b.deployment_id, &w.node), body).await;
     make(
         format!("stray-{}", a.deployment_id),
         container_body(&a, &config).unwrap(),
@@ -324,7 +324,7 @@ async fn reconcile_after_crash_leaves_exactly_one_container() {
         .unwrap();
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     assert!(
-        matches!(&outcome.actions[..], [Action::Remove { .. }, Action::Ensure { deployment_id }] if *deployment_id == b.deployment_id),
+        matches!(&outcome.actions[..], [Action::Remove { .. }, Action::Ensure { deployment_id }, Action::ReportRunning { .. }] if *deployment_id == b.deployment_id),
         "{:?}",
         outcome.actions
     );
@@ -335,15 +335,17 @@ async fn reconcile_after_crash_leaves_exactly_one_container() {
     let listed = driver.list().await.unwrap();
     assert!(listed
         .iter()
-        .all(|o| o.running && o.name == format!("dcloud-{}", o.deployment_id)));
+        .all(|o| o.running && o.name == container_name(&o.deployment_id, &w.node)));
 
-    // A second pass changes nothing; ensuring again adopts, never duplicates.
+    // A second pass changes nothing (it confirms what runs); ensuring again adopts,
+    // never duplicates.
     assert!(reconciler
         .run_once(&driver, &assigned, &w.tx)
         .await
         .unwrap()
         .actions
-        .is_empty());
+        .iter()
+        .all(|a| matches!(a, Action::ReportRunning { .. })));
     driver.ensure_running(&a, &w.tx).await.unwrap();
     assert_eq!(w.containers_of(&a.deployment_id).await, 1);
 
@@ -353,7 +355,7 @@ async fn reconcile_after_crash_leaves_exactly_one_container() {
         .build();
     driver
         .docker()
-        .kill_container(&format!("dcloud-{}", a.deployment_id), Some(kill))
+        .kill_container(&container_name(&a.deployment_id, &w.node), Some(kill))
         .await
         .unwrap();
     w.wait_for(&a.deployment_id, "Exited", |r| {
@@ -368,7 +370,10 @@ async fn reconcile_after_crash_leaves_exactly_one_container() {
     assert!(
         matches!(
             &outcome.actions[..],
-            [Action::ReportExited { code: 137, .. }]
+            [
+                Action::ReportRunning { .. },
+                Action::ReportExited { code: 137, .. }
+            ]
         ),
         "{:?}",
         outcome.actions

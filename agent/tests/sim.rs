@@ -272,9 +272,19 @@ async fn engine_outage_loses_no_deployment() {
         reports_of(&drain(&mut rx), "d1").last(),
         Some(&&Report::Started)
     );
-    // Converged: a second pass does nothing.
+    // Converged: later passes change nothing; the running container is confirmed to
+    // the control plane once (a restarted agent's first pass says it runs).
     let outcome = reconciler.run_once(&driver, &assigned, &tx).await.unwrap();
-    assert!(outcome.actions.is_empty());
+    assert!(
+        outcome
+            .actions
+            .iter()
+            .all(|a| matches!(a, Action::ReportRunning { .. })),
+        "{:?}",
+        outcome.actions
+    );
+    reconciler.run_once(&driver, &assigned, &tx).await.unwrap();
+    assert_eq!(drain(&mut rx), vec![("d1".into(), Report::Started)]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -337,11 +347,12 @@ async fn second_deployment_of_same_image_is_cached_and_build_takes_time() {
     assert_eq!(d1[0], &Report::BuildStarted { steps: 3 });
     assert_eq!(d1[3], &Report::BuildProgress { step: 3, steps: 3 });
     assert_eq!(d1[4], &Report::ImageReady { cached: false });
-    // Idempotent: ensuring a running deployment again does and reports nothing.
+    // Idempotent: ensuring a running deployment again does nothing and only says it
+    // runs (a repeat is a no-op for the control plane).
     driver
         .ensure_running(&assignment("d1", &id, vec![]), &tx)
         .await
         .unwrap();
-    assert!(drain(&mut rx).is_empty());
+    assert_eq!(drain(&mut rx), vec![("d1".into(), Report::Started)]);
     assert_eq!(driver.list().await.unwrap().len(), 2);
 }

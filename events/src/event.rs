@@ -246,6 +246,26 @@ pub enum Event {
         idle_ms: u64,
         reason: String,
     },
+
+    // ── added after version 1: what the node agent reports of the machine ────
+    /// The address users reach the node at (its published ports are `address:port`).
+    NodeAddressReported {
+        node_id: String,
+        address: String,
+    },
+    /// A process inside the deployment's container was OOM-killed while the container
+    /// itself runs on: a warning, not the deployment's end.
+    ContainerOomWarning {
+        deployment_id: String,
+        message: String,
+    },
+    /// An agent removed a container of this deployment that was no longer assigned to
+    /// its node (left behind while the node was away).
+    StaleContainerRemoved {
+        deployment_id: String,
+        node_id: String,
+        container_id: String,
+    },
 }
 
 impl Event {
@@ -293,6 +313,9 @@ impl Event {
             Event::ExecSessionEnded { .. } => "ExecSessionEnded",
             Event::EnvironmentIdleTimeoutSet { .. } => "EnvironmentIdleTimeoutSet",
             Event::DeploymentIdleStopped { .. } => "DeploymentIdleStopped",
+            Event::NodeAddressReported { .. } => "NodeAddressReported",
+            Event::ContainerOomWarning { .. } => "ContainerOomWarning",
+            Event::StaleContainerRemoved { .. } => "StaleContainerRemoved",
         }
     }
 
@@ -316,7 +339,8 @@ impl Event {
             | NodeHeartbeat { node_id, .. }
             | NodeLost { node_id }
             | NodeDrained { node_id }
-            | NodeUndrained { node_id } => format!("node:{node_id}"),
+            | NodeUndrained { node_id }
+            | NodeAddressReported { node_id, .. } => format!("node:{node_id}"),
             DeploymentRequested { deployment_id, .. }
             | DeploymentScheduled { deployment_id, .. }
             | DeploymentUnschedulable { deployment_id, .. }
@@ -332,7 +356,9 @@ impl Event {
             | ContainerExited { deployment_id, .. }
             | ContainerOomKilled { deployment_id }
             | ContainerRemoved { deployment_id }
-            | ContainerFailed { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            | ContainerFailed { deployment_id, .. }
+            | ContainerOomWarning { deployment_id, .. }
+            | StaleContainerRemoved { deployment_id, .. } => format!("deployment:{deployment_id}"),
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }
@@ -341,6 +367,113 @@ impl Event {
             | ExecSessionEnded { deployment_id, .. }
             | DeploymentIdleStopped { deployment_id, .. } => format!("deployment:{deployment_id}"),
             EnvironmentIdleTimeoutSet { env_id, .. } => format!("environment:{env_id}"),
+        }
+    }
+
+    /// The deployment this event concerns, if any. Exhaustive on purpose (no `_` arm):
+    /// a new variant must say whether it concerns a deployment, so no stream that
+    /// routes by deployment can miss it.
+    pub fn deployment_id(&self) -> Option<&str> {
+        use Event::*;
+        match self {
+            DeploymentRequested { deployment_id, .. }
+            | DeploymentScheduled { deployment_id, .. }
+            | DeploymentUnschedulable { deployment_id, .. }
+            | DeploymentStopRequested { deployment_id }
+            | DeploymentLost { deployment_id, .. }
+            | DeploymentStopped { deployment_id }
+            | ImageBuildStarted { deployment_id, .. }
+            | ImageBuildProgress { deployment_id, .. }
+            | ImageBuildFailed { deployment_id, .. }
+            | ImageReady { deployment_id, .. }
+            | ContainerCreated { deployment_id, .. }
+            | ContainerStarted { deployment_id }
+            | ContainerExited { deployment_id, .. }
+            | ContainerOomKilled { deployment_id }
+            | ContainerRemoved { deployment_id }
+            | ContainerFailed { deployment_id, .. }
+            | DeploymentLogsOpened { deployment_id }
+            | ExecSessionStarted { deployment_id, .. }
+            | ExecSessionEnded { deployment_id, .. }
+            | DeploymentIdleStopped { deployment_id, .. }
+            | ContainerOomWarning { deployment_id, .. }
+            | StaleContainerRemoved { deployment_id, .. } => Some(deployment_id),
+            EnvironmentCreated { .. }
+            | EnvironmentUpdated { .. }
+            | EnvironmentDeactivated { .. }
+            | EnvironmentDeleted { .. }
+            | EnvironmentIdleTimeoutSet { .. }
+            | TemplateSaved { .. }
+            | TemplateDeleted { .. }
+            | CatalogUpserted { .. }
+            | DatasetsRegistered { .. }
+            | DatasetRemoved { .. }
+            | ServiceRegistered { .. }
+            | ServiceRefreshed { .. }
+            | ServiceDeregistered { .. }
+            | ServiceExpired { .. }
+            | NodeRegistered { .. }
+            | NodeHeartbeat { .. }
+            | NodeLost { .. }
+            | NodeDrained { .. }
+            | NodeUndrained { .. }
+            | NodeAddressReported { .. }
+            | TokenCreated { .. }
+            | TokenRevoked { .. } => None,
+        }
+    }
+
+    /// The node this event is about (its registration, heartbeats, liveness, drain
+    /// state, address), if any. Exhaustive on purpose, like [`Event::deployment_id`].
+    /// Events about a deployment on a node (`DeploymentLost`, `StaleContainerRemoved`)
+    /// are the deployment's, not the node's.
+    pub fn node_id(&self) -> Option<&str> {
+        use Event::*;
+        match self {
+            NodeRegistered { node_id, .. }
+            | NodeHeartbeat { node_id, .. }
+            | NodeLost { node_id }
+            | NodeDrained { node_id }
+            | NodeUndrained { node_id }
+            | NodeAddressReported { node_id, .. } => Some(node_id),
+            EnvironmentCreated { .. }
+            | EnvironmentUpdated { .. }
+            | EnvironmentDeactivated { .. }
+            | EnvironmentDeleted { .. }
+            | EnvironmentIdleTimeoutSet { .. }
+            | TemplateSaved { .. }
+            | TemplateDeleted { .. }
+            | CatalogUpserted { .. }
+            | DatasetsRegistered { .. }
+            | DatasetRemoved { .. }
+            | ServiceRegistered { .. }
+            | ServiceRefreshed { .. }
+            | ServiceDeregistered { .. }
+            | ServiceExpired { .. }
+            | DeploymentRequested { .. }
+            | DeploymentScheduled { .. }
+            | DeploymentUnschedulable { .. }
+            | DeploymentStopRequested { .. }
+            | DeploymentLost { .. }
+            | DeploymentStopped { .. }
+            | ImageBuildStarted { .. }
+            | ImageBuildProgress { .. }
+            | ImageBuildFailed { .. }
+            | ImageReady { .. }
+            | ContainerCreated { .. }
+            | ContainerStarted { .. }
+            | ContainerExited { .. }
+            | ContainerOomKilled { .. }
+            | ContainerRemoved { .. }
+            | ContainerFailed { .. }
+            | DeploymentLogsOpened { .. }
+            | ExecSessionStarted { .. }
+            | ExecSessionEnded { .. }
+            | DeploymentIdleStopped { .. }
+            | ContainerOomWarning { .. }
+            | StaleContainerRemoved { .. }
+            | TokenCreated { .. }
+            | TokenRevoked { .. } => None,
         }
     }
 

@@ -154,11 +154,20 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | DeploymentLogsOpened { deployment_id }
         | ExecSessionStarted { deployment_id, .. }
         | ExecSessionEnded { deployment_id, .. }
-        | DeploymentIdleStopped { deployment_id, .. } => deployment(deployment_id),
+        | DeploymentIdleStopped { deployment_id, .. }
+        | ContainerOomWarning { deployment_id, .. } => deployment(deployment_id),
         EnvironmentIdleTimeoutSet { env_id, .. } => state
             .environments
             .get(env_id)
             .is_some_and(|e| can_see_environment(a, e)),
+        StaleContainerRemoved {
+            deployment_id,
+            node_id,
+            ..
+        } => {
+            deployment(deployment_id)
+                || (a.role == Role::Agent && a.node_id.as_ref() == Some(node_id))
+        }
         DeploymentLost {
             deployment_id,
             node_id,
@@ -169,7 +178,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         NodeRegistered { node_id, .. }
         | NodeLost { node_id }
         | NodeDrained { node_id }
-        | NodeUndrained { node_id } => can_see_node(a, node_id),
+        | NodeUndrained { node_id }
+        | NodeAddressReported { node_id, .. } => can_see_node(a, node_id),
         // Heartbeats list every container of the node: its agent's and the readers-of-all's.
         NodeHeartbeat { node_id, .. } => a.role == Role::Agent && can_see_node(a, node_id),
         TemplateSaved { .. }

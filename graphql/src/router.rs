@@ -412,38 +412,12 @@ impl Feed {
     }
 }
 
-/// The deployment an event is about.
+/// The deployment an event is about (one exhaustive definition, in `events`).
 pub(crate) fn deployment_of(event: &Event) -> Option<&str> {
-    use Event::*;
-    match event {
-        DeploymentRequested { deployment_id, .. }
-        | DeploymentScheduled { deployment_id, .. }
-        | DeploymentUnschedulable { deployment_id, .. }
-        | DeploymentStopRequested { deployment_id }
-        | DeploymentLost { deployment_id, .. }
-        | DeploymentStopped { deployment_id }
-        | ImageBuildStarted { deployment_id, .. }
-        | ImageBuildProgress { deployment_id, .. }
-        | ImageBuildFailed { deployment_id, .. }
-        | ImageReady { deployment_id, .. }
-        | ContainerCreated { deployment_id, .. }
-        | ContainerStarted { deployment_id }
-        | ContainerExited { deployment_id, .. }
-        | ContainerOomKilled { deployment_id }
-        | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => Some(deployment_id),
-        _ => None,
-    }
+    event.deployment_id()
 }
 
-/// The node an event is about.
+/// The node an event is about (one exhaustive definition, in `events`).
 pub(crate) fn node_of(event: &Event) -> Option<&str> {
-    match event {
-        Event::NodeRegistered { node_id, .. }
-        | Event::NodeHeartbeat { node_id, .. }
-        | Event::NodeLost { node_id }
-        | Event::NodeDrained { node_id }
-        | Event::NodeUndrained { node_id } => Some(node_id),
-        _ => None,
-    }
+    event.node_id()
 }

@@ -84,6 +84,17 @@ pub enum Command {
         containers: Vec<ContainerUsage>,
         engine_ok: bool,
     },
+    /// The address users reach the node at (agent `--address`); logged when it changes.
+    ReportNodeAddress {
+        node_id: String,
+        address: String,
+    },
+    /// The node's agent removed a container of a deployment no longer assigned to it.
+    ReportStaleContainer {
+        node_id: String,
+        deployment_id: String,
+        container_id: String,
+    },
     /// The writer's timer names the nodes that missed the TTL.
     MarkNodesLost {
         node_ids: Vec<String>,
@@ -189,6 +200,10 @@ pub enum Report {
     ContainerFailed {
         message: String,
     },
+    /// A process inside the container was OOM-killed; the container runs on.
+    ContainerOomWarning {
+        message: String,
+    },
 }
 
 impl Report {
@@ -233,6 +248,10 @@ impl Report {
             Report::ContainerOomKilled => Event::ContainerOomKilled { deployment_id },
             Report::ContainerRemoved => Event::ContainerRemoved { deployment_id },
             Report::ContainerFailed { message } => Event::ContainerFailed {
+                deployment_id,
+                message,
+            },
+            Report::ContainerOomWarning { message } => Event::ContainerOomWarning {
                 deployment_id,
                 message,
             },

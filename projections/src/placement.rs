@@ -1,5 +1,6 @@
 //! Placement: the scheduler's pure decision. Which nodes can take a request (alive, not
-//! draining, labels, CPU, memory, GPUs, storage, ports), how each scores (spread or
+//! draining, labels, CPU, memory, GPUs, storage, ports, the datasets it mounts), how
+//! each scores (spread or
 //! bin-pack, plus a bonus for datasets already present), and why the others were
 //! rejected. One linear scan over dense per-node summaries, no allocation per node.
 //!
@@ -34,7 +35,8 @@ pub struct PlacementRequest<'a> {
     pub os: &'a str,
     /// Labels a node must carry (all of them, same values).
     pub labels: &'a BTreeMap<String, String>,
-    /// Dataset keys (`category/db/dataset@version`), for the bonus.
+    /// Dataset keys (`category/db/dataset@version`): a node must hold every one (the
+    /// agent bind-mounts them from the node's disk).
     pub datasets: Vec<String>,
     pub policy: PlacementPolicy,
 }
@@ -105,7 +107,8 @@ impl View<'_> {
     }
 }
 
-// Reasons, in the order they are checked; ports follow, one per requested port.
+// Reasons, in the order they are checked; ports follow, one per requested port, then
+// datasets, one per requested dataset.
 const LOST: usize = 0;
 const DRAINING: usize = 1;
 const LABELS: usize = 2;
@@ -178,6 +181,14 @@ fn judge(view: &View<'_>, slot: u32, s: &Slot, req: &PlacementRequest<'_>) -> Re
                 if node.ports.contains_key(&port_key(p.external, p.protocol)) {
                     return Err(PORT0 + i);
                 }
+            }
+        }
+    }
+    if !req.datasets.is_empty() {
+        let node = view.node(slot);
+        for (j, k) in req.datasets.iter().enumerate() {
+            if !node.is_some_and(|n| n.has_dataset(k)) {
+                return Err(PORT0 + req.ports.len() + j);
             }
         }
     }
@@ -322,11 +333,9 @@ impl Hoisted {
         if !req.ports.is_empty() {
             mask |= Slot::PORTS;
         }
-        if !req.datasets.is_empty() {
-            mask |= Slot::DATASETS;
-        }
-        if !req.labels.is_empty() {
-            // Every node's labels must be looked at: no node takes the fast path.
+        if !req.labels.is_empty() || !req.datasets.is_empty() {
+            // Every node's labels or datasets must be looked at: no node takes the
+            // fast path.
             mask = 0;
             want = Slot::ALIVE;
         }
@@ -383,7 +392,7 @@ impl<'v, 'r> Scan<'v, 'r> {
             view,
             req,
             hoisted: Hoisted::new(req),
-            counts: vec![0; PORT0 + req.ports.len()],
+            counts: vec![0; PORT0 + req.ports.len() + req.datasets.len()],
             candidates: 0,
             top: Top::new(view),
         }
@@ -438,10 +447,13 @@ fn reasons(counts: &[u32], req: &PlacementRequest<'_>) -> Vec<RejectCount> {
         }
         let reason = match REASONS.get(i) {
             Some(r) => (*r).to_string(),
-            None => {
-                let p = &req.ports[i - PORT0];
-                format!("port {}/{} in use", p.external, p.protocol.as_str())
-            }
+            None => match req.ports.get(i - PORT0) {
+                Some(p) => format!("port {}/{} in use", p.external, p.protocol.as_str()),
+                None => format!(
+                    "missing dataset {}",
+                    req.datasets[i - PORT0 - req.ports.len()]
+                ),
+            },
         };
         out.push(RejectCount { reason, count });
     }
@@ -564,6 +576,11 @@ mod tests {
                 return Err(PORT0 + i);
             }
         }
+        for (j, k) in req.datasets.iter().enumerate() {
+            if !node.has_dataset(k) {
+                return Err(PORT0 + req.ports.len() + j);
+            }
+        }
         let mut parts = vec![
             reference_milli(free.cpu_millis - need.cpu_millis, alloc.cpu_millis),
             reference_milli(free.memory_bytes - need.memory_bytes, alloc.memory_bytes),
@@ -594,7 +611,7 @@ mod tests {
             .next_back()
             .map_or(0, |&k| k as usize + 1);
         let len = view.state.nodes.len().max(last_new);
-        let mut counts = vec![0u32; PORT0 + req.ports.len()];
+        let mut counts = vec![0u32; PORT0 + req.ports.len() + req.datasets.len()];
         let mut feasible: Vec<(i64, u32, &Node)> = Vec::new();
         for slot in 0..len as u32 {
             let Some(node) = view.node(slot) else {

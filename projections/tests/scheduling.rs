@@ -186,10 +186,8 @@ fn node_labels_must_match() {
     assert_eq!(rejected(&events), vec![("label mismatch".into(), 1)]);
 }
 
-#[test]
-fn nodes_holding_the_datasets_are_preferred() {
-    let mut w = World::with_catalog();
-    let category = DatasetCategory {
+fn coco() -> DatasetCategory {
+    DatasetCategory {
         category: "vision".into(),
         dbs: vec![DatasetDb {
             name: "coco".into(),
@@ -198,36 +196,68 @@ fn nodes_holding_the_datasets_are_preferred() {
                 version: "2017".into(),
             }],
         }],
-    };
-    w.ok(
-        &admin(),
-        Command::RegisterDatasets {
-            category: category.clone(),
-        },
-    );
+    }
+}
+
+#[test]
+fn only_nodes_holding_the_datasets_are_chosen() {
+    let mut w = World::with_catalog();
+    w.ok(&admin(), Command::RegisterDatasets { category: coco() });
     let mut holder = fingerprint("holder", 4000, 8, 0);
     holder.datasets = vec!["vision/coco/val@2017".into()];
     w.add_node("holder", holder);
     w.add_node("roomy", fingerprint("roomy", 16000, 32, 0)); // more free, no data
+    w.add_node("other", fingerprint("other", 16000, 32, 0));
     let mut s = spec(1000, 1, 0);
-    s.datasets = vec![category];
+    s.datasets = vec![coco()];
     w.add_env("e1", &alice(), s);
     let events = w.deploy(&alice(), "d1", "e1");
     assert_eq!(scheduled(&events), vec![("d1".into(), "holder".into())]);
     let Event::DeploymentScheduled {
         score_milli,
         runners_up,
+        candidates,
         ..
     } = &events[1]
     else {
         unreachable!()
     };
-    // holder: (3/4 cpu + 7/8 memory) / 2 = 812, plus the 200 bonus; roomy: (15/16 + 31/32) / 2.
+    // holder: (3/4 cpu + 7/8 memory) / 2 = 812, plus the 200 bonus for its data.
     assert_eq!(*score_milli, 812 + 200);
+    assert_eq!(*candidates, 1);
+    assert!(runners_up.is_empty(), "{runners_up:?}");
     assert_eq!(
-        (runners_up[0].node_id.as_str(), runners_up[0].score_milli),
-        ("roomy", 952)
+        rejected(&events),
+        vec![("missing dataset vision/coco/val@2017".into(), 2)]
     );
+}
+
+#[test]
+fn a_dataset_no_node_holds_keeps_the_deployment_pending_naming_it() {
+    let mut w = World::with_catalog();
+    w.ok(&admin(), Command::RegisterDatasets { category: coco() });
+    w.add_node("roomy", fingerprint("roomy", 16000, 32, 0));
+    let mut s = spec(1000, 1, 0);
+    s.datasets = vec![coco()];
+    w.add_env("e1", &alice(), s);
+    let events = w.deploy(&alice(), "d1", "e1");
+    assert_eq!(
+        kinds(&events),
+        vec!["DeploymentRequested", "DeploymentUnschedulable"]
+    );
+    assert_eq!(
+        rejected(&events),
+        vec![("missing dataset vision/coco/val@2017".into(), 1)]
+    );
+    assert_eq!(
+        w.state.deployment("d1").unwrap().status,
+        DeploymentStatus::Pending
+    );
+    // A node holding it registers: the deployment is placed there.
+    let mut holder = fingerprint("holder", 4000, 8, 0);
+    holder.datasets = vec!["vision/coco/val@2017".into()];
+    let events = w.add_node("holder", holder);
+    assert_eq!(scheduled(&events), vec![("d1".into(), "holder".into())]);
 }
 
 #[test]

@@ -20,6 +20,8 @@ const FIELDS: &str = "id environmentId environmentVersion environmentName owner 
 const DETAIL: &str = "history { seq timeMs status }
   need { cpuMillis memoryBytes gpus storageBytes } gpus
   ports { external internal protocol }
+  endpoints { name protocol internalPort externalPort url ready }
+  warnings { seq timeMs kind message }
   placement { nodeId seq scoreMilli candidates runnersUp { nodeId scoreMilli }
     rejected { reason count } }";
 
@@ -41,11 +43,51 @@ fn with_aliases(d: &Value) -> Value {
             .map(str::to_lowercase);
         map.insert("node".into(), node);
         map.insert("environment".into(), env);
+        if let Some(Value::Array(eps)) = map.get("endpoints") {
+            let eps: Vec<Value> = eps.iter().map(endpoint_json).collect();
+            map.insert("endpoints".into(), Value::Array(eps));
+        }
         if let Some(st) = status {
             map.insert("status".into(), json!(st));
         }
     }
     d
+}
+
+/// One endpoint in the CLI's JSON names (`internal_port`, `external_port`).
+fn endpoint_json(e: &Value) -> Value {
+    json!({
+        "name": e["name"],
+        "protocol": e["protocol"],
+        "internal_port": e["internalPort"],
+        "external_port": e["externalPort"],
+        "url": e["url"],
+        "ready": e["ready"],
+    })
+}
+
+/// `name url (ready)`, or the port when there is no URL (UDP, node address unknown).
+fn endpoint_text(e: &Value) -> String {
+    let target = match e["url"].as_str() {
+        Some(url) => url.to_string(),
+        None => format!(
+            "{}/{} -> {} (no url: {})",
+            i(e, "externalPort"),
+            s(e, "protocol"),
+            i(e, "internalPort"),
+            if s(e, "protocol") == "tcp" {
+                "node address unknown or not placed"
+            } else {
+                "not http"
+            }
+        ),
+    };
+    let ready = if e["ready"].as_bool() == Some(true) {
+        "ready"
+    } else {
+        "not ready"
+    };
+    format!("{} {target} ({ready})", s(e, "name"))
 }
 
 pub(super) async fn deploy(
@@ -265,6 +307,13 @@ fn print_detail(d: &Value) {
             text.push_str(&format!("; rejected: {r}"));
         }
         lines.push(("placement", text));
+    }
+    for e in d["endpoints"].as_array().into_iter().flatten() {
+        lines.push(("endpoint", endpoint_text(e)));
+    }
+    for w in d["warnings"].as_array().into_iter().flatten() {
+        let when = format::time_ms(i(w, "timeMs"));
+        lines.push(("warning", format!("{when} {}", s(w, "message"))));
     }
     for (k, v) in lines {
         println!("{:<12} {v}", format!("{k}:"));

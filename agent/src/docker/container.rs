@@ -82,10 +82,17 @@ pub fn container_body(
         (LABEL_ENVIRONMENT.to_string(), a.env_id.clone()),
     ]);
 
-    let mut env: Vec<String> = a.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.push(format!("DCLOUD_DEPLOYMENT_ID={}", a.deployment_id));
-    env.push(format!("DCLOUD_ENVIRONMENT_ID={}", a.env_id));
-    env.push(format!("DCLOUD_NODE_ID={}", config.node_id));
+    // The server sends the DCLOUD_* ids with the assignment; they are added here only
+    // when missing, so each variable appears once.
+    let mut vars = a.env.clone();
+    for (k, v) in [
+        ("DCLOUD_DEPLOYMENT_ID", &a.deployment_id),
+        ("DCLOUD_ENVIRONMENT_ID", &a.env_id),
+        ("DCLOUD_NODE_ID", &config.node_id),
+    ] {
+        vars.entry(k.to_string()).or_insert_with(|| v.clone());
+    }
+    let env: Vec<String> = vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
 
     let mut exposed_ports = Vec::new();
     let mut port_bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
@@ -99,7 +106,7 @@ pub fn container_body(
             .or_default()
             .get_or_insert_with(Vec::new)
             .push(PortBinding {
-                host_ip: None,
+                host_ip: config.bind_address.clone(),
                 host_port: Some(p.external.to_string()),
             });
     }
@@ -243,6 +250,54 @@ mod tests {
         let env = body.env.unwrap();
         assert!(env.contains(&"DFS_URL=http://10.0.0.5:9000".to_string()));
         assert!(env.contains(&"DCLOUD_DEPLOYMENT_ID=d1".to_string()));
+    }
+
+    #[test]
+    fn dcloud_variables_appear_once() {
+        let mut a = assignment("d1");
+        // As the server sends them.
+        a.env.insert("DCLOUD_DEPLOYMENT_ID".into(), "d1".into());
+        a.env
+            .insert("DCLOUD_NODE_ID".into(), "0x5f6e4b6e4b50".into());
+        a.env.insert("DCLOUD_ENVIRONMENT_ID".into(), "env1".into());
+        let env = container_body(&a, &config()).unwrap().env.unwrap();
+        for name in [
+            "DCLOUD_DEPLOYMENT_ID",
+            "DCLOUD_NODE_ID",
+            "DCLOUD_ENVIRONMENT_ID",
+        ] {
+            let n = env
+                .iter()
+                .filter(|e| e.starts_with(&format!("{name}=")))
+                .count();
+            assert_eq!(n, 1, "{name} in {env:?}");
+        }
+        // Without them (an older server), the agent adds each once.
+        let env = container_body(&assignment("d1"), &config())
+            .unwrap()
+            .env
+            .unwrap();
+        assert_eq!(
+            env.iter().filter(|e| e.starts_with("DCLOUD_")).count(),
+            3,
+            "{env:?}"
+        );
+    }
+
+    #[test]
+    fn ports_bind_to_the_configured_address() {
+        let mut c = config();
+        let body = container_body(&assignment("d1"), &c).unwrap();
+        let b = &body.host_config.unwrap().port_bindings.unwrap()["8080/tcp"];
+        assert_eq!(
+            b.as_ref().unwrap()[0].host_ip,
+            None,
+            "unset: every interface"
+        );
+        c.bind_address = Some("10.1.2.3".into());
+        let body = container_body(&assignment("d1"), &c).unwrap();
+        let b = &body.host_config.unwrap().port_bindings.unwrap()["8080/tcp"];
+        assert_eq!(b.as_ref().unwrap()[0].host_ip.as_deref(), Some("10.1.2.3"));
     }
 
     #[test]

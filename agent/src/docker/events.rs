@@ -1,17 +1,21 @@
 //! The engine's event stream (containers labelled with this node) turned into reports:
-//! start → Started, die → Exited{code}, oom → OomKilled, destroy → Removed. Reconnects
-//! with backoff and resumes from the last event seen, so a restart of the engine loses
-//! nothing. While a watch runs it is the only source of `Started`, so a container's
-//! start is always reported before its exit.
+//! start → Started, die → Exited{code} (or OomKilled), oom → OomWarning while the
+//! container runs on, destroy → Removed. Reconnects with backoff and resumes from the
+//! last event seen, so a restart of the engine loses nothing. While a watch runs it is
+//! the only source of `Started`, so a container's start is always reported before its
+//! exit.
 //!
-//! OOM kills: Docker's `OOMKilled` flag alone is unreliable (on cgroup v2 it has been
-//! both missed and set for kills of a child process), so an OOM kill is reported when the
-//! engine emits `oom` (the kernel's cgroup OOM notification, on cgroup v1 and v2). Only
-//! when a container dies by SIGKILL (137) without an `oom` event is the flag consulted.
+//! OOM kills: the engine's `oom` event is the kernel's cgroup OOM notification, sent
+//! whenever ANY process of the container is killed for memory — a child of a shell, a
+//! worker of a notebook — while the container itself may run on. So `oom` never ends a
+//! deployment: only the container's own end (`die`) does. A die by SIGKILL (137) after
+//! an `oom` event, or with the engine's `OOMKilled` flag set, is `OomKilled`; any other
+//! die is `Exited` with its code. An `oom` after which the container is still running
+//! (checked [`OOM_SETTLE`] later) is reported as a warning on the deployment.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
@@ -21,6 +25,14 @@ use tracing::{debug, warn};
 use crate::docker::{is_transport, DockerDriver};
 use crate::driver::{Report, ReportSender, LABEL_DEPLOYMENT, LABEL_NODE};
 use crate::error::AgentError;
+
+/// How long after an `oom` event the container is looked at: still running then means
+/// a process inside was killed, not the container's main process.
+pub const OOM_SETTLE: Duration = Duration::from_millis(1500);
+
+/// The warning recorded when a process inside a running container is OOM-killed.
+pub const OOM_WARNING: &str =
+    "a process inside the container was killed for lack of memory; the container runs on";
 
 /// A container event the agent cares about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +114,7 @@ impl DockerDriver {
                             continue; // replayed after a reconnect: already handled
                         }
                         last_nanos = last_nanos.max(nanos + 1);
-                        for report in self.reports_for(&msg, &mut oom_seen).await {
+                        for report in self.reports_for(&msg, &mut oom_seen, &tx).await {
                             if tx.send(report).await.is_err() {
                                 return Ok(());
                             }
@@ -135,6 +147,7 @@ impl DockerDriver {
         &self,
         msg: &EventMessage,
         oom_seen: &mut HashSet<String>,
+        tx: &ReportSender,
     ) -> Vec<(String, Report)> {
         let Some((dep, id, event)) = translate(msg) else {
             return Vec::new();
@@ -143,15 +156,30 @@ impl DockerDriver {
         match event {
             EngineEvent::Started => reports.push((dep, Report::Started)),
             EngineEvent::Oom => {
-                oom_seen.insert(id);
-                reports.push((dep, Report::OomKilled));
+                oom_seen.insert(id.clone());
+                // Looked at a little later, off the event loop: when the main process
+                // was the one killed, its `die` comes meanwhile and ends it instead.
+                let (docker, tx) = (self.docker.clone(), tx.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(OOM_SETTLE).await;
+                    let running = matches!(
+                        docker.inspect_container(&id, None).await,
+                        Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true)
+                    );
+                    if running {
+                        let message = OOM_WARNING.to_string();
+                        let _ = tx.send((dep, Report::OomWarning { message })).await;
+                    }
+                });
             }
             EngineEvent::Died { code } => {
-                if !oom_seen.remove(&id) && code == 137 {
-                    let flagged = matches!(
-                        self.inspect(&id).await,
-                        Ok(Some(c)) if c.state.as_ref().and_then(|s| s.oom_killed) == Some(true)
-                    );
+                let oom = oom_seen.remove(&id);
+                if code == 137 {
+                    let flagged = oom
+                        || matches!(
+                            self.inspect(&id).await,
+                            Ok(Some(c)) if c.state.as_ref().and_then(|s| s.oom_killed) == Some(true)
+                        );
                     if flagged {
                         reports.push((dep.clone(), Report::OomKilled));
                     }

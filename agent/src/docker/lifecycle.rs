@@ -34,7 +34,7 @@ impl DockerDriver {
         let send = |r: Report| async move {
             let _ = tx.send((a.deployment_id.clone(), r)).await;
         };
-        let name = container_name(&a.deployment_id);
+        let name = container_name(&a.deployment_id, &self.config.node_id);
         let mut existing = self.inspect(&name).await?;
         if let Some(c) = &existing {
             let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
@@ -54,7 +54,10 @@ impl DockerDriver {
                 self.stop_and_remove(&name, REPLACE_GRACE).await?;
                 existing = None;
             } else if is_running(c) {
+                // Adopted (after a restart, or a re-assignment to this node while it
+                // was away): say so, so that the control plane knows it runs.
                 debug!(deployment = %a.deployment_id, "already running");
+                send(Report::Started).await;
                 return Ok(());
             }
         }
@@ -90,6 +93,7 @@ impl DockerDriver {
         };
         if running {
             debug!(deployment = %a.deployment_id, container = %id, "already running");
+            send(Report::Started).await;
             return Ok(());
         }
         self.call("start container", || self.docker.start_container(&id, None))

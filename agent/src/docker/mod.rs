@@ -27,7 +27,7 @@ use crate::error::AgentError;
 
 pub use build::BuildLog;
 pub use container::{container_body, persistent_volume_name, DEFAULT_CAP_ADD};
-pub use events::{translate, EngineEvent};
+pub use events::{translate, EngineEvent, OOM_SETTLE, OOM_WARNING};
 pub use lifecycle::{exit_code_from_status, usage_from_stats};
 
 /// The socket used when neither the config nor `DOCKER_HOST` names one.
@@ -53,6 +53,8 @@ pub struct DockerConfig {
     pub cap_add: Vec<String>,
     /// Retries of calls that fail because the engine is away.
     pub backoff: Backoff,
+    /// The host address published ports bind to (`None`: every interface).
+    pub bind_address: Option<String>,
 }
 
 impl DockerConfig {
@@ -64,6 +66,7 @@ impl DockerConfig {
             pids_limit: 4096,
             cap_add: DEFAULT_CAP_ADD.iter().map(|c| c.to_string()).collect(),
             backoff: Backoff::default(),
+            bind_address: None,
         }
     }
 }
@@ -268,7 +271,7 @@ impl Driver for DockerDriver {
         grace: Duration,
     ) -> BoxFuture<'a, Result<(), AgentError>> {
         async move {
-            let name = crate::driver::container_name(deployment_id);
+            let name = crate::driver::container_name(deployment_id, &self.config.node_id);
             self.stop_and_remove(&name, grace).await
         }
         .boxed()

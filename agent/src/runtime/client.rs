@@ -139,9 +139,33 @@ impl GqlClient {
         report: &Report,
         image: &str,
     ) -> Result<(), AgentError> {
+        if let Report::StaleRemoved {
+            node_id,
+            container_id,
+        } = report
+        {
+            let vars = json!({ "nodeId": node_id, "deploymentId": deployment_id,
+                               "containerId": container_id });
+            return self
+                .request("reportStaleContainer", wire::REPORT_STALE_CONTAINER, vars)
+                .await
+                .map(drop);
+        }
         let vars =
             json!({ "deploymentId": deployment_id, "report": wire::report_input(report, image) });
         self.request("reportStatus", wire::REPORT_STATUS, vars)
+            .await
+            .map(drop)
+    }
+
+    /// The address users reach the node at.
+    pub async fn report_node_address(
+        &self,
+        node_id: &str,
+        address: &str,
+    ) -> Result<(), AgentError> {
+        let vars = json!({ "nodeId": node_id, "address": address });
+        self.request("reportNodeAddress", wire::REPORT_NODE_ADDRESS, vars)
             .await
             .map(drop)
     }

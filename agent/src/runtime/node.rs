@@ -79,6 +79,8 @@ pub struct NodeSpec {
     pub usage: UsageSource,
     /// Delay before the first heartbeat (spreads a fleet's heartbeats).
     pub heartbeat_offset: Duration,
+    /// The address users reach the node at, reported after each registration.
+    pub address: Option<String>,
 }
 
 /// Aborts the node's background tasks when the node's loop ends or is dropped.
@@ -126,9 +128,10 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         driver,
         usage,
         heartbeat_offset,
+        address,
     } = spec;
     let config = &shared.config;
-    register(&shared, &node_id, &fingerprint).await?;
+    register(&shared, &node_id, &fingerprint, address.as_deref()).await?;
 
     let images: Images = Arc::default();
     let (tx, rx) = mpsc::channel(1024);
@@ -176,7 +179,9 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         tx,
         images,
         assigned: BTreeMap::new(),
-        reconciler: Reconciler::new().with_grace(config.grace),
+        reconciler: Reconciler::new()
+            .with_grace(config.grace)
+            .with_node(node_id.clone()),
         seq: SeqTracker::load(seq_path),
         tasks: JoinSet::new(),
         by_deployment: HashMap::new(),
@@ -187,7 +192,14 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
     };
     let mut attempt = 0u32;
     loop {
-        let err = session(&shared, &fingerprint, &mut st, &mut attempt).await;
+        let err = session(
+            &shared,
+            &fingerprint,
+            address.as_deref(),
+            &mut st,
+            &mut attempt,
+        )
+        .await;
         if is_fatal(&err) {
             return Err(err);
         }
@@ -212,12 +224,20 @@ async fn register(
     shared: &Shared,
     node_id: &str,
     fingerprint: &NodeFingerprint,
+    address: Option<&str>,
 ) -> Result<(), AgentError> {
     let mut attempt = 0;
     loop {
-        match shared.client.register_node(node_id, fingerprint).await {
+        let registered = async {
+            shared.client.register_node(node_id, fingerprint).await?;
+            if let Some(address) = address {
+                shared.client.report_node_address(node_id, address).await?;
+            }
+            Ok::<(), AgentError>(())
+        };
+        match registered.await {
             Ok(()) => {
-                info!(%node_id, "registered");
+                info!(%node_id, ?address, "registered");
                 return Ok(());
             }
             Err(e) if e.is_transient() => {
@@ -235,6 +255,7 @@ async fn register(
 async fn session(
     shared: &Shared,
     fingerprint: &NodeFingerprint,
+    address: Option<&str>,
     st: &mut NodeState,
     attempt: &mut u32,
 ) -> AgentError {
@@ -242,7 +263,7 @@ async fn session(
         Ok(s) => s,
         Err(AgentError::Api { code, .. }) if code == "NOT_FOUND" => {
             // The server does not know this node (any more): register again.
-            return match register(shared, &st.node_id, fingerprint).await {
+            return match register(shared, &st.node_id, fingerprint, address).await {
                 Ok(()) => AgentError::Protocol {
                     op: "nodeAssignments",
                     message: "node was unknown; registered again".to_string(),
@@ -263,14 +284,15 @@ async fn session(
             Kind::Stopped | Kind::Lost => {}
         }
     }
-    // Let what is in flight finish, so reconcile sees the engine as it settles.
+    // Stops first (their removal is reported as such, not as a stale container), and
+    // let what is in flight finish, so reconcile sees the engine as it settles.
+    for dep in stops {
+        st.spawn_stop(dep, true);
+    }
     while let Some(done) = st.tasks.join_next_with_id().await {
         st.finish(done).await;
     }
     st.reconcile().await;
-    for dep in stops {
-        st.spawn_stop(dep, true);
-    }
     let after = st.seq.resume_after(snapshot.seq);
     st.seq.persist();
 

@@ -30,6 +30,13 @@ heartbeat(nodeId: $nodeId, usage: $usage, containers: $containers, engineOk: $en
 pub const REPORT_STATUS: &str = "mutation($deploymentId: ID!, $report: ReportInput!) { \
 reportStatus(deploymentId: $deploymentId, report: $report) { id status } }";
 
+pub const REPORT_NODE_ADDRESS: &str = "mutation($nodeId: ID!, $address: String!) { \
+reportNodeAddress(nodeId: $nodeId, address: $address) { id } }";
+
+pub const REPORT_STALE_CONTAINER: &str = "mutation($nodeId: ID!, $deploymentId: ID!, \
+$containerId: String!) { reportStaleContainer(nodeId: $nodeId, deploymentId: $deploymentId, \
+containerId: $containerId) }";
+
 pub const CREATE_AGENT_TOKEN: &str = "mutation($name: String!, $nodeId: ID!) { \
 createToken(role: AGENT, name: $name, nodeId: $nodeId) { token } }";
 
@@ -244,6 +251,13 @@ pub fn report_input(report: &Report, image: &str) -> Value {
         Report::OomKilled => json!({"kind": "CONTAINER_OOM_KILLED"}),
         Report::Removed => json!({"kind": "CONTAINER_REMOVED"}),
         Report::Failed { message } => json!({"kind": "CONTAINER_FAILED", "message": message}),
+        Report::OomWarning { message } => {
+            json!({"kind": "CONTAINER_OOM_WARNING", "message": message})
+        }
+        // Sent with `REPORT_STALE_CONTAINER`, not as a status report; kept total here.
+        Report::StaleRemoved { container_id, .. } => {
+            json!({"kind": "CONTAINER_REMOVED", "containerId": container_id})
+        }
     }
 }
 

@@ -42,6 +42,47 @@ impl AgentMutation {
         run.await.gql(ctx)
     }
 
+    /// The address users reach the node at (a host name or IP, no scheme or port):
+    /// published ports are shown as `http://ADDRESS:PORT/`. Logged when it changes.
+    async fn report_node_address(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        address: String,
+    ) -> Result<NodeObj> {
+        let run = async {
+            let cmd = Command::ReportNodeAddress {
+                node_id: node_id.to_string(),
+                address,
+            };
+            submit(ctx, cmd).await?;
+            live(ctx, |r| r.node(&node_id))
+        };
+        run.await.gql(ctx)
+    }
+
+    /// The node's agent removed a container of a deployment that is no longer
+    /// assigned to the node (left behind while the node was away). Returns whether
+    /// it was recorded.
+    async fn report_stale_container(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        deployment_id: ID,
+        container_id: String,
+    ) -> Result<bool> {
+        let run = async {
+            let cmd = Command::ReportStaleContainer {
+                node_id: node_id.to_string(),
+                deployment_id: deployment_id.to_string(),
+                container_id,
+            };
+            let events = submit(ctx, cmd).await?;
+            Ok(!events.is_empty())
+        };
+        run.await.gql(ctx)
+    }
+
     /// Node and per-container usage; `engineOk` false when the container engine is
     /// unreachable.
     async fn heartbeat(

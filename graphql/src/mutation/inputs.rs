@@ -151,6 +151,9 @@ pub enum ReportKind {
     ContainerRemoved,
     /// Needs `message`.
     ContainerFailed,
+    /// A process inside the container was OOM-killed and the container runs on.
+    /// Needs `message`.
+    ContainerOomWarning,
 }
 
 /// One container state change, as the agent saw it.
@@ -198,7 +201,7 @@ impl ReportInput {
             K::ImageReady => need("image", self.image.is_some()),
             K::ContainerCreated => need("containerId", self.container_id.is_some()),
             K::ContainerExited => need("code", self.code.is_some()),
-            K::ContainerFailed => need("message", self.message.is_some()),
+            K::ContainerFailed | K::ContainerOomWarning => need("message", self.message.is_some()),
             K::ContainerStarted | K::ContainerOomKilled | K::ContainerRemoved => {}
         }
         if !missing.is_empty() {
@@ -234,6 +237,9 @@ impl ReportInput {
             K::ContainerOomKilled => Report::ContainerOomKilled,
             K::ContainerRemoved => Report::ContainerRemoved,
             K::ContainerFailed => Report::ContainerFailed {
+                message: s(self.message),
+            },
+            K::ContainerOomWarning => Report::ContainerOomWarning {
                 message: s(self.message),
             },
         })

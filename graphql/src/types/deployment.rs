@@ -56,11 +56,40 @@ pub struct Failure {
     pub message: String,
 }
 
+/// One published port of a deployment, as users reach it.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct DeploymentEndpoint {
+    /// The declared service's name, else `port-<internal>`.
+    pub name: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    pub internal_port: u16,
+    pub external_port: u16,
+    /// `http://ADDRESS:EXTERNAL/` for a TCP port of a placed deployment whose node has
+    /// reported its address; null otherwise.
+    pub url: Option<String>,
+    /// The service answers: the deployment is running (its main process is up).
+    pub ready: bool,
+}
+
+/// Something that happened to a deployment without ending it.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct DeploymentWarning {
+    pub seq: u64,
+    pub time_ms: i64,
+    /// `oom` (a process inside the container was OOM-killed) or
+    /// `stale_container_removed`.
+    pub kind: String,
+    pub message: String,
+}
+
 pub struct DeploymentObj {
     pub(crate) d: Deployment,
     /// `env-name` of the version it runs.
     pub(crate) env_name: Option<String>,
     pub(crate) node_hostname: Option<String>,
+    /// The address of the node it is placed on, while it holds resources there.
+    pub(crate) node_address: Option<String>,
 }
 
 impl DeploymentObj {
@@ -71,11 +100,48 @@ impl DeploymentObj {
             .as_deref()
             .and_then(|n| state.node(n))
             .map(|n| n.fingerprint.hostname.clone());
+        let node_address = d
+            .node
+            .as_deref()
+            .filter(|_| d.status.holds_resources())
+            .and_then(|n| state.node(n))
+            .and_then(|n| n.address.clone());
         DeploymentObj {
             d: d.clone(),
             env_name,
             node_hostname,
+            node_address,
         }
+    }
+}
+
+/// The endpoints of `d` when its node is reached at `address`.
+pub fn endpoints(d: &Deployment, address: Option<&str>) -> Vec<DeploymentEndpoint> {
+    let running = d.status == state::DeploymentStatus::Running;
+    d.ports
+        .iter()
+        .map(|p| {
+            let tcp = p.protocol == dcloud_events::model::Protocol::Tcp;
+            DeploymentEndpoint {
+                name: format!("port-{}", p.internal),
+                protocol: p.protocol.as_str().to_string(),
+                internal_port: p.internal,
+                external_port: p.external,
+                url: address
+                    .filter(|_| tcp)
+                    .map(|a| format!("http://{}:{}/", url_host(a), p.external)),
+                ready: running,
+            }
+        })
+        .collect()
+}
+
+/// An IPv6 literal in brackets, anything else as it is.
+fn url_host(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
     }
 }
 
@@ -213,6 +279,26 @@ impl DeploymentObj {
 
     async fn container_id(&self) -> Option<&str> {
         self.d.container_id.as_deref()
+    }
+
+    /// Each published port as users reach it (`http://NODE-ADDRESS:EXTERNAL/`).
+    async fn endpoints(&self) -> Vec<DeploymentEndpoint> {
+        endpoints(&self.d, self.node_address.as_deref())
+    }
+
+    /// What happened without ending it (OOM kills inside, stale containers removed),
+    /// oldest first.
+    async fn warnings(&self) -> Vec<DeploymentWarning> {
+        self.d
+            .warnings
+            .iter()
+            .map(|w| DeploymentWarning {
+                seq: w.seq,
+                time_ms: w.time_ms,
+                kind: w.kind.clone(),
+                message: w.message.clone(),
+            })
+            .collect()
     }
 
     async fn failure(&self) -> Option<Failure> {

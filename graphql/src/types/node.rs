@@ -80,6 +80,12 @@ impl NodeObj {
         &self.node.fingerprint.hostname
     }
 
+    /// The address users reach the node at (agent `--address`); published ports of
+    /// its deployments are `http://ADDRESS:PORT/`. Null until the agent reports one.
+    async fn address(&self) -> Option<&str> {
+        self.node.address.as_deref()
+    }
+
     async fn os(&self) -> &str {
         &self.node.fingerprint.os
     }

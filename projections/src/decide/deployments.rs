@@ -108,6 +108,7 @@ fn report_name(report: &Report) -> &'static str {
         Report::ContainerOomKilled => "container oom-killed",
         Report::ContainerRemoved => "container removed",
         Report::ContainerFailed { .. } => "container failed",
+        Report::ContainerOomWarning { .. } => "oom warning",
     }
 }
 

@@ -84,6 +84,14 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             containers,
             engine_ok,
         } => nodes::heartbeat(&mut s, node_id, usage, containers, *engine_ok)?,
+        Command::ReportNodeAddress { node_id, address } => {
+            nodes::report_address(&mut s, node_id, address)?
+        }
+        Command::ReportStaleContainer {
+            node_id,
+            deployment_id,
+            container_id,
+        } => nodes::stale_container(&mut s, node_id, deployment_id, container_id)?,
         Command::MarkNodesLost { node_ids } => nodes::mark_lost(&mut s, node_ids)?,
         Command::DrainNode { node_id } => nodes::drain(&mut s, node_id)?,
         Command::UndrainNode { node_id } => nodes::undrain(&mut s, node_id)?,

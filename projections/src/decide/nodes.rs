@@ -137,6 +137,76 @@ pub(super) fn heartbeat(
     Ok(())
 }
 
+/// The address users reach the node at: a host name or an IP literal, no scheme, no
+/// port. Logged only when it differs from the last one.
+pub(super) fn report_address(
+    s: &mut Scratch<'_>,
+    node_id: &str,
+    address: &str,
+) -> Result<(), DomainError> {
+    node_actor(s.ctx, node_id)?;
+    let node = s
+        .state
+        .node(node_id)
+        .ok_or_else(|| not_found("node", node_id))?;
+    check_address(address)?;
+    if node.address.as_deref() != Some(address) {
+        s.emit(Event::NodeAddressReported {
+            node_id: node_id.to_string(),
+            address: address.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses what cannot stand for a host in `http://HOST:PORT/`.
+fn check_address(address: &str) -> Result<(), DomainError> {
+    let bad = |why: &str| {
+        DomainError::Invalid(format!(
+            "address {address:?} {why}; expected a host name or an IP address (no scheme, no port)"
+        ))
+    };
+    if address.is_empty() || address.len() > 253 {
+        return Err(bad("must be 1 to 253 characters"));
+    }
+    if address.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(());
+    }
+    if !address
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(bad("has characters a host name cannot have"));
+    }
+    Ok(())
+}
+
+/// The agent of `node_id` removed a container of `deployment_id` that it found but was
+/// not assigned (the deployment was moved or stopped while the node was away).
+pub(super) fn stale_container(
+    s: &mut Scratch<'_>,
+    node_id: &str,
+    deployment_id: &str,
+    container_id: &str,
+) -> Result<(), DomainError> {
+    node_actor(s.ctx, node_id)?;
+    let d = s
+        .state
+        .deployment(deployment_id)
+        .ok_or_else(|| not_found("deployment", deployment_id))?;
+    if d.status.holds_resources() && d.node.as_deref() == Some(node_id) {
+        return Err(DomainError::Invalid(format!(
+            "deployment {deployment_id} is assigned to node {node_id}: its container is not stale"
+        )));
+    }
+    s.emit(Event::StaleContainerRemoved {
+        deployment_id: deployment_id.to_string(),
+        node_id: node_id.to_string(),
+        container_id: container_id.to_string(),
+    });
+    Ok(())
+}
+
 /// The writer's timer names the nodes past the TTL; unknown or already lost nodes are
 /// skipped. Each lost node's deployments are released and placed elsewhere at once.
 pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), DomainError> {

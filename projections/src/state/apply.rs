@@ -203,6 +203,9 @@ impl State {
                     n.engine_ok = *engine_ok;
                 }
             }
+            Event::NodeAddressReported { node_id, address } => {
+                self.set_node(node_id, |n| n.address = Some(address.clone()))
+            }
             Event::NodeLost { node_id } => self.set_node(node_id, |n| n.health = NodeHealth::Lost),
             Event::NodeDrained { node_id } => self.set_node(node_id, |n| n.draining = true),
             Event::NodeUndrained { node_id } => self.set_node(node_id, |n| n.draining = false),
@@ -271,6 +274,12 @@ impl State {
             | Event::ContainerOomKilled { deployment_id: id }
             | Event::ContainerRemoved { deployment_id: id }
             | Event::ContainerFailed {
+                deployment_id: id, ..
+            }
+            | Event::ContainerOomWarning {
+                deployment_id: id, ..
+            }
+            | Event::StaleContainerRemoved {
                 deployment_id: id, ..
             } => {
                 self.apply_deployment(id, &env.event, seq, t);

@@ -138,7 +138,25 @@ pub struct Deployment {
     pub exit_code: Option<i64>,
     pub container_id: Option<String>,
     pub failure: Option<Box<Failure>>,
+    /// What went wrong without ending it (a process OOM-killed inside the container,
+    /// a stale container removed from a node), oldest first.
+    pub warnings: Vec<Warning>,
 }
+
+/// Something that happened to a deployment and did not end it.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct Warning {
+    pub seq: u64,
+    pub time_ms: i64,
+    /// `oom` (a process inside was OOM-killed) or `stale_container_removed`.
+    pub kind: String,
+    pub message: String,
+}
+
+/// Most warnings a deployment keeps (the oldest are dropped; the log keeps them all).
+pub const MAX_WARNINGS: usize = 50;
 
 /// An entry of the pending queue: the deployment and what it needs, so that the
 /// queue can be scanned without looking each deployment up.
@@ -201,6 +219,7 @@ impl Deployment {
             exit_code: None,
             container_id: None,
             failure: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -220,6 +239,18 @@ impl Deployment {
         if self.status != DeploymentStatus::Stopping {
             self.set_status(status, seq, time_ms);
         }
+    }
+
+    fn warn(&mut self, seq: u64, time_ms: i64, kind: &str, message: String) {
+        if self.warnings.len() >= MAX_WARNINGS {
+            self.warnings.remove(0);
+        }
+        self.warnings.push(Warning {
+            seq,
+            time_ms,
+            kind: kind.to_string(),
+            message,
+        });
     }
 
     fn reset_run(&mut self) {
@@ -325,6 +356,17 @@ impl Deployment {
                     message: message.clone(),
                 }));
                 self.progress(S::Failed, seq, time_ms);
+            }
+            Event::ContainerOomWarning { message, .. } => {
+                self.warn(seq, time_ms, "oom", message.clone());
+            }
+            Event::StaleContainerRemoved {
+                node_id,
+                container_id,
+                ..
+            } => {
+                let message = format!("stale container {container_id} removed from node {node_id}");
+                self.warn(seq, time_ms, "stale_container_removed", message);
             }
             _ => {}
         }

@@ -18,7 +18,7 @@ pub use catalog::{
 };
 pub use deployment::{
     need_of, BuildProgress, Deployment, DeploymentStatus, Failure, PlacementRecord, Queued,
-    StatusEntry,
+    StatusEntry, Warning, MAX_WARNINGS,
 };
 pub use node::{port_key, port_of_key, GpuSlot, Node, NodeHealth};
 pub use snapshot::SnapshotError;

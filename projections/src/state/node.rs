@@ -69,6 +69,8 @@ pub struct Node {
     pub ports: BTreeMap<u32, String>,
     /// Deployments holding resources here.
     pub deployments: BTreeSet<String>,
+    /// The address users reach the node at, as its agent last reported it.
+    pub address: Option<String>,
 }
 
 /// The key of an external port in [`Node::ports`].
@@ -133,6 +135,7 @@ impl Node {
             gpus,
             ports: BTreeMap::new(),
             deployments: BTreeSet::new(),
+            address: None,
         }
     }
 

@@ -1,0 +1,393 @@
+//! The node agent tells the truth about what runs (feature `docker-tests`, issue #17):
+//! a server in-process and `dcloud agent --driver docker` child processes on the real
+//! engine. A published port answers at the URL `dcloud status` prints; a process
+//! OOM-killed inside a running container leaves the deployment running with its
+//! resources booked; an agent SIGKILLed and restarted after the node TTL converges
+//! (one state, one container, on the node the server names); two agents on one engine
+//! keep their own containers through 30 s of reconciling; stopping everything leaves
+//! no container behind.
+#![cfg(feature = "docker-tests")]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dcloud::server::{start, Server, ServerConfig};
+use serde_json::{json, Value};
+
+mod docker_support;
+
+use docker_support::{containers_of, gql, make_sleeper_image, wait_for, SLEEPER};
+
+/// A base image serving `hello from dcloud` over HTTP on port 8080 (busybox httpd).
+const HTTPD: &str = "dcloud-test/busybox-httpd:latest";
+
+fn make_httpd_image() {
+    let dockerfile = "FROM dcloud-test/busybox:latest\n\
+        RUN mkdir -p /www && echo 'hello from dcloud' > /www/index.html\n\
+        CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+    let mut child = Command::new("docker")
+        .args(["build", "-q", "-t", HTTPD, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the docker CLI runs (docker-tests need a docker engine)");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(dockerfile.as_bytes())
+        .expect("write the dockerfile");
+    assert!(
+        child.wait().expect("docker build ends").success(),
+        "building {HTTPD} failed: run scripts/make-test-images.sh first"
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn nonce() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+}
+
+async fn server(node_ttl_ms: Option<i64>) -> (tempfile::TempDir, Server, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(dir.path().join("server"));
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    if let Some(ttl) = node_ttl_ms {
+        config.settings.node_ttl_ms = ttl;
+        config.liveness_tick = Duration::from_millis(200);
+    }
+    let server = start(config).await.expect("server starts");
+    let (url, admin) = (
+        server.url(),
+        server.admin_token.clone().expect("admin token"),
+    );
+    (dir, server, url, admin)
+}
+
+/// `dcloud agent --driver docker` with its own state directory (no `--node-id`: the
+/// agent makes its id and keeps it there) and address 127.0.0.1.
+fn start_agent(url: &str, token: &str, state: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_dcloud"))
+        .args([
+            "agent", "--server", url, "--token", token, "--driver", "docker",
+        ])
+        .args(["--heartbeat-interval", "500ms", "--address", "127.0.0.1"])
+        .arg("--state-dir")
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("dcloud agent starts")
+}
+
+fn node_id_of(state: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(id) = std::fs::read_to_string(state.join("node-id")) {
+            return id.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the agent never wrote its node id"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn wait_nodes(url: &str, admin: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gql(url, admin, "{ counts { nodes } }", json!({})).await["counts"]["nodes"].as_u64()
+        != Some(n)
+    {
+        assert!(Instant::now() < deadline, "{n} agent(s) never registered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A catalog for os `busybox` on `base` and an environment with `extra` fields; its id.
+async fn environment(url: &str, admin: &str, base: &str, name: &str, extra: Value) -> String {
+    let catalog = json!({"os": "busybox", "base-image": base,
+        "init-steps": [format!("echo {name}-{}", nonce())], "specifications": {}});
+    let q = "mutation($d: String!) { upsertCatalog(document: $d) { os } }";
+    gql(url, admin, q, json!({"d": catalog.to_string()})).await;
+    let mut env = json!({"env-name": name, "version": "1", "os": "busybox", "languages": [],
+        "resources": {"ram": "64M", "cpu": "0.25", "gpu": "0", "storage": 1}});
+    for (k, v) in extra.as_object().expect("object") {
+        env[k] = v.clone();
+    }
+    let q = "mutation($d: String!) { createEnvironment(document: $d) { id } }";
+    gql(url, admin, q, json!({"d": env.to_string()})).await["createEnvironment"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+async fn deploy(url: &str, admin: &str, env_id: &str) -> String {
+    let q = "mutation($e: String!) { deploy(environment: $e) { id } }";
+    gql(url, admin, q, json!({"e": env_id})).await["deploy"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
+async fn deployment(url: &str, admin: &str, id: &str) -> Value {
+    let q = "query($id: ID!) { deployment(id: $id) { status nodeId image
+        need { memoryBytes } warnings { kind message } } }";
+    gql(url, admin, q, json!({"id": id})).await["deployment"].clone()
+}
+
+/// Stops `ids`, waits for each to be stopped, and checks that no container is left.
+async fn stop_all(url: &str, admin: &str, ids: &[String]) {
+    let q = "mutation($id: ID!) { stop(deploymentId: $id) { status } }";
+    for id in ids {
+        gql(url, admin, q, json!({"id": id})).await;
+    }
+    let mut images = Vec::new();
+    for id in ids {
+        wait_for(url, admin, id, "STOPPED").await;
+        assert_eq!(containers_of(id), "", "no container is left for {id}");
+        if let Some(image) = deployment(url, admin, id).await["image"].as_str() {
+            images.push(image.to_string());
+        }
+    }
+    for image in images {
+        let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    }
+}
+
+fn cli(url: &str, token: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_dcloud"))
+        .args(["--server", url, "--token", token])
+        .args(args)
+        .output()
+        .expect("dcloud runs");
+    assert!(out.status.success(), "dcloud {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_published_port_answers_at_the_url_status_prints() {
+    make_httpd_image();
+    let (dir, server, url, admin) = server(None).await;
+    let state = dir.path().join("agent");
+    let mut agent = start_agent(&url, &admin, &state);
+    wait_nodes(&url, &admin, 1).await;
+    let port = free_port();
+    let ports = json!({"port-publish": [
+        {"external": {"ports": port.to_string()}, "internal": {"ports": "8080", "protocol": "tcp"}}]});
+    let env_id = environment(&url, &admin, HTTPD, "httpd", ports).await;
+    let id = deploy(&url, &admin, &env_id).await;
+    wait_for(&url, &admin, &id, "RUNNING").await;
+
+    let json_out = cli(&url, &admin, &["status", &id, "--output", "json"]);
+    let d: Value = serde_json::from_str(&json_out).expect("json");
+    let e = &d["endpoints"][0];
+    assert_eq!(e["name"], "port-8080", "{d}");
+    assert_eq!(e["internal_port"], 8080);
+    assert_eq!(e["external_port"], port);
+    assert_eq!(e["ready"], true);
+    let endpoint = format!("http://127.0.0.1:{port}/");
+    assert_eq!(e["url"], endpoint.as_str());
+    let table = cli(&url, &admin, &["status", &id]);
+    assert!(
+        table.contains(&format!("endpoint:    port-8080 {endpoint} (ready)")),
+        "{table}"
+    );
+
+    // The service answers there (httpd may take a moment after the start).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        match reqwest::get(&endpoint).await {
+            Ok(r) if r.status().is_success() => break r.text().await.expect("body"),
+            other => {
+                assert!(
+                    Instant::now() < deadline,
+                    "{endpoint} never answered: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    assert_eq!(body.trim(), "hello from dcloud");
+    // Bound to the node's address only (127.0.0.1), as docker reports it.
+    let container = containers_of(&id);
+    let out = Command::new("docker")
+        .args(["port", container.trim(), "8080/tcp"])
+        .output()
+        .expect("docker port");
+    let bindings = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(bindings.trim(), format!("127.0.0.1:{port}"), "{bindings}");
+    // Each DCLOUD_* variable appears once in the container's environment.
+    let out = Command::new("docker")
+        .args(["exec", container.trim(), "env"])
+        .output()
+        .expect("docker exec env");
+    let env = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "DCLOUD_DEPLOYMENT_ID=",
+        "DCLOUD_NODE_ID=",
+        "DCLOUD_ENVIRONMENT_ID=",
+    ] {
+        assert_eq!(env.matches(var).count(), 1, "{var} in {env}");
+    }
+
+    stop_all(&url, &admin, &[id]).await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap the agent");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_process_oom_killed_inside_leaves_the_deployment_running() {
+    make_sleeper_image();
+    let (dir, server, url, admin) = server(None).await;
+    let mut agent = start_agent(&url, &admin, &dir.path().join("agent"));
+    wait_nodes(&url, &admin, 1).await;
+    let env_id = environment(&url, &admin, SLEEPER, "oom-child", json!({})).await;
+    let id = deploy(&url, &admin, &env_id).await;
+    wait_for(&url, &admin, &id, "RUNNING").await;
+    let allocated = || async {
+        let q = "{ nodes { allocated { memoryBytes } } }";
+        gql(&url, &admin, q, json!({})).await["nodes"][0]["allocated"]["memoryBytes"].as_u64()
+    };
+    let before = allocated().await;
+    assert_eq!(before, Some(64 << 20));
+
+    // dd fills a 200M buffer: in a 64M container the kernel kills it, not the container.
+    let container = containers_of(&id);
+    let out = Command::new("docker")
+        .args(["exec", container.trim(), "sh", "-c"])
+        .arg("dd if=/dev/zero of=/dev/null bs=200M count=1 2>/dev/null; echo $?")
+        .output()
+        .expect("docker exec");
+    let code = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code.trim(), "137", "the child was killed: {out:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let d = loop {
+        let d = deployment(&url, &admin, &id).await;
+        if d["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
+            break d;
+        }
+        assert!(Instant::now() < deadline, "no oom warning: {d}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(d["warnings"][0]["kind"], "oom", "{d}");
+    assert_eq!(d["status"], "RUNNING", "{d}");
+    assert_eq!(allocated().await, before, "nothing was freed");
+    let running = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", container.trim()])
+        .output()
+        .expect("docker inspect");
+    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "true");
+
+    stop_all(&url, &admin, &[id]).await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap the agent");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_back_after_the_node_ttl_converges() {
+    make_sleeper_image();
+    let (dir, server, url, admin) = server(Some(2_000)).await;
+    let state = dir.path().join("agent");
+    let mut agent = start_agent(&url, &admin, &state);
+    wait_nodes(&url, &admin, 1).await;
+    let node = node_id_of(&state);
+    let env_id = environment(&url, &admin, SLEEPER, "ttl-job", json!({})).await;
+    let id = deploy(&url, &admin, &env_id).await;
+    wait_for(&url, &admin, &id, "RUNNING").await;
+
+    agent.kill().expect("SIGKILL the agent");
+    agent.wait().expect("reap the agent");
+    // Past the TTL the node is lost and the deployment goes back to the queue.
+    wait_for(&url, &admin, &id, "LOST").await;
+
+    let mut agent = start_agent(&url, &admin, &state);
+    assert_eq!(node_id_of(&state), node, "the same node id after a restart");
+    wait_for(&url, &admin, &id, "RUNNING").await;
+    let d = deployment(&url, &admin, &id).await;
+    assert_eq!(d["nodeId"], node.as_str(), "{d}");
+    let containers = containers_of(&id);
+    assert_eq!(containers.lines().count(), 1, "{containers:?}");
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{index .Config.Labels \"dcloud.node\"}}"])
+        .arg(containers.trim())
+        .output()
+        .expect("docker inspect");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), node);
+
+    stop_all(&url, &admin, &[id]).await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap the agent");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_agents_on_one_engine_keep_their_own_containers() {
+    make_sleeper_image();
+    let (dir, server, url, admin) = server(None).await;
+    let (state_a, state_b) = (dir.path().join("agent-a"), dir.path().join("agent-b"));
+    let mut a = start_agent(&url, &admin, &state_a);
+    let mut b = start_agent(&url, &admin, &state_b);
+    wait_nodes(&url, &admin, 2).await;
+    let (node_a, node_b) = (node_id_of(&state_a), node_id_of(&state_b));
+    assert_ne!(node_a, node_b, "two agents on one host, two node ids");
+
+    let env_id = environment(&url, &admin, SLEEPER, "two-agents", json!({})).await;
+    let first = deploy(&url, &admin, &env_id).await;
+    let second = deploy(&url, &admin, &env_id).await;
+    for id in [&first, &second] {
+        wait_for(&url, &admin, id, "RUNNING").await;
+    }
+    let n1 = deployment(&url, &admin, &first).await["nodeId"].clone();
+    let n2 = deployment(&url, &admin, &second).await["nodeId"].clone();
+    assert_ne!(n1, n2, "spread puts one on each node");
+    let before = (containers_of(&first), containers_of(&second));
+
+    // Both agents reconcile (every 30 s) against the one engine: nothing is removed.
+    let until = Instant::now() + Duration::from_secs(35);
+    while Instant::now() < until {
+        for id in [&first, &second] {
+            assert_eq!(
+                deployment(&url, &admin, id).await["status"],
+                "RUNNING",
+                "{id}"
+            );
+        }
+        assert_eq!((containers_of(&first), containers_of(&second)), before);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    stop_all(&url, &admin, &[first, second]).await;
+    for node in [&node_a, &node_b] {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("label=dcloud.node={node}"),
+            ])
+            .output()
+            .expect("docker ps");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "{node}");
+    }
+    for agent in [&mut a, &mut b] {
+        agent.kill().expect("stop the agent");
+        agent.wait().expect("reap the agent");
+    }
+    server.shutdown().await;
+}
