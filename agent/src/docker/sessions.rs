@@ -24,7 +24,7 @@ impl DockerDriver {
         deployment_id: &str,
         opts: LogOptions,
     ) -> Result<LogLines, AgentError> {
-        let name = container_name(deployment_id);
+        let name = container_name(deployment_id, &self.config.node_id);
         self.docker
             .inspect_container(
                 &name,
@@ -84,7 +84,7 @@ impl DockerDriver {
         deployment_id: &str,
         req: ExecRequest,
     ) -> Result<ExecSession, AgentError> {
-        let name = container_name(deployment_id);
+        let name = container_name(deployment_id, &self.config.node_id);
         let running = self
             .docker
             .inspect_container(
