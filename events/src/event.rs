@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CandidateScore, ContainerUsage, DatasetCategory, EnvironmentSpec, LibraryCatalog,
-    NodeFingerprint, PlacementPolicy, RejectCount, Role, ServiceRegistration, Usage,
+    NodeFingerprint, PlacementPolicy, Quota, RejectCount, Role, ServiceRegistration, Usage,
 };
 
 /// Everything that ever happens in DCloud. Past-tense names only.
@@ -209,6 +209,20 @@ pub enum Event {
     TokenRevoked {
         token_id: String,
     },
+
+    // ── quotas (appended after the first release: the order above is frozen) ─────
+    /// Replaces `user`'s quota; an unlimited quota (every axis `None`) removes it.
+    QuotaSet {
+        user: String,
+        quota: Quota,
+    },
+    /// The deployment (just requested, with `waitForQuota`) would pass its owner's
+    /// quota: it stays pending, not counted against the quota, until it can be placed
+    /// within it. `reason` names the limit (`quota exceeded: gpus 2 of 1`).
+    DeploymentQuotaWaiting {
+        deployment_id: String,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -251,6 +265,8 @@ impl Event {
             Event::ContainerFailed { .. } => "ContainerFailed",
             Event::TokenCreated { .. } => "TokenCreated",
             Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::QuotaSet { .. } => "QuotaSet",
+            Event::DeploymentQuotaWaiting { .. } => "DeploymentQuotaWaiting",
         }
     }
 
@@ -290,10 +306,12 @@ impl Event {
             | ContainerExited { deployment_id, .. }
             | ContainerOomKilled { deployment_id }
             | ContainerRemoved { deployment_id }
-            | ContainerFailed { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            | ContainerFailed { deployment_id, .. }
+            | DeploymentQuotaWaiting { deployment_id, .. } => format!("deployment:{deployment_id}"),
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }
+            QuotaSet { user, .. } => format!("quota:{user}"),
         }
     }
 

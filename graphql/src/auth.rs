@@ -150,7 +150,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ContainerExited { deployment_id, .. }
         | ContainerOomKilled { deployment_id }
         | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => deployment(deployment_id),
+        | ContainerFailed { deployment_id, .. }
+        | DeploymentQuotaWaiting { deployment_id, .. } => deployment(deployment_id),
         DeploymentLost {
             deployment_id,
             node_id,
@@ -173,6 +174,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ServiceDeregistered { .. }
         | ServiceExpired { .. } => a.role == Role::User,
         CatalogUpserted { .. } | TokenCreated { .. } | TokenRevoked { .. } => false,
+        // A user sees their own quota being set.
+        QuotaSet { user, .. } => a.role == Role::User && &a.name == user,
     }
 }
 

@@ -55,6 +55,7 @@ impl ApiError {
             "BAD_USER_INPUT" => 400,
             "CONFLICT" => 409,
             "NOT_FOUND" => 404,
+            "QUOTA_EXCEEDED" => 429,
             _ => 500,
         }
     }
@@ -71,6 +72,7 @@ impl ApiError {
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",
                 DomainError::NotFound { .. } => "NOT_FOUND",
                 DomainError::Forbidden(_) => "FORBIDDEN",
+                DomainError::QuotaExceeded(_) => "QUOTA_EXCEEDED",
             },
         }
     }
@@ -180,6 +182,12 @@ mod tests {
                 "CONFLICT",
             ),
             (ApiError::not_found("node", "n1"), "NOT_FOUND"),
+            (
+                ApiError::Domain(DomainError::QuotaExceeded(
+                    "quota exceeded: gpus 2 of 1".into(),
+                )),
+                "QUOTA_EXCEEDED",
+            ),
             (ApiError::BadInput("cursor".into()), "BAD_USER_INPUT"),
             (ApiError::Internal("disk".into()), "INTERNAL"),
         ];

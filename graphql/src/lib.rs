@@ -11,9 +11,11 @@
 
 pub mod auth;
 pub mod backend;
+pub mod catalogue;
 pub mod error;
 pub mod mutation;
 pub mod query;
+pub mod quota;
 pub mod schema;
 pub mod subscription;
 pub mod types;

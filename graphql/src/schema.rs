@@ -7,9 +7,11 @@ use async_graphql::{Context, MergedObject, Schema};
 
 use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
+use crate::catalogue::CatalogueQuery;
 use crate::error::ApiError;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::quota::{QuotaMutation, QuotaQuery};
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -35,10 +37,21 @@ impl Default for SchemaOptions {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(LiveQuery, HistoryQuery, AgentQuery);
+pub struct Query(
+    LiveQuery,
+    HistoryQuery,
+    AgentQuery,
+    QuotaQuery,
+    CatalogueQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(DocumentMutation, ControlMutation, AgentMutation);
+pub struct Mutation(
+    DocumentMutation,
+    ControlMutation,
+    AgentMutation,
+    QuotaMutation,
+);
 
 /// DCloud's schema type.
 pub type DcloudSchema = Schema<Query, Mutation, Subscription>;

@@ -272,6 +272,9 @@ impl State {
             | Event::ContainerRemoved { deployment_id: id }
             | Event::ContainerFailed {
                 deployment_id: id, ..
+            }
+            | Event::DeploymentQuotaWaiting {
+                deployment_id: id, ..
             } => {
                 self.apply_deployment(id, &env.event, seq, t);
             }
@@ -297,6 +300,13 @@ impl State {
             Event::TokenRevoked { token_id } => {
                 if let Some(tok) = self.tokens.get_mut(token_id) {
                     tok.revoked = true;
+                }
+            }
+            Event::QuotaSet { user, quota } => {
+                if quota.is_unlimited() {
+                    self.quotas.remove(user);
+                } else {
+                    self.quotas.insert(user.clone(), quota.clone());
                 }
             }
         }

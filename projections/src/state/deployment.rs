@@ -138,6 +138,9 @@ pub struct Deployment {
     pub exit_code: Option<i64>,
     pub container_id: Option<String>,
     pub failure: Option<Box<Failure>>,
+    /// Set while it waits for its owner's quota (the limit it would pass); cleared
+    /// when it is placed or stopped.
+    pub quota_wait: Option<String>,
 }
 
 /// An entry of the pending queue: the deployment and what it needs, so that the
@@ -201,7 +204,18 @@ impl Deployment {
             exit_code: None,
             container_id: None,
             failure: None,
+            quota_wait: None,
         }
+    }
+
+    /// Waiting (pending) until its owner's quota has room for it.
+    pub fn waits_for_quota(&self) -> bool {
+        self.status.is_queued() && self.quota_wait.is_some()
+    }
+
+    /// Counted in its owner's quota usage: live and not waiting for quota.
+    pub fn counts_against_quota(&self) -> bool {
+        self.status.is_live() && !self.waits_for_quota()
     }
 
     fn set_status(&mut self, status: DeploymentStatus, seq: u64, time_ms: i64) {
@@ -259,6 +273,7 @@ impl Deployment {
                     candidates: *candidates,
                 }));
                 self.pending_reasons.clear();
+                self.quota_wait = None;
                 self.set_status(S::Scheduled, seq, time_ms);
             }
             Event::DeploymentUnschedulable { rejected, .. } => {
@@ -270,7 +285,13 @@ impl Deployment {
                 self.node = None;
                 self.set_status(S::Lost, seq, time_ms);
             }
-            Event::DeploymentStopped { .. } => self.set_status(S::Stopped, seq, time_ms),
+            Event::DeploymentStopped { .. } => {
+                self.quota_wait = None;
+                self.set_status(S::Stopped, seq, time_ms);
+            }
+            Event::DeploymentQuotaWaiting { reason, .. } => {
+                self.quota_wait = Some(reason.clone());
+            }
             Event::ImageBuildStarted { image, steps, .. } => {
                 self.image = Some(image.clone());
                 self.build = Some(BuildProgress {
