@@ -19,11 +19,16 @@ pub mod client;
 pub mod server;
 
 /// Logs to stderr, filtered by `DCLOUD_LOG` (e.g. `info`, `dcloud=debug`), else `default`.
+/// Coloured only when stderr is a terminal (and `NO_COLOR` is unset): logs sent to a
+/// file or a pipe carry no escape codes.
 pub fn init_tracing(default: &str) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DCLOUD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
 }

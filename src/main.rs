@@ -24,14 +24,11 @@ struct Cli {
     /// Output format of client commands.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// The server's base URL.
-    #[arg(
-        long,
-        global = true,
-        env = "DCLOUD_SERVER",
-        default_value = "http://127.0.0.1:7070"
-    )]
-    server: String,
+    /// The server's base URL [default: the URL a running server wrote into
+    /// DATA/server.json, DATA being $DCLOUD_DATA or ./.dcloud; else
+    /// http://127.0.0.1:7070].
+    #[arg(long, global = true, env = "DCLOUD_SERVER")]
+    server: Option<String>,
     /// Bearer token (admin, user, agent or auditor).
     #[arg(long, global = true, env = "DCLOUD_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -71,16 +68,22 @@ enum Cmd {
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Check the hash chain of the whole log; names the first bad sequence number.
+    /// Reads DATA directly (a stopped server's), or asks the server (`--server URL`
+    /// without `--data`, or when a running server holds DATA's log) with an admin or
+    /// auditor token.
     Verify {
         #[arg(long, env = "DCLOUD_DATA")]
-        data: PathBuf,
+        data: Option<PathBuf>,
     },
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
+    let server_flag = cli.server.clone();
+    let data_env = std::env::var_os("DCLOUD_DATA").map(PathBuf::from);
     let global = Global {
-        server: cli.server,
+        server: dcloud::client::discover_server(cli.server, data_env.as_deref()),
         token: cli.token,
         output: cli.output,
     };
@@ -93,7 +96,7 @@ fn main() -> ExitCode {
             command: AuditCmd::Verify { data },
         } => {
             init_tracing();
-            offline::audit_verify(&data, global.output)
+            audit_verify(data, server_flag, &global)
         }
         Cmd::Replay {
             data,
@@ -107,10 +110,69 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", dcloud::client::error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// `audit verify`: offline over `--data`, or through the server when only `--server`
+/// is given or when the server holds the data directory's log.
+fn audit_verify(
+    data: Option<PathBuf>,
+    server_flag: Option<String>,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    let data = match (data, &server_flag) {
+        (Some(d), _) => d,
+        (None, Some(_)) => return dcloud::client::verify_remote(global),
+        (None, None) => anyhow::bail!(
+            "pass --data DIR (a stopped server's data directory) or --server URL (a running \
+             server, with an admin or auditor token)"
+        ),
+    };
+    match offline::audit_verify(&data, global.output) {
+        Err(e) => match e.downcast::<offline::LogLocked>() {
+            Ok(locked) => {
+                let server = server_flag.or(locked.server.clone());
+                match (server, &global.token) {
+                    (Some(server), Some(_)) => {
+                        eprintln!(
+                            "the log in {} is held by the running server at {server}; \
+                             verifying through it",
+                            data.display()
+                        );
+                        dcloud::client::verify_remote(&Global {
+                            server,
+                            ..global.clone()
+                        })
+                    }
+                    _ => Err(locked.into()),
+                }
+            }
+            Err(e) => Err(e),
+        },
+        ok => ok,
+    }
+}
+
+/// Printing into a closed pipe (`dcloud status | head`) ends the command quietly, as
+/// other command-line tools do, instead of a panic and a backtrace: Rust ignores
+/// SIGPIPE, so the write fails and `println!` panics with this message.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 /// Logs go to stderr; `DCLOUD_LOG` filters them (default `warn` for the offline tools).

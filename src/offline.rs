@@ -71,9 +71,42 @@ pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(1))
         }
+        Err(LogError::Storage(fjall::Error::Locked)) => Err(LogLocked::in_dir(data).into()),
         Err(e) => Err(e).context("verifying the log"),
     }
 }
+
+/// The log is held by a running server (fjall's lock): the offline tools cannot open
+/// it, and say what to do instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLocked {
+    pub data: std::path::PathBuf,
+    /// The URL the server wrote into `DATA/server.json`, if any.
+    pub server: Option<String>,
+}
+
+impl LogLocked {
+    pub fn in_dir(data: &Path) -> Self {
+        LogLocked {
+            data: data.to_path_buf(),
+            server: crate::client::discover::server_in(data),
+        }
+    }
+}
+
+impl std::fmt::Display for LogLocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.server.as_deref().unwrap_or("URL");
+        write!(
+            f,
+            "the log in {} is held by a running server; stop it first, or ask the server \
+             (admin or auditor token): `dcloud audit verify --server {url}`",
+            self.data.display()
+        )
+    }
+}
+
+impl std::error::Error for LogLocked {}
 
 /// What `replay` prints.
 #[derive(Debug, Serialize)]
@@ -192,7 +225,15 @@ pub fn replay(
     if !store::log_dir(data).is_dir() {
         anyhow::bail!("no event log in {}", data.display());
     }
-    let log = store::open_log(data)?;
+    let log = match dcloud_events::FjallLog::open(&store::log_dir(data)) {
+        Ok(log) => std::sync::Arc::new(log),
+        Err(LogError::Storage(fjall::Error::Locked)) => anyhow::bail!(
+            "the log in {} is held by a running server; stop it first, or ask the server: \
+             the `at(seq: N)` query (admin or auditor token) answers the same",
+            data.display()
+        ),
+        Err(e) => return Err(e).context("opening the event log"),
+    };
     if let Some(to) = to {
         let last = dcloud_events::EventLog::last_seq(&*log);
         if to > last {

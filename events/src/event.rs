@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CandidateScore, ContainerUsage, DatasetCategory, EnvironmentSpec, LibraryCatalog,
-    NodeFingerprint, PlacementPolicy, RejectCount, Role, ServiceRegistration, Usage,
+    NodeFingerprint, PlacementPolicy, Quota, RejectCount, Role, ServiceRegistration, Usage,
 };
 
 /// Everything that ever happens in DCloud. Past-tense names only.
@@ -266,6 +266,19 @@ pub enum Event {
         node_id: String,
         container_id: String,
     },
+    // ── quotas (appended after the first release: the order above is frozen) ─────
+    /// Replaces `user`'s quota; an unlimited quota (every axis `None`) removes it.
+    QuotaSet {
+        user: String,
+        quota: Quota,
+    },
+    /// The deployment (just requested, with `waitForQuota`) would pass its owner's
+    /// quota: it stays pending, not counted against the quota, until it can be placed
+    /// within it. `reason` names the limit (`quota exceeded: gpus 2 of 1`).
+    DeploymentQuotaWaiting {
+        deployment_id: String,
+        reason: String,
+    },
 }
 
 impl Event {
@@ -316,6 +329,8 @@ impl Event {
             Event::NodeAddressReported { .. } => "NodeAddressReported",
             Event::ContainerOomWarning { .. } => "ContainerOomWarning",
             Event::StaleContainerRemoved { .. } => "StaleContainerRemoved",
+            Event::QuotaSet { .. } => "QuotaSet",
+            Event::DeploymentQuotaWaiting { .. } => "DeploymentQuotaWaiting",
         }
     }
 
@@ -358,7 +373,9 @@ impl Event {
             | ContainerRemoved { deployment_id }
             | ContainerFailed { deployment_id, .. }
             | ContainerOomWarning { deployment_id, .. }
-            | StaleContainerRemoved { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            | StaleContainerRemoved { deployment_id, .. }
+            | DeploymentQuotaWaiting { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            QuotaSet { user, .. } => format!("quota:{user}"),
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }
@@ -397,7 +414,8 @@ impl Event {
             | ExecSessionEnded { deployment_id, .. }
             | DeploymentIdleStopped { deployment_id, .. }
             | ContainerOomWarning { deployment_id, .. }
-            | StaleContainerRemoved { deployment_id, .. } => Some(deployment_id),
+            | StaleContainerRemoved { deployment_id, .. }
+            | DeploymentQuotaWaiting { deployment_id, .. } => Some(deployment_id),
             EnvironmentCreated { .. }
             | EnvironmentUpdated { .. }
             | EnvironmentDeactivated { .. }
@@ -419,7 +437,8 @@ impl Event {
             | NodeUndrained { .. }
             | NodeAddressReported { .. }
             | TokenCreated { .. }
-            | TokenRevoked { .. } => None,
+            | TokenRevoked { .. }
+            | QuotaSet { .. } => None,
         }
     }
 
@@ -473,7 +492,9 @@ impl Event {
             | ContainerOomWarning { .. }
             | StaleContainerRemoved { .. }
             | TokenCreated { .. }
-            | TokenRevoked { .. } => None,
+            | TokenRevoked { .. }
+            | QuotaSet { .. }
+            | DeploymentQuotaWaiting { .. } => None,
         }
     }
 

@@ -199,6 +199,24 @@ stored! {
         Spread,
         BinPack,
     }
+
+    /// A user's limits (set by an admin). `None` on an axis: no limit on it.
+    /// Counted against what the user's live deployments need (see `QuotaSet`).
+    #[derive(Default)]
+    pub struct Quota {
+        pub cpu_millis: Option<u64>,
+        pub memory_bytes: Option<u64>,
+        pub gpus: Option<u32>,
+        /// Live deployments at once.
+        pub deployments: Option<u32>,
+    }
+}
+
+impl Quota {
+    /// No limit on any axis.
+    pub fn is_unlimited(&self) -> bool {
+        self == &Quota::default()
+    }
 }
 
 impl Role {

@@ -155,7 +155,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ExecSessionStarted { deployment_id, .. }
         | ExecSessionEnded { deployment_id, .. }
         | DeploymentIdleStopped { deployment_id, .. }
-        | ContainerOomWarning { deployment_id, .. } => deployment(deployment_id),
+        | ContainerOomWarning { deployment_id, .. }
+        | DeploymentQuotaWaiting { deployment_id, .. } => deployment(deployment_id),
         EnvironmentIdleTimeoutSet { env_id, .. } => state
             .environments
             .get(env_id)
@@ -191,6 +192,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ServiceDeregistered { .. }
         | ServiceExpired { .. } => a.role == Role::User,
         CatalogUpserted { .. } | TokenCreated { .. } | TokenRevoked { .. } => false,
+        // A user sees their own quota being set.
+        QuotaSet { user, .. } => a.role == Role::User && &a.name == user,
     }
 }
 

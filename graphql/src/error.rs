@@ -68,6 +68,7 @@ impl ApiError {
             "NOT_FOUND" => 404,
             "OVERLOADED" => 503,
             "UNAVAILABLE" => 503,
+            "QUOTA_EXCEEDED" => 429,
             _ => 500,
         }
     }
@@ -86,6 +87,7 @@ impl ApiError {
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",
                 DomainError::NotFound { .. } => "NOT_FOUND",
                 DomainError::Forbidden(_) => "FORBIDDEN",
+                DomainError::QuotaExceeded(_) => "QUOTA_EXCEEDED",
             },
         }
     }
@@ -196,6 +198,12 @@ mod tests {
                 "CONFLICT",
             ),
             (ApiError::not_found("node", "n1"), "NOT_FOUND"),
+            (
+                ApiError::Domain(DomainError::QuotaExceeded(
+                    "quota exceeded: gpus 2 of 1".into(),
+                )),
+                "QUOTA_EXCEEDED",
+            ),
             (ApiError::BadInput("cursor".into()), "BAD_USER_INPUT"),
             (ApiError::Internal("disk".into()), "INTERNAL"),
         ];

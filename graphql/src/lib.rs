@@ -11,11 +11,13 @@
 
 pub mod auth;
 pub mod backend;
+pub mod catalogue;
 pub mod error;
 pub mod lists;
 pub mod mutation;
 pub mod query;
 pub mod router;
+pub mod quota;
 pub mod schema;
 pub mod session;
 pub mod subscription;

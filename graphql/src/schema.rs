@@ -7,11 +7,13 @@ use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
+use crate::catalogue::CatalogueQuery;
 use crate::error::ApiError;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
 use crate::router::Router;
 use crate::session::SessionSubscription;
+use crate::quota::{QuotaMutation, QuotaQuery};
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -37,10 +39,21 @@ impl Default for SchemaOptions {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(LiveQuery, HistoryQuery, AgentQuery);
+pub struct Query(
+    LiveQuery,
+    HistoryQuery,
+    AgentQuery,
+    QuotaQuery,
+    CatalogueQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(DocumentMutation, ControlMutation, AgentMutation);
+pub struct Mutation(
+    DocumentMutation,
+    ControlMutation,
+    AgentMutation,
+    QuotaMutation,
+);
 
 #[derive(MergedSubscription, Default)]
 pub struct SubscriptionRoot(Subscription, SessionSubscription);

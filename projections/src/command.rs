@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use dcloud_events::model::{
     ContainerUsage, DatasetCategory, EnvironmentSpec, LanguageSpec, LibraryCatalog,
-    NodeFingerprint, PlacementPolicy, PortPublish, Resources, Role, ServiceRegistration,
+    NodeFingerprint, PlacementPolicy, PortPublish, Quota, Resources, Role, ServiceRegistration,
     StorageMount, Usage,
 };
 use dcloud_events::Event;
@@ -107,10 +107,13 @@ pub enum Command {
     },
 
     // ── deployments ──────────────────────────────────────────────────────────
+    /// Refused with `QuotaExceeded` when it would pass the owner's quota, unless
+    /// `wait_for_quota`: then it waits, pending, until it fits within the quota.
     Deploy {
         deployment_id: String,
         env_id: String,
         policy: Option<PlacementPolicy>,
+        wait_for_quota: bool,
     },
     Stop {
         deployment_id: String,
@@ -165,6 +168,13 @@ pub enum Command {
         deployment_id: String,
         idle_ms: u64,
         reason: String,
+    },
+
+    // ── quotas ───────────────────────────────────────────────────────────────
+    /// Replaces `user`'s quota (admins); an unlimited quota removes it.
+    SetQuota {
+        user: String,
+        quota: Quota,
     },
 }
 

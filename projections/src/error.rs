@@ -51,6 +51,10 @@ pub enum DomainError {
     /// The command is well-formed but not allowed in the current state.
     #[error("{0}")]
     Invalid(String),
+    /// A deploy would pass its owner's quota; the message names the limit
+    /// (`quota exceeded: gpus 2 of 1`).
+    #[error("{0}")]
+    QuotaExceeded(String),
 }
 
 fn join(errors: &[FieldError]) -> String {

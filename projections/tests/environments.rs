@@ -114,6 +114,7 @@ fn users_touch_only_their_own_environments() {
     let deploy = Command::Deploy {
         deployment_id: "d1".into(),
         env_id: "e1".into(),
+        wait_for_quota: false,
         policy: None,
     };
     assert!(matches!(
@@ -139,6 +140,7 @@ fn deactivate_once_refuses_new_deployments() {
     let deploy = Command::Deploy {
         deployment_id: "d1".into(),
         env_id: "e1".into(),
+        wait_for_quota: false,
         policy: None,
     };
     assert!(

@@ -138,6 +138,7 @@ fn run_op(w: &mut World, op: &Op, deployed: &mut u32) {
                 Command::Deploy {
                     deployment_id: format!("d{deployed}"),
                     env_id: env.into(),
+                    wait_for_quota: false,
                     policy,
                 },
             )
@@ -252,6 +253,7 @@ fn corrupt_snapshots_are_refused() {
     let cmd = Command::Deploy {
         deployment_id: "d2".into(),
         env_id: "small".into(),
+        wait_for_quota: false,
         policy: None,
     };
     let ctx = w.ctx(&alice());

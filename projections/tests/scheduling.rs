@@ -72,6 +72,7 @@ fn spread_and_bin_pack_choose_opposite_nodes() {
         Command::Deploy {
             deployment_id: "d2".into(),
             env_id: "e1".into(),
+            wait_for_quota: false,
             policy: Some(PlacementPolicy::BinPack),
         },
     );
@@ -381,6 +382,7 @@ fn deploy_needs_a_catalog_for_the_os() {
     let deploy = Command::Deploy {
         deployment_id: "d1".into(),
         env_id: "e1".into(),
+        wait_for_quota: false,
         policy: None,
     };
     assert!(

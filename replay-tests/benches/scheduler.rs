@@ -159,6 +159,7 @@ async fn deploy_all(writer: &WriterHandle, prefix: &str, deploys: usize) -> Vec<
                 let cmd = Command::Deploy {
                     deployment_id: format!("{prefix}{i}"),
                     env_id: "env".into(),
+                    wait_for_quota: false,
                     policy: None,
                 };
                 let t = Instant::now();

@@ -173,6 +173,7 @@ pub fn writer_load(dir: &Path, seed: u64) -> anyhow::Result<()> {
                         Command::Deploy {
                             deployment_id: id,
                             env_id: format!("env-{seed}"),
+                            wait_for_quota: false,
                             policy: None,
                         }
                     };

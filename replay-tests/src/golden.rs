@@ -109,6 +109,7 @@ pub fn scenario() -> Vec<Step> {
         steps.push(admin(Command::Deploy {
             deployment_id: d.into(),
             env_id: env.into(),
+            wait_for_quota: false,
             policy: None,
         }));
     }

@@ -153,6 +153,7 @@ pub fn step_of(op: Op) -> Step {
             cmd: Command::Deploy {
                 deployment_id: dep_id(deployment),
                 env_id: env_id(env),
+                wait_for_quota: false,
                 policy: Some(if binpack {
                     PlacementPolicy::BinPack
                 } else {
@@ -165,6 +166,7 @@ pub fn step_of(op: Op) -> Step {
             cmd: Command::Deploy {
                 deployment_id: format!("u{}", dep_id(deployment)),
                 env_id: env_id(env),
+                wait_for_quota: false,
                 policy: None,
             },
         },

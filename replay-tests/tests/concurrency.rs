@@ -58,6 +58,7 @@ async fn a_thousand_concurrent_deploys_against_room_for_five_hundred() {
                 let cmd = Command::Deploy {
                     deployment_id: format!("d{i:04}"),
                     env_id: "env".into(),
+                    wait_for_quota: false,
                     policy: None,
                 };
                 writer.submit(cmd, admin, format!("d{i}")).await

@@ -21,7 +21,47 @@ const APPLY: &str = "mutation($document: String!, $format: DocumentFormat) {
   }
 }";
 
-pub(super) async fn apply(api: &Api, file: &Path, out: Output) -> anyhow::Result<ExitCode> {
+/// `text` with every environment or template document turned into a wrapped
+/// template (`{"template": {…}}`), as one JSON list; any other kind is an error
+/// naming it. Text that does not parse is sent as it is, for the server to explain.
+fn as_templates(text: &str, fmt: &str) -> anyhow::Result<(String, &'static str)> {
+    use dcloud_projections::config::{export_template, parse_document, Document, Format};
+    let format = match fmt {
+        "JSON" => Format::Json,
+        "YAML" => Format::Yaml,
+        _ => Format::Auto,
+    };
+    let Ok(docs) = parse_document(text, format) else {
+        return Ok((text.to_string(), "AUTO"));
+    };
+    let mut list = Vec::new();
+    for (i, doc) in docs.into_iter().enumerate() {
+        match doc {
+            Document::Environment(spec) | Document::Template(spec) => {
+                list.push(json!({ "template": export_template(&spec) }));
+            }
+            other => {
+                let kind = match other {
+                    Document::Catalog(_) => "a library catalog",
+                    Document::Service(_) => "a service",
+                    _ => "a dataset category",
+                };
+                anyhow::bail!(
+                    "--as-template: document [{i}] is {kind}, not an environment or template; \
+                     nothing was applied"
+                );
+            }
+        }
+    }
+    Ok((Value::Array(list).to_string(), "JSON"))
+}
+
+pub(super) async fn apply(
+    api: &Api,
+    file: &Path,
+    as_template: bool,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
     let (text, fmt) = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
@@ -36,6 +76,11 @@ pub(super) async fn apply(api: &Api, file: &Path, out: Output) -> anyhow::Result
             Some("yaml" | "yml") => "YAML",
             _ => "AUTO",
         };
+        (text, fmt)
+    };
+    let (text, fmt) = if as_template {
+        as_templates(&text, fmt)?
+    } else {
         (text, fmt)
     };
     let data = api

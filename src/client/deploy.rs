@@ -14,7 +14,7 @@ use crate::offline::Output;
 
 const FIELDS: &str = "id environmentId environmentVersion environmentName owner policy
   status live requestedSeq requestedMs nodeId image imageReady
-  pendingReasons { reason count } build { step steps } exitCode containerId
+  pendingReasons { reason count } quotaWait build { step steps } exitCode containerId
   failure { step command message }";
 
 const DETAIL: &str = "history { seq timeMs status }
@@ -89,21 +89,44 @@ fn endpoint_text(e: &Value) -> String {
     };
     format!("{} {target} ({ready})", s(e, "name"))
 }
+/// How to deploy: placement policy, `--watch`, `--wait-for-quota`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct How {
+    pub(super) policy: Option<Policy>,
+    pub(super) watch: bool,
+    pub(super) wait_for_quota: bool,
+    /// Print only the deployment id.
+    pub(super) quiet: bool,
+}
+
+const TEMPLATES: &str = "query { templates { name } }";
 
 pub(super) async fn deploy(
     api: &Api,
     env: &str,
-    policy: Option<Policy>,
-    watch: bool,
+    how: How,
     out: Output,
 ) -> anyhow::Result<ExitCode> {
     let q = format!(
-        "mutation($env: String!, $policy: PlacementPolicy) {{ deploy(environment: $env, policy: $policy) {{ {FIELDS} }} }}"
+        "mutation($env: String!, $policy: PlacementPolicy, $wait: Boolean) {{
+           deploy(environment: $env, policy: $policy, waitForQuota: $wait) {{ {FIELDS} }} }}"
     );
-    let vars = json!({"env": env, "policy": policy.map(Policy::graphql)});
-    let data = api.run(&q, vars).await?;
+    let vars = json!({
+        "env": env,
+        "policy": how.policy.map(Policy::graphql),
+        "wait": how.wait_for_quota,
+    });
+    let data = match api.run(&q, vars).await {
+        Ok(data) => data,
+        Err(err) => return Err(hint_template(api, env, err).await),
+    };
+    let watch = how.watch;
     let d = &data["deploy"];
     let id = s(d, "id");
+    if how.quiet {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut tracker = Tracker::new(out);
     match out {
         Output::Json if !watch => println!("{}", with_aliases(d)),
@@ -120,6 +143,36 @@ pub(super) async fn deploy(
     }
     let after = i(d, "requestedSeq").saturating_sub(1);
     follow(api, &id, after, true, tracker).await
+}
+
+/// A NOT_FOUND for `env` that names a template gets a hint to `--template`.
+async fn hint_template(api: &Api, env: &str, err: anyhow::Error) -> anyhow::Error {
+    let not_found = err
+        .downcast_ref::<GqlErrors>()
+        .is_some_and(|e| e.has_code("NOT_FOUND"));
+    if !not_found {
+        return err;
+    }
+    let is_template = match api.run(TEMPLATES, json!({})).await {
+        Ok(data) => data["templates"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|t| t["name"].as_str() == Some(env))),
+        Err(_) => false,
+    };
+    match err.downcast::<GqlErrors>() {
+        Ok(mut errors) if is_template => {
+            if let Some(first) = errors.0.first_mut() {
+                first.message = format!(
+                    "no environment named {env:?}, but there is a template of that name: \
+                     deploy it with `dcloud deploy --template {env}` (or make an environment \
+                     from it with `dcloud create --template {env}`)"
+                );
+            }
+            errors.into()
+        }
+        Ok(errors) => errors.into(),
+        Err(err) => err,
+    }
 }
 
 fn env_name(d: &Value) -> String {
@@ -380,11 +433,15 @@ impl Update {
     }
 }
 
-/// The pending reasons of a waiting deployment (`no nodes` when none were considered).
+/// The pending reasons of a waiting deployment (`no nodes` when none were considered),
+/// or the quota it waits for.
 fn pending_text(d: &Value) -> Option<String> {
     let st = s(d, "status");
     if st != "PENDING" && st != "LOST" {
         return None;
+    }
+    if let Some(wait) = d["quotaWait"].as_str() {
+        return Some(wait.to_string());
     }
     Some(
         format::reasons(d.get("pendingReasons")).unwrap_or_else(|| "no node to place it on".into()),
@@ -461,7 +518,7 @@ const UPDATES: &str = "subscription($id: ID, $after: Int) {
   deploymentUpdates(id: $id, after: $after) {
     seq timeMs type deploymentId status statusChanged
     build { step steps } pendingReasons { reason count } exitCode
-    deployment { status nodeId pendingReasons { reason count } failure { message } exitCode }
+    deployment { status nodeId pendingReasons { reason count } quotaWait failure { message } exitCode }
   }
 }";
 

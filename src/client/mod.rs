@@ -1,18 +1,25 @@
-//! The API client commands: `apply`, `deploy`, `status`, `stop`, `nodes`, `events`,
-//! `export`, `token create`, `logs` and `exec`, over the server's GraphQL API (HTTP for
-//! queries and mutations, `/graphql/ws` for `--watch` and `--follow`) and its `/exec`
-//! websocket.
+//! The API client commands: `apply`, `deploy`, `create`, `templates`, `environments`,
+//! `catalog`, `me`, `quota`, `status`, `stop`, `nodes`, `events`, `export`, `token
+//! create`, `logs` and `exec`, over the server's GraphQL API (HTTP for queries and
+//! mutations, `/graphql/ws` for `--watch` and `--follow`) and its `/exec` websocket.
 //!
 //! Exit codes: 0 on success (and for `deploy --watch`, once running); 1 when the
 //! server refused the request (validation, not found, forbidden, …) or a watched
 //! deployment failed; 2 for usage and connection errors (returned as `Err` to main).
 
 mod api;
+mod audit;
+mod catalogue;
 mod commands;
 mod deploy;
+pub(crate) mod discover;
 mod format;
 mod sessions;
+mod overrides;
+pub mod quota;
 mod ws;
+
+pub use discover::{discover_server, write_server_file, SERVER_FILE};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,22 +41,64 @@ pub struct Global {
 #[derive(Debug, clap::Subcommand)]
 pub enum ClientCmd {
     /// Create or update documents (environments, templates, catalogs, services,
-    /// datasets) from a JSON or YAML file, one document or a list.
+    /// datasets) from a JSON or YAML file, one document or a list. A document is a
+    /// template when it names itself with `template-name` (or is `{"template": {…}}`);
+    /// one with `env-name` is an environment unless `--as-template` is given.
     Apply {
         /// The file to read; `-` reads standard input.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
+        /// Save every environment document of the file as a template (admins), named
+        /// by its `env-name`.
+        #[arg(long)]
+        as_template: bool,
     },
-    /// Deploy the current version of an environment (by name or id).
+    /// Deploy the current version of an environment (by name or id), or a new
+    /// environment made from a template (`--template NAME`, in one step).
     Deploy {
-        /// Environment id or `env-name`.
-        env: String,
+        /// Environment id or `env-name` (not with `--template`).
+        #[arg(required_unless_present = "template", conflicts_with = "template")]
+        env: Option<String>,
+        #[command(flatten)]
+        from: FromTemplate,
         /// Placement policy.
         #[arg(long, value_enum)]
         policy: Option<Policy>,
         /// Follow the deployment until it runs (exit 0) or fails (exit 1).
         #[arg(long)]
         watch: bool,
+        /// Past your quota, wait (pending) until it has room instead of being refused.
+        #[arg(long)]
+        wait_for_quota: bool,
+        /// Print only the new deployment's id (for scripts: `ID=$(dcloud deploy … -q)`).
+        #[arg(short, long, conflicts_with = "watch")]
+        quiet: bool,
+    },
+    /// Create an environment from a template, with overrides.
+    Create {
+        #[command(flatten)]
+        from: FromTemplate,
+    },
+    /// The templates environments can be made from.
+    Templates {},
+    /// The environments you may see (all for admins and auditors).
+    Environments {
+        /// Include deleted environments.
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// The operating systems, languages and libraries environments may name (one os
+    /// with OS).
+    Catalog {
+        /// One operating system (e.g. `ubuntu`).
+        os: Option<String>,
+    },
+    /// Who the token belongs to: name, role, quota and usage.
+    Me {},
+    /// Per-user quotas (admins set them; auditors read them).
+    Quota {
+        #[command(subcommand)]
+        command: quota::QuotaCmd,
     },
     /// The deployments the caller may see, or one deployment with its history.
     Status {
@@ -128,6 +177,22 @@ pub enum ClientCmd {
     },
 }
 
+/// `--template NAME [--name N] [--set PATH=VALUE …]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FromTemplate {
+    /// The template to make the environment from (see `dcloud templates`).
+    #[arg(long, required = false)]
+    pub template: Option<String>,
+    /// `env-name` of the new environment (default: the template's).
+    #[arg(long, requires = "template")]
+    pub name: Option<String>,
+    /// Override one field: `resources.ram=2G`, `resources.cpu=2`, `resources.gpu=1`,
+    /// `resources.storage=20`, `os=…`, `version=…`, `languages.python=numpy,pandas`,
+    /// `port-publish=18888:8888/tcp`, `storage=/work:1G:persistent`, `labels.KEY=VALUE`.
+    #[arg(long = "set", value_name = "PATH=VALUE", requires = "template")]
+    pub set: Vec<String>,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenCmd {
     /// Create a token (admins); it is printed once and never shown again.
@@ -176,6 +241,47 @@ impl Role {
     }
 }
 
+/// `audit verify` through the server (`verifyChain`), exit codes as the offline one.
+pub fn verify_remote(global: &Global) -> anyhow::Result<ExitCode> {
+    let api = Api::new(global)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(audit::verify(&api, global.output));
+    refusal_or(result, global.output)
+}
+
+/// An error and its causes on one line, each cause once: libraries often repeat
+/// their source's text in their own message, which `{:#}` would print twice.
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let msg = cause.to_string();
+        if msg.is_empty() || text.contains(&msg) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&msg);
+    }
+    text
+}
+
+/// Server refusals are printed here (exit 1); other errors go back to main (exit 2).
+fn refusal_or(result: anyhow::Result<ExitCode>, out: Output) -> anyhow::Result<ExitCode> {
+    match result {
+        Ok(code) => Ok(code),
+        Err(err) => match err.downcast_ref::<GqlErrors>() {
+            Some(errors) => {
+                print_refusal(errors, out);
+                Ok(ExitCode::from(1))
+            }
+            None => Err(err),
+        },
+    }
+}
+
 /// Runs one client command on a fresh runtime.
 pub fn run(cmd: ClientCmd, global: &Global) -> anyhow::Result<ExitCode> {
     let api = Api::new(global)?;
@@ -185,10 +291,36 @@ pub fn run(cmd: ClientCmd, global: &Global) -> anyhow::Result<ExitCode> {
     let out = global.output;
     let result = runtime.block_on(async {
         match cmd {
-            ClientCmd::Apply { file } => commands::apply(&api, &file, out).await,
-            ClientCmd::Deploy { env, policy, watch } => {
-                deploy::deploy(&api, &env, policy, watch, out).await
+            ClientCmd::Apply { file, as_template } => {
+                commands::apply(&api, &file, as_template, out).await
             }
+            ClientCmd::Deploy {
+                env,
+                from,
+                policy,
+                watch,
+                wait_for_quota,
+                quiet,
+            } => {
+                let how = deploy::How {
+                    policy,
+                    watch,
+                    wait_for_quota,
+                    quiet,
+                };
+                match (env, from.template.is_some()) {
+                    (Some(env), false) => deploy::deploy(&api, &env, how, out).await,
+                    _ => catalogue::deploy_template(&api, &from, how, out).await,
+                }
+            }
+            ClientCmd::Create { from } => catalogue::create(&api, &from, out).await,
+            ClientCmd::Templates {} => catalogue::templates(&api, out).await,
+            ClientCmd::Environments { deleted } => {
+                catalogue::environments(&api, deleted, out).await
+            }
+            ClientCmd::Catalog { os } => catalogue::catalog(&api, os.as_deref(), out).await,
+            ClientCmd::Me {} => catalogue::me(&api, out).await,
+            ClientCmd::Quota { command } => quota::run(&api, command, out).await,
             ClientCmd::Status {
                 id: Some(id),
                 watch,
@@ -224,16 +356,7 @@ pub fn run(cmd: ClientCmd, global: &Global) -> anyhow::Result<ExitCode> {
             } => commands::token_create(&api, role, &name, node.as_deref(), out).await,
         }
     });
-    match result {
-        Ok(code) => Ok(code),
-        Err(err) => match err.downcast_ref::<GqlErrors>() {
-            Some(errors) => {
-                print_refusal(errors, out);
-                Ok(ExitCode::from(1))
-            }
-            None => Err(err),
-        },
-    }
+    refusal_or(result, out)
 }
 
 /// The server's errors: to stderr as `error [CODE]: message` then `path: message` per

@@ -138,7 +138,9 @@ pub fn run_server(args: ServerArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
         let server = start(config.clone()).await?;
         announce(&server, &config.data, None);
-        serve_until_signal(server).await?;
+        let served = serve_until_signal(server).await;
+        forget_server_file(&config.data);
+        served?;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -153,9 +155,15 @@ pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Prints where the server listens and, on the start that created it, the admin token
 /// (the only time it is printed; it is also in `DATA/admin.token`).
+///
+/// It also writes `DATA/server.json` with the URL, which is how client commands run
+/// beside the data directory find a server listening elsewhere than the default.
 #[allow(clippy::print_stdout)]
 pub(super) fn announce(server: &Server, data: &Path, token_again: Option<&str>) {
     println!("dcloud server listening on {}", server.url());
+    if let Err(e) = crate::client::write_server_file(data, &server.url()) {
+        tracing::warn!(error = %e, "cannot write the server file; clients need --server");
+    }
     let file = data.join(super::ADMIN_TOKEN_FILE);
     if let Some(token) = &server.admin_token {
         println!(
@@ -165,6 +173,11 @@ pub(super) fn announce(server: &Server, data: &Path, token_again: Option<&str>) 
     } else if let Some(token) = token_again {
         println!("admin token (from {}): {token}", file.display());
     }
+}
+
+/// Removes `DATA/server.json` once the server stopped.
+pub(super) fn forget_server_file(data: &Path) {
+    let _ = std::fs::remove_file(data.join(crate::client::SERVER_FILE));
 }
 
 /// Waits for SIGINT or SIGTERM (then stops cleanly) or a fatal error.

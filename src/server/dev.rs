@@ -11,7 +11,7 @@ use dcloud_projections::config::{parse_document, Document, Format};
 use dcloud_projections::{Actor, Command};
 use tracing::info;
 
-use super::args::{announce, runtime, serve_until_signal};
+use super::args::{announce, forget_server_file, runtime, serve_until_signal};
 use super::{start, AppState, ServerConfig, ADMIN_TOKEN_FILE};
 
 const STARTER_CATALOG: &str = include_str!("starter/catalog.json");
@@ -131,7 +131,9 @@ pub fn run_dev(args: DevArgs) -> anyhow::Result<ExitCode> {
             }
         });
         info!(driver, "local agent started");
-        serve_until_signal(server).await?;
+        let served = serve_until_signal(server).await;
+        forget_server_file(&config.data);
+        served?;
         Ok(ExitCode::SUCCESS)
     })
 }

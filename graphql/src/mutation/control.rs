@@ -79,6 +79,10 @@ impl ControlMutation {
         ctx: &Context<'_>,
         environment: String,
         policy: Option<PlacementPolicy>,
+        #[graphql(
+            desc = "Past the owner's quota: wait (pending, with the limit as `quotaWait`) instead of being refused with `QUOTA_EXCEEDED`."
+        )]
+        wait_for_quota: Option<bool>,
     ) -> Result<DeploymentObj> {
         let run = async {
             let env_id = live(ctx, |r| resolve_environment(r.state, r.actor, &environment))?;
@@ -86,6 +90,7 @@ impl ControlMutation {
             let cmd = Command::Deploy {
                 deployment_id: deployment_id.clone(),
                 env_id,
+                wait_for_quota: wait_for_quota.unwrap_or(false),
                 policy: policy.map(Into::into),
             };
             submit(ctx, cmd).await?;

@@ -8,6 +8,7 @@ use super::live;
 use crate::auth::{actor, can_see_deployment, require_not_agent, require_sees_all};
 use crate::error::{ApiError, Gql};
 use crate::lists::{cluster_totals, ClusterTotals, DeploymentOrder, NodeFilter, NodeOrder};
+use crate::quota::{user_quota, Quota, QuotaUsage};
 use crate::schema::backend;
 use crate::types::common::{Page, Role};
 use crate::types::config::{
@@ -26,6 +27,10 @@ pub struct Me {
     pub node_id: Option<String>,
     /// As recorded in the events it causes (`user:alice`, `agent:0x…`).
     pub label: String,
+    /// The caller's quota (`null`: unlimited).
+    pub quota: Option<Quota>,
+    /// What the caller's live deployments need, counted against the quota.
+    pub usage: QuotaUsage,
 }
 
 /// An access token (never its secret).
@@ -46,14 +51,19 @@ pub struct LiveQuery;
 impl LiveQuery {
     /// The caller.
     async fn me(&self, ctx: &Context<'_>) -> Result<Me> {
-        actor(ctx)
-            .map(|a| Me {
+        live(ctx, |r| {
+            let a = r.actor;
+            let mine = user_quota(r.state, &a.name);
+            Ok(Me {
                 name: a.name.clone(),
                 role: a.role.into(),
                 node_id: a.node_id.clone(),
                 label: a.label(),
+                quota: mine.quota,
+                usage: mine.usage,
             })
-            .gql(ctx)
+        })
+        .gql(ctx)
     }
 
     /// Nodes in id order, or filtered and sorted by the server (an agent sees only

@@ -266,6 +266,15 @@ impl DeploymentObj {
         self.d.pending_reasons.iter().map(Into::into).collect()
     }
 
+    /// Set while it waits for its owner's quota (`waiting for quota: gpus 2 of 1`):
+    /// it was deployed with `waitForQuota` and is placed once the quota has room.
+    async fn quota_wait(&self) -> Option<&str> {
+        self.d
+            .quota_wait
+            .as_deref()
+            .filter(|_| self.d.waits_for_quota())
+    }
+
     async fn build(&self) -> Option<BuildProgress> {
         self.d.build.map(|b| BuildProgress {
             step: b.step,

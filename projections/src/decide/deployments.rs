@@ -8,13 +8,14 @@ use dcloud_events::Event;
 use super::{forbidden, not_found, owner_or_admin, user_or_admin, Scratch};
 use crate::command::Report;
 use crate::error::DomainError;
-use crate::state::DeploymentStatus as S;
+use crate::state::{need_of, quota_excess, DeploymentStatus as S, QuotaUsage};
 
 pub(super) fn deploy(
     s: &mut Scratch<'_>,
     deployment_id: &str,
     env_id: &str,
     policy: Option<PlacementPolicy>,
+    wait_for_quota: bool,
 ) -> Result<(), DomainError> {
     user_or_admin(s.ctx, "deploying")?;
     if deployment_id.is_empty() {
@@ -41,6 +42,13 @@ pub(super) fn deploy(
     let spec = env.spec().ok_or_else(|| not_found("environment", env_id))?;
     let image = s.image_for(spec)?;
     let policy = policy.unwrap_or(s.ctx.settings.default_policy);
+    let over = quota_check(s, &env.owner, &need_of(spec))?;
+    if over.is_some() && !wait_for_quota {
+        return Err(DomainError::QuotaExceeded(format!(
+            "quota exceeded: {}",
+            over.unwrap_or_default()
+        )));
+    }
     s.emit(Event::DeploymentRequested {
         deployment_id: deployment_id.to_string(),
         env_id: env_id.to_string(),
@@ -48,8 +56,34 @@ pub(super) fn deploy(
         owner: env.owner.clone(),
         policy,
     });
-    s.try_place(deployment_id, spec, policy, Some(image), true);
+    match over {
+        Some(over) => s.emit(Event::DeploymentQuotaWaiting {
+            deployment_id: deployment_id.to_string(),
+            reason: format!("waiting for quota: {over}"),
+        }),
+        None => {
+            s.try_place(deployment_id, spec, policy, Some(image), true);
+        }
+    }
     Ok(())
+}
+
+/// `Some(limits passed)` when one more deployment needing `need` would pass `owner`'s
+/// quota now; refused outright when it would pass it even with nothing else live.
+fn quota_check(
+    s: &Scratch<'_>,
+    owner: &str,
+    need: &dcloud_events::model::Resources,
+) -> Result<Option<String>, DomainError> {
+    let Some(quota) = s.state.quotas.get(owner) else {
+        return Ok(None);
+    };
+    if let Some(alone) = quota_excess(quota, &QuotaUsage::default(), need) {
+        return Err(DomainError::QuotaExceeded(format!(
+            "quota exceeded: {alone} (more than {owner}'s quota allows even with nothing else running)"
+        )));
+    }
+    Ok(quota_excess(quota, &s.quota_usage(owner), need))
 }
 
 /// Queued or finished: stopped at once. Placed: the agent is asked to stop it, and its
@@ -62,7 +96,15 @@ pub(super) fn stop(s: &mut Scratch<'_>, deployment_id: &str) -> Result<(), Domai
     owner_or_admin(s.ctx, &d.owner, &format!("deployment {deployment_id}"))?;
     let deployment_id = deployment_id.to_string();
     match d.status {
-        S::Pending | S::Lost | S::Exited | S::OomKilled | S::Failed => {
+        S::Pending | S::Lost => {
+            s.emit(Event::DeploymentStopped { deployment_id });
+            if d.counts_against_quota() {
+                // Its quota is free again: a deployment waiting for it may fit now.
+                s.ended(d);
+                s.place_pending(false);
+            }
+        }
+        S::Exited | S::OomKilled | S::Failed => {
             s.emit(Event::DeploymentStopped { deployment_id });
         }
         S::Scheduled | S::Building | S::Created | S::Running => {
@@ -151,6 +193,7 @@ pub(super) fn report(
             deployment_id: deployment_id.to_string(),
         });
         s.release(d);
+        s.ended(d);
         s.place_pending(false);
         return Ok(());
     }
@@ -190,6 +233,9 @@ pub(super) fn report(
     }
     if !probe.status.holds_resources() {
         s.release(d);
+        if !probe.status.is_live() {
+            s.ended(d);
+        }
         s.place_pending(false);
     }
     Ok(())

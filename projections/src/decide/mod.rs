@@ -8,6 +8,7 @@
 mod deployments;
 mod environments;
 mod nodes;
+mod quotas;
 mod registry;
 mod scratch;
 mod sessions;
@@ -99,7 +100,8 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             deployment_id,
             env_id,
             policy,
-        } => deployments::deploy(&mut s, deployment_id, env_id, *policy)?,
+            wait_for_quota,
+        } => deployments::deploy(&mut s, deployment_id, env_id, *policy, *wait_for_quota)?,
         Command::Stop { deployment_id } => deployments::stop(&mut s, deployment_id)?,
         Command::Report {
             deployment_id,
@@ -126,6 +128,7 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             idle_ms,
             reason,
         } => sessions::stop_idle(&mut s, deployment_id, *idle_ms, reason)?,
+        Command::SetQuota { user, quota } => quotas::set(&mut s, user, quota)?,
         Command::RetryPending => {
             admin_only(ctx, "retrying the pending queue")?;
             s.place_pending(true);

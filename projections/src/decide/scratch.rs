@@ -11,7 +11,7 @@ use dcloud_events::Event;
 use crate::command::Ctx;
 use crate::error::DomainError;
 use crate::placement::{fits_any, place_in, Decision, PlacementRequest, View};
-use crate::state::{Deployment, Node, Slot, State};
+use crate::state::{quota_excess, Deployment, Node, QuotaUsage, Slot, State};
 
 pub(crate) struct Scratch<'s> {
     pub(crate) state: &'s State,
@@ -22,6 +22,13 @@ pub(crate) struct Scratch<'s> {
     gained: BTreeSet<u32>,
     /// Deployments sent back to the queue in this decision, by arrival.
     requeued: BTreeMap<u64, String>,
+    /// Deployments that stopped counting against their owner's quota in this decision.
+    ended: BTreeSet<String>,
+    /// Deployments that waited for quota and were placed in this decision.
+    admitted: BTreeSet<String>,
+    /// Some user's quota gained room (usage fell or the quota changed): deployments
+    /// waiting for quota are tried even when no node gained capacity.
+    relief: bool,
     events: Vec<Event>,
 }
 
@@ -34,6 +41,9 @@ impl<'s> Scratch<'s> {
             new_ids: BTreeMap::new(),
             gained: BTreeSet::new(),
             requeued: BTreeMap::new(),
+            ended: BTreeSet::new(),
+            admitted: BTreeSet::new(),
+            relief: false,
             events: Vec::new(),
         }
     }
@@ -100,6 +110,48 @@ impl<'s> Scratch<'s> {
         if let Some(node) = self.node_mut(slot) {
             node.release(&d.id, &d.need, &d.ports);
             self.gained.insert(slot);
+        }
+    }
+
+    /// `d` no longer counts against its owner's quota (finished, or stopped while
+    /// queued).
+    pub(crate) fn ended(&mut self, d: &Deployment) {
+        if d.counts_against_quota() {
+            self.ended.insert(d.id.clone());
+            self.relief |= self.state.quotas.contains_key(&d.owner);
+        }
+    }
+
+    /// `user`'s quota changed: try what waits for it.
+    pub(crate) fn quota_relief(&mut self, _user: &str) {
+        self.relief = true;
+    }
+
+    /// `owner`'s quota usage as of this decision so far.
+    pub(crate) fn quota_usage(&self, owner: &str) -> QuotaUsage {
+        let mut u = QuotaUsage::default();
+        for d in self.state.deployments.values() {
+            if d.owner != owner {
+                continue;
+            }
+            let counted = d.counts_against_quota() && !self.ended.contains(&d.id);
+            if counted || self.admitted.contains(&d.id) {
+                u.add(&d.need);
+            }
+        }
+        u
+    }
+
+    /// Whether `d` (waiting for quota) fits in its owner's quota now. The quota as of
+    /// this decision: a `QuotaSet` decided in it is read from its event.
+    fn within_quota(&self, d: &Deployment) -> bool {
+        let decided = self.events.iter().rev().find_map(|e| match e {
+            Event::QuotaSet { user, quota } if *user == d.owner => Some(quota),
+            _ => None,
+        });
+        match decided.or_else(|| self.state.quotas.get(&d.owner)) {
+            None => true,
+            Some(q) => quota_excess(q, &self.quota_usage(&d.owner), &d.need).is_none(),
         }
     }
 
@@ -179,7 +231,8 @@ impl<'s> Scratch<'s> {
         let state = self.state;
         let requeued = std::mem::take(&mut self.requeued);
         let mut gained = self.usable_gained();
-        let skip_base = !full && gained.is_empty();
+        let relief = self.relief;
+        let skip_base = !full && gained.is_empty() && !relief;
         let mut base = state.pending.iter().filter(|_| !skip_base).peekable();
         let mut fresh = requeued.iter().peekable();
         loop {
@@ -193,7 +246,14 @@ impl<'s> Scratch<'s> {
                 fresh.next().map(|(_, id)| id.as_str())
             } else {
                 let Some((_, q)) = base.next() else { continue };
-                if !full && !gained.iter().any(|(_, s)| roughly_fits(s, &q.need)) {
+                // Waiting for quota, not for room: it may fit on a node that gained
+                // nothing, so it skips the gained-nodes shortcut.
+                let for_quota = relief
+                    && state
+                        .deployments
+                        .get(&q.id)
+                        .is_some_and(Deployment::waits_for_quota);
+                if !full && !for_quota && !gained.iter().any(|(_, s)| roughly_fits(s, &q.need)) {
                     continue;
                 }
                 Some(q.id.as_str())
@@ -201,16 +261,23 @@ impl<'s> Scratch<'s> {
             let Some(d) = id.and_then(|id| state.deployments.get(id)) else {
                 continue;
             };
+            let waiting = d.waits_for_quota() && !self.admitted.contains(&d.id);
+            if waiting && !self.within_quota(d) {
+                continue;
+            }
             let Some(spec) = state.deployment_spec(d) else {
                 continue;
             };
-            if !take_fresh && !full {
+            if !(take_fresh || full || waiting && relief) {
                 let req = PlacementRequest::for_spec(spec, d.policy);
                 if !fits_any(&self.view(), &req, gained.iter().map(|(slot, _)| *slot)) {
                     continue;
                 }
             }
             if self.try_place(&d.id, spec, d.policy, None, take_fresh && !full) {
+                if waiting {
+                    self.admitted.insert(d.id.clone());
+                }
                 gained = self.usable_gained();
             }
         }

@@ -281,6 +281,9 @@ impl State {
             }
             | Event::StaleContainerRemoved {
                 deployment_id: id, ..
+            }
+            | Event::DeploymentQuotaWaiting {
+                deployment_id: id, ..
             } => {
                 self.apply_deployment(id, &env.event, seq, t);
             }
@@ -315,6 +318,13 @@ impl State {
             | Event::ExecSessionEnded { .. }
             | Event::EnvironmentIdleTimeoutSet { .. }
             | Event::DeploymentIdleStopped { .. } => {}
+            Event::QuotaSet { user, quota } => {
+                if quota.is_unlimited() {
+                    self.quotas.remove(user);
+                } else {
+                    self.quotas.insert(user.clone(), quota.clone());
+                }
+            }
         }
     }
 

@@ -141,6 +141,9 @@ pub struct Deployment {
     /// What went wrong without ending it (a process OOM-killed inside the container,
     /// a stale container removed from a node), oldest first.
     pub warnings: Vec<Warning>,
+    /// Set while it waits for its owner's quota (the limit it would pass); cleared
+    /// when it is placed or stopped.
+    pub quota_wait: Option<String>,
 }
 
 /// Something that happened to a deployment and did not end it.
@@ -220,7 +223,18 @@ impl Deployment {
             container_id: None,
             failure: None,
             warnings: Vec::new(),
+            quota_wait: None,
         }
+    }
+
+    /// Waiting (pending) until its owner's quota has room for it.
+    pub fn waits_for_quota(&self) -> bool {
+        self.status.is_queued() && self.quota_wait.is_some()
+    }
+
+    /// Counted in its owner's quota usage: live and not waiting for quota.
+    pub fn counts_against_quota(&self) -> bool {
+        self.status.is_live() && !self.waits_for_quota()
     }
 
     fn set_status(&mut self, status: DeploymentStatus, seq: u64, time_ms: i64) {
@@ -290,6 +304,7 @@ impl Deployment {
                     candidates: *candidates,
                 }));
                 self.pending_reasons.clear();
+                self.quota_wait = None;
                 self.set_status(S::Scheduled, seq, time_ms);
             }
             Event::DeploymentUnschedulable { rejected, .. } => {
@@ -301,7 +316,13 @@ impl Deployment {
                 self.node = None;
                 self.set_status(S::Lost, seq, time_ms);
             }
-            Event::DeploymentStopped { .. } => self.set_status(S::Stopped, seq, time_ms),
+            Event::DeploymentStopped { .. } => {
+                self.quota_wait = None;
+                self.set_status(S::Stopped, seq, time_ms);
+            }
+            Event::DeploymentQuotaWaiting { reason, .. } => {
+                self.quota_wait = Some(reason.clone());
+            }
             Event::ImageBuildStarted { image, steps, .. } => {
                 self.image = Some(image.clone());
                 self.build = Some(BuildProgress {

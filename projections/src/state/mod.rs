@@ -6,11 +6,12 @@ mod catalog;
 mod deployment;
 mod invariants;
 mod node;
+mod quota;
 mod snapshot;
 
 use std::collections::BTreeMap;
 
-use dcloud_events::model::LibraryCatalog;
+use dcloud_events::model::{LibraryCatalog, Quota};
 use serde::Serialize;
 
 pub use catalog::{
@@ -21,6 +22,7 @@ pub use deployment::{
     StatusEntry, Warning, MAX_WARNINGS,
 };
 pub use node::{port_key, port_of_key, GpuSlot, Node, NodeHealth};
+pub use quota::{quota_excess, QuotaUsage};
 pub use snapshot::SnapshotError;
 
 pub(crate) use node::{Recip, Slot};
@@ -55,6 +57,8 @@ pub struct State {
     /// Deployments waiting to be placed, in arrival order (key: `requested_seq`).
     pub pending: BTreeMap<u64, Queued>,
     pub tokens: BTreeMap<String, Token>,
+    /// Per-user limits set by admins (users without an entry are unlimited).
+    pub quotas: BTreeMap<String, Quota>,
     /// Dense copy of what placement reads of each node (derived; rebuilt on load).
     #[rkyv(with = rkyv::with::Skip)]
     #[serde(skip)]
@@ -115,6 +119,18 @@ impl State {
         self.pending
             .values()
             .filter_map(|q| self.deployments.get(&q.id))
+    }
+
+    /// What `owner`'s live deployments need, counted against their quota: every
+    /// deployment not finished (pending ones included) except those waiting for quota.
+    pub fn quota_usage(&self, owner: &str) -> QuotaUsage {
+        let mut u = QuotaUsage::default();
+        for d in self.deployments.values() {
+            if d.owner == owner && d.counts_against_quota() {
+                u.add(&d.need);
+            }
+        }
+        u
     }
 
     /// Ids of the pending deployments in arrival order.

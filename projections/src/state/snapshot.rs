@@ -9,7 +9,7 @@ use super::State;
 
 /// `DCSTATE` + format version: bump the version whenever a state type changes shape.
 const MAGIC: &[u8; 7] = b"DCSTATE";
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 const HEADER: usize = 8;
 
 /// Why snapshot bytes were not loaded. A bad snapshot is skipped: the log is the truth.

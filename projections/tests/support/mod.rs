@@ -126,6 +126,7 @@ impl World {
             Command::Deploy {
                 deployment_id: dep.into(),
                 env_id: env.into(),
+                wait_for_quota: false,
                 policy: None,
             },
         )
