@@ -35,6 +35,9 @@ struct Cli {
     /// Bearer token (admin, user, agent or auditor).
     #[arg(long, global = true, env = "DCLOUD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A PEM CA file to trust for https:// and wss:// besides the public roots.
+    #[arg(long, global = true, env = "DCLOUD_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -79,6 +82,7 @@ enum AuditCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    dcloud::client::set_ca_file(cli.ca_file);
     let global = Global {
         server: cli.server,
         token: cli.token,

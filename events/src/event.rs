@@ -209,6 +209,36 @@ pub enum Event {
     TokenRevoked {
         token_id: String,
     },
+
+    // ── added after release 1 (appended: earlier variants keep their tags) ──────
+    /// A token that stops authenticating at `expires_ms` (Unix ms; `None`: never).
+    /// `TokenCreated` keeps its shape: tokens without expiry may still use it.
+    TokenCreatedV2 {
+        token_id: String,
+        name: String,
+        role: Role,
+        secret_hash: [u8; 32],
+        node_id: Option<String>,
+        expires_ms: Option<i64>,
+    },
+    /// A join token: an agent presents it once per node to receive its own
+    /// node-bound agent token. Valid until `expires_ms` for `uses` joins.
+    JoinTokenCreated {
+        token_id: String,
+        name: String,
+        secret_hash: [u8; 32],
+        expires_ms: Option<i64>,
+        uses: u32,
+    },
+    /// A node joined with join token `join_token_id` (one use spent) and was given
+    /// the agent token `token_id` bound to it.
+    NodeJoined {
+        join_token_id: String,
+        node_id: String,
+        token_id: String,
+        secret_hash: [u8; 32],
+        expires_ms: Option<i64>,
+    },
 }
 
 impl Event {
@@ -251,6 +281,9 @@ impl Event {
             Event::ContainerFailed { .. } => "ContainerFailed",
             Event::TokenCreated { .. } => "TokenCreated",
             Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::TokenCreatedV2 { .. } => "TokenCreatedV2",
+            Event::JoinTokenCreated { .. } => "JoinTokenCreated",
+            Event::NodeJoined { .. } => "NodeJoined",
         }
     }
 
@@ -291,9 +324,11 @@ impl Event {
             | ContainerOomKilled { deployment_id }
             | ContainerRemoved { deployment_id }
             | ContainerFailed { deployment_id, .. } => format!("deployment:{deployment_id}"),
-            TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
-                format!("token:{token_id}")
-            }
+            TokenCreated { token_id, .. }
+            | TokenRevoked { token_id }
+            | TokenCreatedV2 { token_id, .. }
+            | JoinTokenCreated { token_id, .. } => format!("token:{token_id}"),
+            NodeJoined { node_id, .. } => format!("node:{node_id}"),
         }
     }
 

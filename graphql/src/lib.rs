@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod backend;
 pub mod error;
+pub mod limits;
 pub mod mutation;
 pub mod query;
 pub mod schema;
@@ -19,7 +20,9 @@ pub mod subscription;
 pub mod types;
 mod views;
 
-pub use auth::{authenticate, new_token, token_hash, RequestId, TOKEN_PREFIX};
+pub use auth::{
+    authenticate, authenticate_at, new_token, token_hash, wall_ms, RequestId, TOKEN_PREFIX,
+};
 pub use backend::{Backend, StateGuard};
 pub use error::{to_graphql_error, ApiError};
 pub use schema::{schema, sdl, DcloudSchema, Mutation, Query, SchemaOptions};

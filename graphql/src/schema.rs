@@ -8,6 +8,7 @@ use async_graphql::{Context, MergedObject, Schema};
 use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
 use crate::error::ApiError;
+use crate::limits::FieldLimit;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
 use crate::subscription::Subscription;
@@ -22,6 +23,9 @@ pub struct SchemaOptions {
     /// Highest query complexity allowed: one per field, list connections multiplied
     /// by the page size asked for (`first`).
     pub complexity_limit: usize,
+    /// Most fields one document may select, aliases and fragment spreads included
+    /// (checked after parsing, before validation and any resolver).
+    pub field_limit: usize,
 }
 
 impl Default for SchemaOptions {
@@ -30,6 +34,7 @@ impl Default for SchemaOptions {
             dev_mode: false,
             depth_limit: 16,
             complexity_limit: 20_000,
+            field_limit: 2_000,
         }
     }
 }
@@ -59,6 +64,9 @@ pub fn schema(backend: Arc<dyn Backend>, opts: SchemaOptions) -> DcloudSchema {
         .limit_complexity(opts.complexity_limit)
         .extension(IntrospectionGate {
             dev_mode: opts.dev_mode,
+        })
+        .extension(FieldLimit {
+            max_fields: opts.field_limit,
         })
         .finish()
 }

@@ -11,10 +11,12 @@ mod backend;
 mod bootstrap;
 mod dev;
 mod graphql;
+mod limits;
 mod liveness;
 mod metrics;
 mod routes;
 mod timers;
+mod tls;
 pub mod ui;
 mod ws;
 
@@ -32,13 +34,15 @@ use crate::WriterHandle;
 pub use app::AppState;
 pub use args::{run_server, FileConfig, ServerArgs};
 pub use backend::ServerBackend;
-pub use bootstrap::ADMIN_TOKEN_FILE;
+pub use bootstrap::{write_secret_file, ADMIN_TOKEN_FILE};
 pub use dev::{load_starter, run_dev, starter_documents, DevArgs, DevDriver};
 pub use graphql::{Caller, REQUEST_ID_HEADER};
+pub use limits::{Guards, Limits};
 pub use liveness::{overdue_nodes, Liveness};
 pub use metrics::Metrics;
 pub use routes::{router, MAX_BODY_BYTES};
-pub use ws::CLOSE_FORBIDDEN;
+pub use tls::TlsFiles;
+pub use ws::{CLOSE_FORBIDDEN, CLOSE_OVERLOADED};
 
 /// How one server runs.
 #[derive(Debug, Clone)]
@@ -56,6 +60,10 @@ pub struct ServerConfig {
     pub liveness_tick: Duration,
     /// How often expired services are expired and the pending queue is retried.
     pub maintenance_every: Duration,
+    /// Per-caller limits (timeouts, connections, rates, query size).
+    pub limits: Limits,
+    /// Serve HTTPS/WSS with this certificate chain and key (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -70,6 +78,8 @@ impl ServerConfig {
             snapshot_every: 10_000,
             liveness_tick: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),
+            limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -90,6 +100,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The new admin token: `Some` only on the start that created it.
     pub admin_token: Option<String>,
+    /// `https` when serving TLS, else `http`.
+    scheme: &'static str,
     app: AppState,
     stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -104,24 +116,46 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let tls = match &config.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
     let (app, admin_token) = AppState::open(&config).await?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let stop = app.stop_sender();
     let mut http_stop = stop.subscribe();
-    let service = router(app.clone()).into_make_service();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
+    let http = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }),
+        Some(config) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>`.
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            tokio::spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
             })
-            .await
-    });
+        }
+    };
     let timers = tokio::spawn(timers::run(app.clone(), config.clone(), stop.subscribe()));
     app.set_ready(true);
-    info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, "server listening");
+    info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, tls = config.tls.is_some(), "server listening");
     Ok(Server {
         addr,
         admin_token,
+        scheme: if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         app,
         stop,
         http,
@@ -138,9 +172,9 @@ impl Server {
         &self.app
     }
 
-    /// The base URL (`http://ADDR`).
+    /// The base URL (`http://ADDR`, or `https://ADDR` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn stopper(&self) -> Stopper {
