@@ -2,14 +2,16 @@
 //! (`--driver sim --sim-nodes N`) against a server, and `spawn_local` for `dcloud dev`.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use dcloud_agent::fingerprint::{load_or_create_node_id, primary_address};
-use dcloud_agent::runtime::{run_nodes, NodeSpec, RuntimeConfig, Shared, UsageSource};
+use dcloud_agent::runtime::{
+    run_node_pairs, run_nodes, ClientTls, NodeSpec, RuntimeConfig, Shared, UsageSource,
+};
 use dcloud_agent::{
     fingerprint, DockerConfig, DockerDriver, Driver, FingerprintConfig, NodeSampler, Reserved,
     SimConfig, SimDriver,
@@ -106,6 +108,13 @@ pub struct AgentArgs {
     /// Grace between SIGTERM and SIGKILL when stopping a container.
     #[arg(long, default_value = "10s")]
     pub stop_grace: String,
+    /// Join with this join token: each node of the process is given its own agent
+    /// token, kept in --state-dir (mode 0600) and used from then on.
+    #[arg(long, env = "DCLOUD_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// Where joined nodes keep their tokens (`node-<id>.token`) [default: --data].
+    #[arg(long, env = "DCLOUD_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 fn size(flag: &str, text: &str) -> anyhow::Result<u64> {
@@ -150,6 +159,8 @@ impl AgentArgs {
             reserve_storage: "0".into(),
             heartbeat_interval: "5s".into(),
             stop_grace: "10s".into(),
+            join_token: None,
+            state_dir: None,
         }
     }
 
@@ -276,21 +287,73 @@ fn bind_address(flag: Option<&str>, address: &str) -> anyhow::Result<Option<Stri
     }
 }
 
-/// Runs the agent until a fatal error (or ctrl-c).
+/// Runs the agent until a fatal error (or ctrl-c). With a join token, `token` may be
+/// empty: every node joins (or reuses the token it got when it joined).
 pub async fn run_async(server: &str, token: &str, args: &AgentArgs) -> anyhow::Result<()> {
     let config = args.runtime_config()?;
     let nodes = build_nodes(args).await?;
-    let shared = Arc::new(Shared::new(server, token, config)?);
-    run_nodes(shared, nodes).await?;
+    let tls = ClientTls::from_optional(crate::client::ca_file().as_deref())?;
+    let shared = Shared::with_tls(server, token, config, tls)?;
+    let Some(join) = &args.join_token else {
+        run_nodes(Arc::new(shared), nodes).await?;
+        return Ok(());
+    };
+    let dir = args
+        .state_dir
+        .clone()
+        .or_else(|| args.data.clone())
+        .context("--join-token needs --state-dir DIR (where each node keeps its token)")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let anonymous = shared.with_token("");
+    let mut pairs = Vec::with_capacity(nodes.len());
+    for spec in nodes {
+        let token = node_token(&anonymous, join, &dir, &spec.node_id).await?;
+        pairs.push((Arc::new(shared.with_token(&token)), spec));
+    }
+    run_node_pairs(pairs).await?;
     Ok(())
+}
+
+/// The file a joined node keeps its own token in.
+pub fn node_token_path(dir: &Path, node_id: &str) -> PathBuf {
+    dir.join(format!("node-{node_id}.token"))
+}
+
+/// The node's own token: the one kept in `dir` since it joined, else a new one from
+/// `joinNode`, written there with mode 0600 before it is used.
+async fn node_token(
+    anonymous: &Shared,
+    join: &str,
+    dir: &Path,
+    node_id: &str,
+) -> anyhow::Result<String> {
+    let path = node_token_path(dir, node_id);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim();
+        if !text.is_empty() {
+            return Ok(text.to_string());
+        }
+    }
+    let token = anonymous
+        .client
+        .join_node(join, node_id)
+        .await
+        .with_context(|| format!("joining node {node_id}"))?;
+    crate::server::write_secret_file(&path, &token)
+        .with_context(|| format!("keeping the node's token in {}", path.display()))?;
+    tracing::info!(%node_id, file = %path.display(), "joined; the node's token is kept");
+    Ok(token)
 }
 
 pub fn run(args: AgentArgs, global: &Global) -> anyhow::Result<ExitCode> {
     crate::init_tracing("info");
-    let token = global
-        .token
-        .clone()
-        .context("the agent needs a token: --token or DCLOUD_TOKEN (an agent token for its node, or an admin token)")?;
+    let token = match (&global.token, &args.join_token) {
+        (Some(t), _) => t.clone(),
+        (None, Some(_)) => String::new(),
+        (None, None) => anyhow::bail!(
+            "the agent needs a token: --token or DCLOUD_TOKEN (an agent token for its node, or an admin token), or --join-token"
+        ),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

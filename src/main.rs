@@ -32,6 +32,9 @@ struct Cli {
     /// Bearer token (admin, user, agent or auditor).
     #[arg(long, global = true, env = "DCLOUD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A PEM CA file to trust for https:// and wss:// besides the public roots.
+    #[arg(long, global = true, env = "DCLOUD_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let server_flag = cli.server.clone();
     let data_env = std::env::var_os("DCLOUD_DATA").map(PathBuf::from);
+    dcloud::client::set_ca_file(cli.ca_file);
     let global = Global {
         server: dcloud::client::discover_server(cli.server, data_env.as_deref()),
         token: cli.token,

@@ -279,6 +279,36 @@ pub enum Event {
         deployment_id: String,
         reason: String,
     },
+
+    // ── added after release 1 (appended: earlier variants keep their tags) ──────
+    /// A token that stops authenticating at `expires_ms` (Unix ms; `None`: never).
+    /// `TokenCreated` keeps its shape: tokens without expiry may still use it.
+    TokenCreatedV2 {
+        token_id: String,
+        name: String,
+        role: Role,
+        secret_hash: [u8; 32],
+        node_id: Option<String>,
+        expires_ms: Option<i64>,
+    },
+    /// A join token: an agent presents it once per node to receive its own
+    /// node-bound agent token. Valid until `expires_ms` for `uses` joins.
+    JoinTokenCreated {
+        token_id: String,
+        name: String,
+        secret_hash: [u8; 32],
+        expires_ms: Option<i64>,
+        uses: u32,
+    },
+    /// A node joined with join token `join_token_id` (one use spent) and was given
+    /// the agent token `token_id` bound to it.
+    NodeJoined {
+        join_token_id: String,
+        node_id: String,
+        token_id: String,
+        secret_hash: [u8; 32],
+        expires_ms: Option<i64>,
+    },
 }
 
 impl Event {
@@ -331,6 +361,9 @@ impl Event {
             Event::StaleContainerRemoved { .. } => "StaleContainerRemoved",
             Event::QuotaSet { .. } => "QuotaSet",
             Event::DeploymentQuotaWaiting { .. } => "DeploymentQuotaWaiting",
+            Event::TokenCreatedV2 { .. } => "TokenCreatedV2",
+            Event::JoinTokenCreated { .. } => "JoinTokenCreated",
+            Event::NodeJoined { .. } => "NodeJoined",
         }
     }
 
@@ -376,9 +409,11 @@ impl Event {
             | StaleContainerRemoved { deployment_id, .. }
             | DeploymentQuotaWaiting { deployment_id, .. } => format!("deployment:{deployment_id}"),
             QuotaSet { user, .. } => format!("quota:{user}"),
-            TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
-                format!("token:{token_id}")
-            }
+            TokenCreated { token_id, .. }
+            | TokenRevoked { token_id }
+            | TokenCreatedV2 { token_id, .. }
+            | JoinTokenCreated { token_id, .. } => format!("token:{token_id}"),
+            NodeJoined { node_id, .. } => format!("node:{node_id}"),
             DeploymentLogsOpened { deployment_id }
             | ExecSessionStarted { deployment_id, .. }
             | ExecSessionEnded { deployment_id, .. }
@@ -438,6 +473,9 @@ impl Event {
             | NodeAddressReported { .. }
             | TokenCreated { .. }
             | TokenRevoked { .. }
+            | TokenCreatedV2 { .. }
+            | JoinTokenCreated { .. }
+            | NodeJoined { .. }
             | QuotaSet { .. } => None,
         }
     }
@@ -494,7 +532,10 @@ impl Event {
             | TokenCreated { .. }
             | TokenRevoked { .. }
             | QuotaSet { .. }
-            | DeploymentQuotaWaiting { .. } => None,
+            | DeploymentQuotaWaiting { .. }
+            | TokenCreatedV2 { .. }
+            | JoinTokenCreated { .. }
+            | NodeJoined { .. } => None,
         }
     }
 

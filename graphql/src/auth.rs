@@ -50,10 +50,26 @@ pub fn token_hash(token: &str) -> Option<[u8; 32]> {
     Some(*blake3::hash(&secret).as_bytes())
 }
 
-/// The actor of an unrevoked token (agents act as `Actor::agent(node)`), or `None`.
+/// The actor of an unrevoked, unexpired token (agents act as `Actor::agent(node)`),
+/// or `None`, as of the wall clock. Join tokens authenticate nothing here: they are
+/// an argument of `joinNode` only.
 pub fn authenticate(state: &State, token: &str) -> Option<Actor> {
+    authenticate_at(state, token, wall_ms())
+}
+
+/// The wall clock in Unix milliseconds.
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// [`authenticate`] as of `now_ms`.
+pub fn authenticate_at(state: &State, token: &str, now_ms: i64) -> Option<Actor> {
     let hash = token_hash(token)?;
-    let t = state.token_by_secret_hash(&hash)?;
+    let t = state
+        .token_by_secret_hash(&hash)
+        .filter(|t| t.is_valid_at(now_ms))?;
     Some(match (t.role, &t.node_id) {
         (Role::Agent, Some(node)) => Actor::agent(node),
         (role, node_id) => Actor {
@@ -191,7 +207,12 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ServiceRefreshed { .. }
         | ServiceDeregistered { .. }
         | ServiceExpired { .. } => a.role == Role::User,
-        CatalogUpserted { .. } | TokenCreated { .. } | TokenRevoked { .. } => false,
+        CatalogUpserted { .. }
+        | TokenCreated { .. }
+        | TokenRevoked { .. }
+        | TokenCreatedV2 { .. }
+        | JoinTokenCreated { .. }
+        | NodeJoined { .. } => false,
         // A user sees their own quota being set.
         QuotaSet { user, .. } => a.role == Role::User && &a.name == user,
     }

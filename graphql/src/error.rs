@@ -37,6 +37,12 @@ pub enum ApiError {
     /// exec session); retrying later may work.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// This caller sent too many requests of a kind (failed authentications, writes).
+    #[error("rate limited: {message}")]
+    RateLimited {
+        message: String,
+        retry_after_ms: u64,
+    },
 }
 
 impl ApiError {
@@ -69,7 +75,18 @@ impl ApiError {
             "OVERLOADED" => 503,
             "UNAVAILABLE" => 503,
             "QUOTA_EXCEEDED" => 429,
+            "RATE_LIMITED" => 429,
             _ => 500,
+        }
+    }
+
+    /// How long the client should wait before trying again, for the codes that say
+    /// so (HTTP `Retry-After`, GraphQL `extensions.retryAfterMs`).
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            ApiError::Overloaded { retry_after_ms, .. }
+            | ApiError::RateLimited { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
         }
     }
 
@@ -82,6 +99,7 @@ impl ApiError {
             ApiError::Internal(_) => "INTERNAL",
             ApiError::Overloaded { .. } => "OVERLOADED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
+            ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",
@@ -95,7 +113,8 @@ impl ApiError {
 
 /// The GraphQL error for `err`. Extensions: always `code`; `fields: [{path, message}]`
 /// for validation errors; `expected`/`actual` for a version conflict; `kind`/`id` for
-/// not found; `requestId` for internal errors, whose cause is logged here (once) and
+/// not found; `retryAfterMs` for `OVERLOADED` and `RATE_LIMITED`; `requestId` for
+/// internal errors, whose cause is logged here (once) and
 /// never sent to the client.
 pub fn to_graphql_error(err: &ApiError, request_id: &str) -> async_graphql::Error {
     let message = match err {
@@ -135,7 +154,10 @@ pub fn to_graphql_error(err: &ApiError, request_id: &str) -> async_graphql::Erro
             ext.set("id", id.clone());
         }
         ApiError::Internal(_) => ext.set("requestId", request_id),
-        ApiError::Overloaded { retry_after_ms, .. } => ext.set("retryAfterMs", *retry_after_ms),
+        ApiError::Overloaded { retry_after_ms, .. }
+        | ApiError::RateLimited { retry_after_ms, .. } => {
+            ext.set("retryAfterMs", *retry_after_ms);
+        }
         _ => {}
     }
     let mut e = async_graphql::Error::new(message);
@@ -221,6 +243,31 @@ mod tests {
             409
         );
         assert_eq!(ApiError::Internal("x".into()).http_status(), 500);
+    }
+
+    #[test]
+    fn pushback_carries_its_retry_after() {
+        let limited = ApiError::RateLimited {
+            message: "too many failed authentications".into(),
+            retry_after_ms: 1500,
+        };
+        assert_eq!(
+            ext(&limited).get("code"),
+            Some(&Value::from("RATE_LIMITED"))
+        );
+        assert_eq!(
+            ext(&limited).get("retryAfterMs"),
+            Some(&Value::from(1500u64))
+        );
+        assert_eq!(limited.http_status(), 429);
+        let busy = ApiError::Overloaded {
+            message: "too many open connections".into(),
+            retry_after_ms: 1000,
+        };
+        assert_eq!(ext(&busy).get("code"), Some(&Value::from("OVERLOADED")));
+        assert_eq!(busy.http_status(), 503);
+        assert_eq!(busy.retry_after_ms(), Some(1000));
+        assert_eq!(ApiError::Unauthenticated.retry_after_ms(), None);
     }
 
     #[test]

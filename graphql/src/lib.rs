@@ -14,6 +14,7 @@ pub mod backend;
 pub mod catalogue;
 pub mod error;
 pub mod lists;
+pub mod limits;
 pub mod mutation;
 pub mod query;
 pub mod router;
@@ -24,7 +25,9 @@ pub mod subscription;
 pub mod types;
 mod views;
 
-pub use auth::{authenticate, new_token, token_hash, RequestId, TOKEN_PREFIX};
+pub use auth::{
+    authenticate, authenticate_at, new_token, token_hash, wall_ms, RequestId, TOKEN_PREFIX,
+};
 pub use backend::{Backend, StateGuard};
 pub use error::{to_graphql_error, ApiError};
 pub use router::{Router, RouterStats};

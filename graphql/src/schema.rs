@@ -9,6 +9,7 @@ use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
 use crate::catalogue::CatalogueQuery;
 use crate::error::ApiError;
+use crate::limits::FieldLimit;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
 use crate::router::Router;
@@ -26,6 +27,9 @@ pub struct SchemaOptions {
     /// Highest query complexity allowed: one per field, list connections multiplied
     /// by the page size asked for (`first`).
     pub complexity_limit: usize,
+    /// Most fields one document may select, aliases and fragment spreads included
+    /// (checked after parsing, before validation and any resolver).
+    pub field_limit: usize,
 }
 
 impl Default for SchemaOptions {
@@ -34,6 +38,7 @@ impl Default for SchemaOptions {
             dev_mode: false,
             depth_limit: 16,
             complexity_limit: 20_000,
+            field_limit: 2_000,
         }
     }
 }
@@ -94,6 +99,9 @@ pub fn schema_with_router(
         .limit_complexity(opts.complexity_limit)
         .extension(IntrospectionGate {
             dev_mode: opts.dev_mode,
+        })
+        .extension(FieldLimit {
+            max_fields: opts.field_limit,
         })
         .finish();
     (schema, router)

@@ -176,6 +176,34 @@ pub enum Command {
         user: String,
         quota: Quota,
     },
+
+    // ── token expiry and joining nodes ───────────────────────────────────────
+    /// `CreateToken` with an expiry (`None`: never; decided as `CreateToken`).
+    CreateTokenV2 {
+        token_id: String,
+        name: String,
+        role: Role,
+        secret_hash: [u8; 32],
+        node_id: Option<String>,
+        expires_ms: Option<i64>,
+    },
+    /// A join token for `uses` nodes, valid until `expires_ms` (admins).
+    CreateJoinToken {
+        token_id: String,
+        name: String,
+        secret_hash: [u8; 32],
+        expires_ms: Option<i64>,
+        uses: u32,
+    },
+    /// A node presents a join token (by the hash of its secret) and is given the new
+    /// agent token `token_id` bound to `node_id`. Needs no actor's role: the join
+    /// token is the authority.
+    JoinNode {
+        join_secret_hash: [u8; 32],
+        node_id: String,
+        token_id: String,
+        secret_hash: [u8; 32],
+    },
 }
 
 /// What an agent reports about one deployment; each maps to one event.

@@ -94,6 +94,7 @@ fn parse_error(raw: Value) -> GqlError {
 
 /// A connection to one server with one token.
 pub struct Api {
+    tls: dcloud_agent::runtime::ClientTls,
     http: reqwest::Client,
     base: String,
     token: String,
@@ -108,10 +109,13 @@ impl Api {
                 "no token: pass --token TOKEN or set DCLOUD_TOKEN (the admin token is in DATA/admin.token)"
             ),
         };
-        let http = reqwest::Client::builder()
+        let tls = dcloud_agent::runtime::ClientTls::from_optional(super::ca_file().as_deref())?;
+        let http = tls
+            .apply(reqwest::Client::builder())?
             .build()
             .context("cannot build the http client")?;
         Ok(Api {
+            tls,
             http,
             base: global.server.trim_end_matches('/').to_string(),
             token,
@@ -120,6 +124,11 @@ impl Api {
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// What the client trusts for https:// and wss://.
+    pub fn tls(&self) -> &dcloud_agent::runtime::ClientTls {
+        &self.tls
     }
 
     /// `ws://…/graphql/ws` (or `wss://`) for the server's base URL.

@@ -349,28 +349,64 @@ pub(super) async fn export(api: &Api, env: &str, version: Option<u32>) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-const CREATE_TOKEN: &str = "mutation($role: Role!, $name: String!, $node: ID) {
-  createToken(role: $role, name: $name, nodeId: $node) { id token name role nodeId }
+const CREATE_TOKEN: &str = "mutation($role: Role!, $name: String!, $node: ID, $expires: Int) {
+  createToken(role: $role, name: $name, nodeId: $node, expiresInMs: $expires) { id token name role nodeId expiresMs }
 }";
+
+const CREATE_JOIN_TOKEN: &str = "mutation($name: String!, $uses: Int!, $expires: Int) {
+  createJoinToken(name: $name, uses: $uses, expiresInMs: $expires) { id token name uses expiresMs }
+}";
+
+/// What `token create` asks for.
+pub(super) struct NewToken<'a> {
+    pub(super) role: Role,
+    pub(super) name: &'a str,
+    pub(super) node: Option<&'a str>,
+    pub(super) uses: Option<u32>,
+    pub(super) expires: Option<&'a str>,
+}
 
 pub(super) async fn token_create(
     api: &Api,
-    role: Role,
-    name: &str,
-    node: Option<&str>,
+    new: NewToken<'_>,
     out: Output,
 ) -> anyhow::Result<ExitCode> {
-    let vars = json!({"role": role.graphql(), "name": name, "node": node});
-    let data = api.run(CREATE_TOKEN, vars).await?;
-    let t = &data["createToken"];
+    let expires = match new.expires {
+        None => None,
+        Some(text) => Some(
+            dcloud_projections::config::parse_duration_ms(text)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .with_context(|| {
+                    format!("--expires: {text:?} is not a duration; use 30m, 1h, 24h")
+                })?,
+        ),
+    };
+    let (data, field) = if matches!(new.role, Role::Join) {
+        anyhow::ensure!(
+            new.node.is_none(),
+            "--node: a join token names no node (each node that joins gets its own token)"
+        );
+        let vars = json!({"name": new.name, "uses": new.uses.unwrap_or(1), "expires": expires});
+        (api.run(CREATE_JOIN_TOKEN, vars).await?, "createJoinToken")
+    } else {
+        anyhow::ensure!(new.uses.is_none(), "--uses: only join tokens have uses");
+        let vars = json!({"role": new.role.graphql(), "name": new.name, "node": new.node, "expires": expires});
+        (api.run(CREATE_TOKEN, vars).await?, "createToken")
+    };
+    let t = &data[field];
     match out {
         Output::Json => println!("{t}"),
         Output::Table => {
             println!("{}", s(t, "token"));
+            let what = if field == "createJoinToken" {
+                format!("join token for {} node(s)", t["uses"])
+            } else {
+                lower(t, "role")
+            };
             eprintln!(
-                "token {} ({} {}): shown once, keep it safe",
+                "token {} ({what} {}): shown once, keep it safe",
                 s(t, "id"),
-                lower(t, "role"),
                 s(t, "name")
             );
         }

@@ -23,12 +23,30 @@ pub use discover::{discover_server, write_server_file, SERVER_FILE};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use serde_json::json;
 
 pub use api::{Api, GqlError, GqlErrors};
 
 use crate::offline::Output;
+
+static CA_FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
+
+/// Sets the CA file every client of this process trusts besides the public roots
+/// (`--ca-file`; the first call wins).
+pub fn set_ca_file(path: Option<PathBuf>) {
+    let _ = CA_FILE.set(path);
+}
+
+/// The CA file to trust: `--ca-file`, else `DCLOUD_CA_FILE`, else none.
+pub fn ca_file() -> Option<PathBuf> {
+    CA_FILE
+        .get()
+        .cloned()
+        .flatten()
+        .or_else(|| std::env::var_os("DCLOUD_CA_FILE").map(PathBuf::from))
+}
 
 /// Flags every client command shares.
 #[derive(Debug, Clone)]
@@ -197,13 +215,21 @@ pub struct FromTemplate {
 pub enum TokenCmd {
     /// Create a token (admins); it is printed once and never shown again.
     Create {
+        /// `join` makes a join token: agents join with it (`dcloud agent
+        /// --join-token T`) and each node receives its own agent token.
         #[arg(long, value_enum)]
         role: Role,
-        #[arg(long)]
+        #[arg(long, default_value = "token")]
         name: String,
         /// The node of an agent token.
         #[arg(long)]
         node: Option<String>,
+        /// How many nodes may join with a join token.
+        #[arg(long)]
+        uses: Option<u32>,
+        /// The token stops authenticating this long from now (`30m`, `1h`, `24h`).
+        #[arg(long)]
+        expires: Option<String>,
     },
 }
 
@@ -228,6 +254,8 @@ pub enum Role {
     User,
     Agent,
     Auditor,
+    /// A join token (not a role of its own: it only admits nodes).
+    Join,
 }
 
 impl Role {
@@ -237,6 +265,7 @@ impl Role {
             Role::User => "USER",
             Role::Agent => "AGENT",
             Role::Auditor => "AUDITOR",
+            Role::Join => "JOIN",
         }
     }
 }
@@ -352,8 +381,24 @@ pub fn run(cmd: ClientCmd, global: &Global) -> anyhow::Result<ExitCode> {
                 cmd,
             } => sessions::exec(&api, &id, cmd, interactive, tty).await,
             ClientCmd::Token {
-                command: TokenCmd::Create { role, name, node },
-            } => commands::token_create(&api, role, &name, node.as_deref(), out).await,
+                command:
+                    TokenCmd::Create {
+                        role,
+                        name,
+                        node,
+                        uses,
+                        expires,
+                    },
+            } => {
+                let new = commands::NewToken {
+                    role,
+                    name: &name,
+                    node: node.as_deref(),
+                    uses,
+                    expires: expires.as_deref(),
+                };
+                commands::token_create(&api, new, out).await
+            }
         }
     });
     refusal_or(result, out)

@@ -33,9 +33,14 @@ impl Subscription {
             "Sec-WebSocket-Protocol",
             HeaderValue::from_static("graphql-transport-ws"),
         );
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .with_context(|| format!("cannot open the websocket {url}"))?;
+        let (mut socket, _) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
+            None,
+            false,
+            api.tls().connector(),
+        )
+        .await
+        .with_context(|| format!("cannot open the websocket {url}"))?;
         let bearer = format!("Bearer {}", api.token());
         let init = json!({
             "type": "connection_init",

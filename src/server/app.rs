@@ -9,6 +9,7 @@ use dcloud_graphql::{DcloudSchema, SchemaOptions};
 use tokio::sync::watch;
 
 use super::backend::ServerBackend;
+use super::limits::Guards;
 use super::liveness::Liveness;
 use super::metrics::Metrics;
 use super::{bootstrap, ServerConfig};
@@ -25,6 +26,7 @@ struct Inner {
     backend: Arc<ServerBackend>,
     schema: DcloudSchema,
     dev_mode: bool,
+    guards: Arc<Guards>,
     ready: AtomicBool,
     stop: watch::Sender<bool>,
 }
@@ -63,6 +65,7 @@ impl AppState {
             backend.clone(),
             SchemaOptions {
                 dev_mode: config.dev_mode,
+                field_limit: config.limits.max_query_fields,
                 ..SchemaOptions::default()
             },
         );
@@ -73,6 +76,7 @@ impl AppState {
                 backend,
                 schema,
                 dev_mode: config.dev_mode,
+                guards: Arc::new(Guards::new(config.limits.clone())),
                 ready: AtomicBool::new(false),
                 stop,
             }),
@@ -102,6 +106,11 @@ impl AppState {
 
     pub fn liveness(&self) -> &Liveness {
         self.inner.backend.liveness()
+    }
+
+    /// The per-caller limits and their live counts.
+    pub fn guards(&self) -> &Arc<Guards> {
+        &self.inner.guards
     }
 
     pub fn dev_mode(&self) -> bool {

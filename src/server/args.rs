@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
-use super::{start, Server, ServerConfig};
+use super::{start, Server, ServerConfig, TlsFiles};
 
 /// `dcloud server` flags. Each also reads a `DCLOUD_*` environment variable, and then
 /// the `--config` file; flags win over the environment, which wins over the file.
@@ -49,6 +49,31 @@ pub struct ServerArgs {
     /// A container below this CPU (millicores) counts as idle [default: 50].
     #[arg(long, env = "DCLOUD_IDLE_CPU_MILLIS")]
     pub idle_cpu_millis: Option<u64>,
+    /// Serve HTTPS/WSS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "DCLOUD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "DCLOUD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// A GraphQL request over HTTP running longer than this (ms) is answered
+    /// OVERLOADED [default: 30000].
+    #[arg(long, env = "DCLOUD_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Open websocket connections per token [default: 64].
+    #[arg(long, env = "DCLOUD_MAX_CONNECTIONS_PER_TOKEN")]
+    pub max_connections_per_token: Option<usize>,
+    /// Open subscriptions per token [default: 10000].
+    #[arg(long, env = "DCLOUD_MAX_SUBSCRIPTIONS_PER_TOKEN")]
+    pub max_subscriptions_per_token: Option<usize>,
+    /// Failed authentications per client address per minute [default: 30].
+    #[arg(long, env = "DCLOUD_AUTH_FAILURES_PER_MINUTE")]
+    pub auth_failures_per_minute: Option<u32>,
+    /// Writes (mutations) per token per second, bursts of twice that [default: 1000].
+    #[arg(long, env = "DCLOUD_WRITES_PER_SECOND")]
+    pub writes_per_second: Option<u32>,
+    /// Most fields one GraphQL document may select, aliases included [default: 2000].
+    #[arg(long, env = "DCLOUD_MAX_QUERY_FIELDS")]
+    pub max_query_fields: Option<usize>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -65,6 +90,14 @@ pub struct FileConfig {
     pub maintenance_ms: Option<u64>,
     pub idle_check_ms: Option<u64>,
     pub idle_cpu_millis: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub request_timeout_ms: Option<u64>,
+    pub max_connections_per_token: Option<usize>,
+    pub max_subscriptions_per_token: Option<usize>,
+    pub auth_failures_per_minute: Option<u32>,
+    pub writes_per_second: Option<u32>,
+    pub max_query_fields: Option<usize>,
 }
 
 impl FileConfig {
@@ -91,7 +124,7 @@ impl ServerArgs {
         let data = self
             .data
             .clone()
-            .or(file.data)
+            .or(file.data.clone())
             .context("no data directory: pass --data DIR (or set DCLOUD_DATA)")?;
         let mut c = ServerConfig::new(data);
         if let Some(v) = self.listen.or(file.listen) {
@@ -126,7 +159,56 @@ impl ServerArgs {
         if let Some(v) = self.idle_cpu_millis.or(file.idle_cpu_millis) {
             c.idle_cpu_threshold_millis = v;
         }
+        self.layer_edge(&file, &mut c)?;
         Ok(c)
+    }
+
+    /// The edge's settings: TLS and the per-caller limits.
+    fn layer_edge(&self, file: &FileConfig, c: &mut ServerConfig) -> anyhow::Result<()> {
+        let cert = self.tls_cert.clone().or(file.tls_cert.clone());
+        let key = self.tls_key.clone().or(file.tls_key.clone());
+        c.tls = match (cert, key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => {
+                anyhow::bail!("--tls-cert needs --tls-key (the certificate's private key)")
+            }
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (the certificate chain)"),
+        };
+        let l = &mut c.limits;
+        if let Some(v) = self.request_timeout_ms.or(file.request_timeout_ms) {
+            anyhow::ensure!(v > 0, "request-timeout-ms must be positive");
+            l.request_timeout = Duration::from_millis(v);
+        }
+        let positive = |name: &str, v: usize| -> anyhow::Result<usize> {
+            anyhow::ensure!(v > 0, "{name} must be positive");
+            Ok(v)
+        };
+        if let Some(v) = self
+            .max_connections_per_token
+            .or(file.max_connections_per_token)
+        {
+            l.max_connections_per_token = positive("max-connections-per-token", v)?;
+        }
+        if let Some(v) = self
+            .max_subscriptions_per_token
+            .or(file.max_subscriptions_per_token)
+        {
+            l.max_subscriptions_per_token = positive("max-subscriptions-per-token", v)?;
+        }
+        if let Some(v) = self
+            .auth_failures_per_minute
+            .or(file.auth_failures_per_minute)
+        {
+            l.auth_failures_per_minute = positive("auth-failures-per-minute", v as usize)? as u32;
+        }
+        if let Some(v) = self.writes_per_second.or(file.writes_per_second) {
+            l.writes_per_second = positive("writes-per-second", v as usize)? as u32;
+        }
+        if let Some(v) = self.max_query_fields.or(file.max_query_fields) {
+            l.max_query_fields = positive("max-query-fields", v)?;
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +300,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    use crate::server::Limits;
 
     #[derive(Parser)]
     struct Cli {
@@ -255,6 +338,49 @@ mod tests {
             c.listen,
             "127.0.0.1:7070".parse::<SocketAddr>().expect("addr")
         );
+    }
+
+    #[test]
+    fn edge_limits_and_tls_layer_like_the_rest() {
+        let file: FileConfig = serde_json::from_str(
+            r#"{"data": "/d", "max-query-fields": 500, "writes-per-second": 7,
+                "tls-cert": "/c.pem", "tls-key": "/k.pem"}"#,
+        )
+        .expect("file config");
+        let args = Cli::try_parse_from([
+            "x",
+            "--max-query-fields",
+            "300",
+            "--request-timeout-ms",
+            "250",
+        ])
+        .expect("flags")
+        .args;
+        let c = args.layer_over(file).expect("config");
+        assert_eq!(c.limits.max_query_fields, 300, "the flag wins");
+        assert_eq!(c.limits.writes_per_second, 7, "the file is read");
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(250));
+        assert_eq!(
+            c.limits.max_connections_per_token,
+            Limits::default().max_connections_per_token
+        );
+        assert_eq!(
+            c.tls,
+            Some(TlsFiles {
+                cert: "/c.pem".into(),
+                key: "/k.pem".into()
+            })
+        );
+        let half = Cli::try_parse_from(["x", "--data", "/d", "--tls-cert", "/c.pem"])
+            .expect("flags")
+            .args;
+        let err = half.layer_over(FileConfig::default()).expect_err("no key");
+        assert!(err.to_string().contains("--tls-key"), "{err}");
+        let zero = Cli::try_parse_from(["x", "--data", "/d", "--writes-per-second", "0"])
+            .expect("flags")
+            .args;
+        let err = zero.layer_over(FileConfig::default()).expect_err("zero");
+        assert!(err.to_string().contains("writes-per-second"), "{err}");
     }
 
     #[test]

@@ -54,6 +54,12 @@ pub(super) async fn ensure_admin_token(
     Ok(Some(token))
 }
 
+/// Writes a secret (a token) and a newline to `path`, readable by the owner only
+/// (mode 0600), replacing the file whole.
+pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    write_private(path, &format!("{secret}\n"))
+}
+
 /// Writes `text` to `path` readable by the owner only (via a temporary file and a rename).
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");

@@ -1,9 +1,11 @@
 //! GraphQL over HTTP: the bearer-token middleware (the caller and a request id for
 //! every request), `POST /graphql`, and `GET /graphql` for queries only.
 
+use std::net::SocketAddr;
+
 use async_graphql::parser::types::OperationType;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -12,7 +14,7 @@ use dcloud_graphql::{ApiError, RequestId};
 use dcloud_projections::Actor;
 use serde_json::json;
 
-use super::AppState;
+use super::{limits, AppState};
 
 /// Who sent the request, as the middleware found it.
 #[derive(Debug, Clone)]
@@ -36,6 +38,23 @@ impl Caller {
 /// The response header carrying the request id (taken from the request when sane).
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
+/// Whom the per-caller limits count a request against: its token (by hash) when it
+/// sent one, else its client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClientKey {
+    /// `addr:IP` of the client.
+    pub(super) addr: String,
+    /// The hash of the bearer token the request sent, when it has a token's shape.
+    pub(super) token_hash: Option<[u8; 32]>,
+}
+
+impl ClientKey {
+    pub(super) fn key(&self) -> String {
+        self.token_hash
+            .map_or_else(|| self.addr.clone(), |h| limits::token_key(&h))
+    }
+}
+
 /// Resolves the bearer token into a [`Caller`] and assigns a [`RequestId`]; both go
 /// into the request's extensions, and the id into the response's headers.
 pub(super) async fn authenticate(
@@ -49,14 +68,37 @@ pub(super) async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string);
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let addr = limits::addr_key(ip);
+    let mut token_hash = None;
     let caller = match req.headers().get(header::AUTHORIZATION) {
         None => Caller::Anonymous,
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|t| dcloud_graphql::authenticate(&app.writer().state(), t))
-            .map_or(Caller::BadToken, Caller::Actor),
+        Some(value) => {
+            // An address that failed too often gets no answer about any token.
+            if let Err(ms) = app.guards().auth_failures.check(&addr) {
+                return api_error_response(
+                    &ApiError::RateLimited {
+                        message: "too many failed authentications from this address".into(),
+                        retry_after_ms: ms,
+                    },
+                    &request_id,
+                );
+            }
+            let text = value.to_str().ok();
+            token_hash = text.and_then(dcloud_graphql::token_hash);
+            match text.and_then(|t| dcloud_graphql::authenticate(&app.writer().state(), t)) {
+                Some(actor) => Caller::Actor(actor),
+                None => {
+                    let _ = app.guards().auth_failures.take(&addr);
+                    Caller::BadToken
+                }
+            }
+        }
     };
+    req.extensions_mut().insert(ClientKey { addr, token_hash });
     req.extensions_mut().insert(caller);
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let mut resp = next.run(req).await;
@@ -70,6 +112,7 @@ pub(super) async fn post(
     State(app): State<AppState>,
     Extension(caller): Extension<Caller>,
     Extension(request_id): Extension<RequestId>,
+    Extension(key): Extension<ClientKey>,
     body: Bytes,
 ) -> Response {
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
@@ -82,6 +125,18 @@ pub(super) async fn post(
             )
         }
     };
+    if has_mutation(&request.query) {
+        if let Err(ms) = app.guards().writes.take(&key.key()) {
+            let err = ApiError::RateLimited {
+                message: format!(
+                    "more than {} writes per second for this token",
+                    app.guards().limits().writes_per_second
+                ),
+                retry_after_ms: ms,
+            };
+            return api_error_response(&err, &request_id.0);
+        }
+    }
     execute(&app, caller, request_id, request).await
 }
 
@@ -125,12 +180,54 @@ async fn execute(
         Caller::Anonymous => None,
         Caller::Actor(a) => Some(a),
     };
+    let id = request_id.0.clone();
     let mut request = request.data(request_id);
     if let Some(a) = actor {
         request = request.data(a);
     }
-    let response = app.schema().execute(request).await;
-    async_graphql_axum::GraphQLResponse::from(response).into_response()
+    let timeout = app.guards().limits().request_timeout;
+    match within(timeout, app.schema().execute(request)).await {
+        Ok(response) => async_graphql_axum::GraphQLResponse::from(response).into_response(),
+        Err(err) => api_error_response(&err, &id),
+    }
+}
+
+/// `fut`'s output, or `OVERLOADED` once `timeout` has passed.
+pub(super) async fn within<T>(
+    timeout: std::time::Duration,
+    fut: impl std::future::Future<Output = T>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| ApiError::Overloaded {
+            message: format!(
+                "the request ran past the server's limit of {} ms",
+                timeout.as_millis()
+            ),
+            retry_after_ms: 1000,
+        })
+}
+
+/// The response for an error of the edge itself (rate limits, timeouts): its HTTP
+/// status, `Retry-After` when it has one, and a GraphQL-shaped body with the same
+/// extensions a resolver's error would carry.
+pub(super) fn api_error_response(err: &ApiError, request_id: &str) -> Response {
+    let e = dcloud_graphql::to_graphql_error(err, request_id);
+    let ext = serde_json::to_value(e.extensions.unwrap_or_default()).unwrap_or_default();
+    let body = json!({ "errors": [{ "message": e.message, "extensions": ext }] });
+    let status =
+        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = (status, Json(body)).into_response();
+    if let Some(ms) = err.retry_after_ms() {
+        let secs = ms.div_ceil(1000).max(1);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
 }
 
 /// Whether the document holds a mutation (unparsable documents are left to the
@@ -163,7 +260,24 @@ pub(super) fn error_response(status: StatusCode, code: &str, message: &str) -> R
 
 #[cfg(test)]
 mod tests {
-    use super::has_mutation;
+    use super::{has_mutation, within};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_past_its_time_is_overloaded() {
+        let err = within(
+            std::time::Duration::from_millis(50),
+            futures::future::pending::<()>(),
+        )
+        .await
+        .expect_err("never finishes");
+        assert_eq!(err.code(), "OVERLOADED");
+        assert_eq!(err.retry_after_ms(), Some(1000));
+        assert!(err.to_string().contains("50 ms"), "{err}");
+        assert_eq!(
+            within(std::time::Duration::from_millis(50), async { 7 }).await,
+            Ok(7)
+        );
+    }
 
     #[test]
     fn mutations_are_found_in_any_operation() {

@@ -13,11 +13,13 @@ mod dev;
 mod exec;
 mod graphql;
 mod idle;
+mod limits;
 mod liveness;
 mod metrics;
 mod routes;
 mod sessions;
 mod timers;
+mod tls;
 pub mod ui;
 mod usage;
 mod ws;
@@ -37,16 +39,18 @@ use dcloud_graphql::Backend as _;
 pub use app::AppState;
 pub use args::{run_server, FileConfig, ServerArgs};
 pub use backend::ServerBackend;
-pub use bootstrap::ADMIN_TOKEN_FILE;
+pub use bootstrap::{write_secret_file, ADMIN_TOKEN_FILE};
 pub use dev::{load_starter, run_dev, starter_documents, DevArgs, DevDriver};
 pub use graphql::{Caller, REQUEST_ID_HEADER};
 pub use idle::{IdleStop, IdleTracker};
+pub use limits::{Guards, Limits};
 pub use liveness::{overdue_nodes, Liveness};
 pub use metrics::Metrics;
 pub use routes::{router, MAX_BODY_BYTES};
 pub use sessions::{SessionGuard, SessionHub};
 pub use timers::check_idle;
-pub use ws::CLOSE_FORBIDDEN;
+pub use tls::TlsFiles;
+pub use ws::{CLOSE_FORBIDDEN, CLOSE_OVERLOADED};
 
 /// How one server runs.
 #[derive(Debug, Clone)]
@@ -68,6 +72,10 @@ pub struct ServerConfig {
     pub idle_every: Duration,
     /// A container using less CPU than this (millicores) counts as idle.
     pub idle_cpu_threshold_millis: u64,
+    /// Per-caller limits (timeouts, connections, rates, query size).
+    pub limits: Limits,
+    /// Serve HTTPS/WSS with this certificate chain and key (`None`: plain HTTP).
+    pub tls: Option<TlsFiles>,
 }
 
 impl ServerConfig {
@@ -84,6 +92,8 @@ impl ServerConfig {
             maintenance_every: Duration::from_secs(30),
             idle_every: Duration::from_secs(30),
             idle_cpu_threshold_millis: 50,
+            limits: Limits::default(),
+            tls: None,
         }
     }
 }
@@ -104,6 +114,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// The new admin token: `Some` only on the start that created it.
     pub admin_token: Option<String>,
+    /// `https` when serving TLS, else `http`.
+    scheme: &'static str,
     app: AppState,
     stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -118,18 +130,35 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    let tls = match &config.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
     let (app, admin_token) = AppState::open(&config).await?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let stop = app.stop_sender();
     let mut http_stop = stop.subscribe();
-    let service = router(app.clone()).into_make_service();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let shutdown = async move {
+        let _ = http_stop.wait_for(|s| *s).await;
+    };
+    let http = match tls {
+        None => tokio::spawn(async move {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }),
+        Some(config) => {
+            use axum::serve::ListenerExt;
+            // `tap_io` gives the listener axum's `ConnectInfo<SocketAddr>`.
+            let listener = tls::TlsListener::new(listener, config)?.tap_io(|_| {});
+            tokio::spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(shutdown)
+                    .await
             })
-            .await
-    });
+        }
+    };
     let timers = tokio::spawn(timers::run(app.clone(), config.clone(), stop.subscribe()));
     // Sessions close when their deployment stops (ends with the server's stop signal).
     let log = app.backend().log();
@@ -140,10 +169,15 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         stop.subscribe(),
     ));
     app.set_ready(true);
-    info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, "server listening");
+    info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, tls = config.tls.is_some(), "server listening");
     Ok(Server {
         addr,
         admin_token,
+        scheme: if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         app,
         stop,
         http,
@@ -160,9 +194,9 @@ impl Server {
         &self.app
     }
 
-    /// The base URL (`http://ADDR`).
+    /// The base URL (`http://ADDR`, or `https://ADDR` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn stopper(&self) -> Stopper {

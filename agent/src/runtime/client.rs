@@ -8,6 +8,7 @@ use dcloud_events::model::{ContainerUsage, NodeFingerprint, Usage};
 use serde_json::{json, Value};
 
 use super::protocol::first_error;
+use super::tls::ClientTls;
 use super::wire::{self, Snapshot};
 use crate::driver::Report;
 use crate::error::AgentError;
@@ -56,15 +57,32 @@ pub struct GqlClient {
 
 impl GqlClient {
     pub fn new(url: String, token: String) -> Result<GqlClient, AgentError> {
-        let http = reqwest::Client::builder()
+        GqlClient::with_tls(url, token, &ClientTls::default())
+    }
+
+    /// A client trusting `tls` for https:// URLs. An empty `token` sends no
+    /// `Authorization` header (what `joinNode` needs).
+    pub fn with_tls(url: String, token: String, tls: &ClientTls) -> Result<GqlClient, AgentError> {
+        let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(5));
+        let http = tls
+            .apply(builder)?
             .build()
             .map_err(|e| AgentError::ServerUnavailable {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
         Ok(GqlClient { http, url, token })
+    }
+
+    /// The same server and connection pool, acting with another token.
+    pub fn with_token(&self, token: String) -> GqlClient {
+        GqlClient {
+            http: self.http.clone(),
+            url: self.url.clone(),
+            token,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -82,10 +100,11 @@ impl GqlClient {
             url: self.url.clone(),
             reason,
         };
-        let response = self
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.token)
+        let mut post = self.http.post(&self.url);
+        if !self.token.is_empty() {
+            post = post.bearer_auth(&self.token);
+        }
+        let response = post
             .json(&json!({ "query": query, "variables": variables }))
             .send()
             .await
@@ -188,6 +207,13 @@ impl GqlClient {
             .request("createToken", wire::CREATE_AGENT_TOKEN, vars)
             .await?;
         decode("createToken", data.pointer("/createToken/token"))
+    }
+
+    /// Joins `node_id` with a join token; returns the node's own agent token.
+    pub async fn join_node(&self, join_token: &str, node_id: &str) -> Result<String, AgentError> {
+        let vars = json!({ "joinToken": join_token, "nodeId": node_id });
+        let data = self.request("joinNode", wire::JOIN_NODE, vars).await?;
+        decode("joinNode", data.pointer("/joinNode/token"))
     }
 }
 

@@ -15,6 +15,7 @@ pub mod node;
 pub mod protocol;
 pub mod seq;
 pub mod sessions;
+pub mod tls;
 pub mod wire;
 pub mod ws;
 
@@ -26,32 +27,66 @@ use tracing::info;
 pub use client::{Endpoints, GqlClient};
 pub use node::{run_node, NodeSpec, RuntimeConfig, UsageSource};
 pub use seq::SeqTracker;
+pub use tls::ClientTls;
 pub use ws::{WsConnection, WsPool};
 
 use crate::error::AgentError;
 
-/// What every node of the process shares: the HTTP client, the websocket, the timings.
+/// What the nodes of one token share: the HTTP client, the websocket, the timings.
 pub struct Shared {
     pub client: GqlClient,
     pub ws: WsPool,
     pub config: RuntimeConfig,
+    pub tls: ClientTls,
 }
 
 impl Shared {
     /// Clients for the server at `server` (`http://host:port`) acting with `token`.
     pub fn new(server: &str, token: &str, config: RuntimeConfig) -> Result<Shared, AgentError> {
+        Shared::with_tls(server, token, config, ClientTls::default())
+    }
+
+    /// [`Shared::new`] trusting `tls` for https:// and wss://.
+    pub fn with_tls(
+        server: &str,
+        token: &str,
+        config: RuntimeConfig,
+        tls: ClientTls,
+    ) -> Result<Shared, AgentError> {
         let endpoints = Endpoints::from_base(server)?;
         Ok(Shared {
-            client: GqlClient::new(endpoints.http, token.to_string())?,
-            ws: WsPool::new(endpoints.ws, token.to_string()),
+            client: GqlClient::with_tls(endpoints.http, token.to_string(), &tls)?,
+            ws: WsPool::new(endpoints.ws, token.to_string()).with_tls(tls.clone()),
             config,
+            tls,
         })
+    }
+
+    /// The same server, connection pool and timings, acting with `token` over its
+    /// own websocket (a joined node's own token).
+    pub fn with_token(&self, token: &str) -> Shared {
+        Shared {
+            client: self.client.with_token(token.to_string()),
+            ws: WsPool::new(self.ws.url().to_string(), token.to_string())
+                .with_tls(self.tls.clone()),
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+        }
     }
 }
 
 /// Runs every node until one of them fails fatally (its token is refused); the
 /// others are stopped then. Returns only on such an error.
 pub async fn run_nodes(shared: Arc<Shared>, nodes: Vec<NodeSpec>) -> Result<(), AgentError> {
+    let pairs = nodes.into_iter().map(|n| (shared.clone(), n)).collect();
+    run_node_pairs(pairs).await
+}
+
+/// [`run_nodes`] where each node may act with its own clients (its own token).
+pub async fn run_node_pairs(nodes: Vec<(Arc<Shared>, NodeSpec)>) -> Result<(), AgentError> {
+    let Some(shared) = nodes.first().map(|(s, _)| s.clone()) else {
+        return Ok(());
+    };
     if let Some(dir) = &shared.config.data_dir {
         std::fs::create_dir_all(dir).map_err(|e| AgentError::System {
             what: "the agent data directory",
@@ -60,8 +95,8 @@ pub async fn run_nodes(shared: Arc<Shared>, nodes: Vec<NodeSpec>) -> Result<(), 
     }
     info!(nodes = nodes.len(), server = %shared.client.url(), "agent starting");
     let mut set = JoinSet::new();
-    for spec in nodes {
-        set.spawn(run_node(shared.clone(), spec));
+    for (shared, spec) in nodes {
+        set.spawn(run_node(shared, spec));
     }
     while let Some(done) = set.join_next().await {
         match done {

@@ -40,6 +40,9 @@ containerId: $containerId) }";
 pub const CREATE_AGENT_TOKEN: &str = "mutation($name: String!, $nodeId: ID!) { \
 createToken(role: AGENT, name: $name, nodeId: $nodeId) { token } }";
 
+/// A node joins with a join token (sent with no bearer token).
+pub const JOIN_NODE: &str = "mutation($joinToken: String!, $nodeId: ID!) { joinNode(joinToken: $joinToken, nodeId: $nodeId) { nodeId tokenId token } }";
+
 /// `nodeAssignments(nodeId)`: `{ seq items { … } }`.
 pub fn node_assignments_query() -> String {
     format!("query($nodeId: ID!) {{ nodeAssignments(nodeId: $nodeId) {{ seq items {{ {ASSIGNMENT_FIELDS} }} }} }}")

@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use super::protocol::{
     ClientMessage, Demux, Effect, ServerMessage, SubEvent, SubscribePayload, SUBPROTOCOL,
 };
+use super::tls::ClientTls;
 use crate::error::AgentError;
 
 /// How long the server has to acknowledge `connection_init`.
@@ -62,6 +63,15 @@ impl WsConnection {
     /// Opens the websocket (`Authorization` on the upgrade and in `connection_init`)
     /// and waits for `connection_ack`.
     pub async fn connect(url: &str, token: &str) -> Result<WsConnection, AgentError> {
+        WsConnection::connect_with(url, token, &ClientTls::default()).await
+    }
+
+    /// [`WsConnection::connect`], trusting `tls` for wss:// URLs.
+    pub async fn connect_with(
+        url: &str,
+        token: &str,
+        tls: &ClientTls,
+    ) -> Result<WsConnection, AgentError> {
         let mut request = url.into_client_request().map_err(|e| unavailable(url, e))?;
         let bearer = format!("Bearer {token}");
         let headers = request.headers_mut();
@@ -72,9 +82,10 @@ impl WsConnection {
         if let Ok(v) = HeaderValue::from_str(&bearer) {
             headers.insert("Authorization", v);
         }
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| unavailable(url, e))?;
+        let (mut socket, _) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, tls.connector())
+                .await
+                .map_err(|e| unavailable(url, e))?;
         let init = ClientMessage::ConnectionInit {
             payload: json!({ "Authorization": bearer, "authorization": bearer, "token": token }),
         };
@@ -230,6 +241,7 @@ async fn drive<S>(
 pub struct WsPool {
     url: String,
     token: String,
+    tls: ClientTls,
     current: Mutex<Option<WsConnection>>,
 }
 
@@ -238,8 +250,15 @@ impl WsPool {
         WsPool {
             url,
             token,
+            tls: ClientTls::default(),
             current: Mutex::new(None),
         }
+    }
+
+    /// Trusts `tls` for wss:// URLs.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn url(&self) -> &str {
@@ -258,7 +277,7 @@ impl WsPool {
             return Ok(c.clone());
         }
         *current = None;
-        let c = WsConnection::connect(&self.url, &self.token).await?;
+        let c = WsConnection::connect_with(&self.url, &self.token, &self.tls).await?;
         *current = Some(c.clone());
         Ok(c)
     }

@@ -7,10 +7,10 @@ use dcloud_events::model;
 use dcloud_projections::{Actor, Command, State};
 
 use super::submit;
-use crate::auth::{can_see_environment, new_token};
+use crate::auth::{can_see_environment, new_token, token_hash};
 use crate::error::{ApiError, Gql};
 use crate::query::live;
-use crate::schema::backend;
+use crate::schema::{backend, correlation};
 use crate::types::common::{PlacementPolicy, Role};
 use crate::types::deployment::DeploymentObj;
 use crate::types::node::NodeObj;
@@ -23,6 +23,38 @@ pub struct CreatedToken {
     pub name: String,
     pub role: Role,
     pub node_id: Option<String>,
+    /// When it stops authenticating (null: never).
+    pub expires_ms: Option<i64>,
+}
+
+/// A new join token. `token` is shown this once and never stored.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct CreatedJoinToken {
+    pub id: String,
+    pub token: String,
+    pub name: String,
+    pub uses: u32,
+    pub expires_ms: Option<i64>,
+}
+
+/// What a node gets for joining: its own agent token, shown this once.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct JoinedNode {
+    pub node_id: String,
+    pub token_id: String,
+    pub token: String,
+}
+
+/// `now + in_ms`, refusing a non-positive duration.
+fn expiry(now_ms: i64, in_ms: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match in_ms {
+        None => Ok(None),
+        Some(ms) if ms > 0 => Ok(Some(now_ms.saturating_add(ms))),
+        Some(ms) => Err(ApiError::validation(
+            "expiresInMs",
+            format!("must be a positive number of milliseconds, got {ms}"),
+        )),
+    }
 }
 
 /// The id of the environment `key` names: an id, or an `env-name` among the live
@@ -171,25 +203,29 @@ impl ControlMutation {
     }
 
     /// A new bearer token (admins). Agent tokens name their node; others do not.
+    /// `expiresInMs`: it stops authenticating that long from now (default: never).
     async fn create_token(
         &self,
         ctx: &Context<'_>,
         role: Role,
         name: String,
         node_id: Option<ID>,
+        expires_in_ms: Option<i64>,
     ) -> Result<CreatedToken> {
         let run = async {
             let backend = backend(ctx)?;
+            let expires_ms = expiry(backend.now_ms(), expires_in_ms)?;
             let (token, secret_hash) = new_token(backend.new_secret());
             let id = backend.new_id();
             let node_id = node_id.map(|n| n.to_string());
             let role_m: model::Role = role.into();
-            let cmd = Command::CreateToken {
+            let cmd = Command::CreateTokenV2 {
                 token_id: id.clone(),
                 name: name.clone(),
                 role: role_m,
                 secret_hash,
                 node_id: node_id.clone(),
+                expires_ms,
             };
             submit(ctx, cmd).await?;
             Ok(CreatedToken {
@@ -198,6 +234,74 @@ impl ControlMutation {
                 name,
                 role,
                 node_id,
+                expires_ms,
+            })
+        };
+        run.await.gql(ctx)
+    }
+
+    /// A join token (admins): an agent presents it to `joinNode` to receive its own
+    /// node-bound token, at most `uses` times, until `expiresInMs` from now.
+    async fn create_join_token(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        uses: u32,
+        expires_in_ms: Option<i64>,
+    ) -> Result<CreatedJoinToken> {
+        let run = async {
+            let backend = backend(ctx)?;
+            let expires_ms = expiry(backend.now_ms(), expires_in_ms)?;
+            let (token, secret_hash) = new_token(backend.new_secret());
+            let id = backend.new_id();
+            let cmd = Command::CreateJoinToken {
+                token_id: id.clone(),
+                name: name.clone(),
+                secret_hash,
+                expires_ms,
+                uses,
+            };
+            submit(ctx, cmd).await?;
+            Ok(CreatedJoinToken {
+                id,
+                token,
+                name,
+                uses,
+                expires_ms,
+            })
+        };
+        run.await.gql(ctx)
+    }
+
+    /// A node joins with a join token (sent here, not as the bearer token: none is
+    /// needed) and receives its own agent token bound to `nodeId`. Each call spends
+    /// one use of the join token.
+    async fn join_node(
+        &self,
+        ctx: &Context<'_>,
+        join_token: String,
+        node_id: ID,
+    ) -> Result<JoinedNode> {
+        let run = async {
+            let backend = backend(ctx)?;
+            let join_secret_hash = token_hash(&join_token)
+                .ok_or_else(|| ApiError::forbidden("not a valid join token"))?;
+            let (token, secret_hash) = new_token(backend.new_secret());
+            let token_id = backend.new_id();
+            let cmd = Command::JoinNode {
+                join_secret_hash,
+                node_id: node_id.to_string(),
+                token_id: token_id.clone(),
+                secret_hash,
+            };
+            let correlation = correlation(ctx, backend.as_ref());
+            backend
+                .submit(cmd, Actor::agent(&node_id), correlation)
+                .await?;
+            Ok(JoinedNode {
+                node_id: node_id.to_string(),
+                token_id,
+                token,
             })
         };
         run.await.gql(ctx)

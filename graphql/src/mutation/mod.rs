@@ -14,7 +14,7 @@ use dcloud_projections::Command;
 
 pub use agent::{AgentMutation, HeartbeatAck};
 pub use apply::{AppliedDocument, ApplyAction, ApplyResult, DocumentKind};
-pub use control::{ControlMutation, CreatedToken};
+pub use control::{ControlMutation, CreatedJoinToken, CreatedToken, JoinedNode};
 pub use documents::DocumentMutation;
 
 use crate::auth::actor;

@@ -42,6 +42,22 @@ pub struct Token {
     pub node_id: Option<String>,
     pub revoked: bool,
     pub created_ms: i64,
+    /// When it stops authenticating (null: never).
+    pub expires_ms: Option<i64>,
+}
+
+/// A join token (never its secret).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct JoinTokenObj {
+    pub id: String,
+    pub name: String,
+    pub revoked: bool,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    pub uses: u32,
+    pub uses_left: u32,
+    /// The nodes that joined with it.
+    pub joined: Vec<String>,
 }
 
 #[derive(Default)]
@@ -218,6 +234,29 @@ impl LiveQuery {
                     node_id: t.node_id.clone(),
                     revoked: t.revoked,
                     created_ms: t.created_ms,
+                    expires_ms: t.expires_ms,
+                })
+                .collect())
+        })
+        .gql(ctx)
+    }
+
+    /// Join tokens (admins and auditors).
+    async fn join_tokens(&self, ctx: &Context<'_>) -> Result<Vec<JoinTokenObj>> {
+        live(ctx, |r| {
+            require_sees_all(r.actor, "the join token list")?;
+            Ok(r.state
+                .join_tokens
+                .values()
+                .map(|t| JoinTokenObj {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    revoked: t.revoked,
+                    created_ms: t.created_ms,
+                    expires_ms: t.expires_ms,
+                    uses: t.uses,
+                    uses_left: t.uses_left,
+                    joined: t.joined.clone(),
                 })
                 .collect())
         })

@@ -12,7 +12,7 @@ pub(crate) use agent::require_node_actor;
 pub use agent::{AgentQuery, NodeAssignments};
 pub use at::StateAt;
 pub use history::{ChainReport, EventFilter, HistoryQuery, StateDigest};
-pub use live::{LiveQuery, Me, Token};
+pub use live::{JoinTokenObj, LiveQuery, Me, Token};
 
 use crate::auth::actor;
 use crate::error::ApiError;

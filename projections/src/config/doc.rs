@@ -125,8 +125,8 @@ impl<'de> Visitor<'de> for Strict {
 
 fn read_yaml(text: &str) -> Result<Value, Vec<FieldError>> {
     let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        let mut value = serde_yaml::Value::deserialize(document)
+    for document in serde_norway::Deserializer::from_str(text) {
+        let mut value = serde_norway::Value::deserialize(document)
             .map_err(|e| vec![FieldError::new("", format!("not valid yaml: {e}"))])?;
         value
             .apply_merge()
@@ -154,8 +154,8 @@ fn read_yaml(text: &str) -> Result<Value, Vec<FieldError>> {
     errors.finish(Some(value))
 }
 
-fn from_yaml(errors: &mut Errors, value: serde_yaml::Value, path: &str) -> Value {
-    use serde_yaml::Value as Y;
+fn from_yaml(errors: &mut Errors, value: serde_norway::Value, path: &str) -> Value {
+    use serde_norway::Value as Y;
     match value {
         Y::Null => Value::Null,
         Y::Bool(b) => Value::Bool(b),
@@ -264,4 +264,32 @@ pub(crate) fn detect(v: &Value) -> Result<Kind, String> {
         );
     };
     Ok(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{read_text, Format};
+
+    #[test]
+    fn yaml_reads_as_documented() {
+        // YAML 1.1/1.2 read an unquoted `1.10` as the number 1.1: quote versions.
+        let v = read_text(
+            "version: 1.10\nquoted: '1.10'\nint: 7\non: yes\n",
+            Format::Yaml,
+        );
+        assert_eq!(
+            v,
+            Ok(json!({"version": 1.1, "quoted": "1.10", "int": 7, "on": "yes"}))
+        );
+        // Merge keys are applied; tags and duplicate keys are refused with a path.
+        let v = read_text("base: &b {a: 1}\nx:\n  <<: *b\n  c: 2\n", Format::Yaml);
+        assert_eq!(v.map(|v| v["x"].clone()), Ok(json!({"a": 1, "c": 2})));
+        let e = read_text("a: !custom 1\n", Format::Yaml).expect_err("tag");
+        assert_eq!(e[0].path, "a");
+        assert!(e[0].message.contains("yaml tags"), "{}", e[0].message);
+        let e = read_text("a: 1\na: 2\n", Format::Yaml).expect_err("duplicate");
+        assert!(e[0].message.contains("not valid yaml"), "{}", e[0].message);
+    }
 }

@@ -27,8 +27,11 @@ pub(crate) use scratch::Scratch;
 /// Decides `cmd` against `state`. Never changes anything: the caller appends the events
 /// and applies them. An empty list means "nothing to do" (e.g. a duplicate report).
 pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, DomainError> {
-    // Auditors only read; opening logs is a read the log records.
-    if ctx.actor.role == Role::Auditor && !matches!(cmd, Command::OpenLogs { .. }) {
+    // Auditors only read; opening logs is a read the log records, and joining a node
+    // is authorised by the join token, not the caller's role.
+    if ctx.actor.role == Role::Auditor
+        && !matches!(cmd, Command::OpenLogs { .. } | Command::JoinNode { .. })
+    {
         return Err(DomainError::Forbidden("auditors only read".into()));
     }
     let mut s = Scratch::new(state, ctx);
@@ -73,7 +76,37 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             *role,
             secret_hash,
             node_id.as_deref(),
+            None,
         )?,
+        Command::CreateTokenV2 {
+            token_id,
+            name,
+            role,
+            secret_hash,
+            node_id,
+            expires_ms,
+        } => registry::create_token(
+            &mut s,
+            token_id,
+            name,
+            *role,
+            secret_hash,
+            node_id.as_deref(),
+            *expires_ms,
+        )?,
+        Command::CreateJoinToken {
+            token_id,
+            name,
+            secret_hash,
+            expires_ms,
+            uses,
+        } => registry::create_join_token(&mut s, token_id, name, secret_hash, *expires_ms, *uses)?,
+        Command::JoinNode {
+            join_secret_hash,
+            node_id,
+            token_id,
+            secret_hash,
+        } => registry::join_node(&mut s, join_secret_hash, node_id, token_id, secret_hash)?,
         Command::RevokeToken { token_id } => registry::revoke_token(&mut s, token_id)?,
         Command::RegisterNode {
             node_id,

@@ -145,6 +145,23 @@ pub(super) fn expire_services(s: &mut Scratch<'_>) -> Result<(), DomainError> {
     Ok(())
 }
 
+fn fresh_token_id(s: &Scratch<'_>, token_id: &str) -> Result<(), DomainError> {
+    if s.state.tokens.contains_key(token_id) || s.state.join_tokens.contains_key(token_id) {
+        return Err(DomainError::AlreadyExists {
+            kind: "token",
+            id: token_id.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn future_expiry(s: &Scratch<'_>, expires_ms: Option<i64>) -> Result<(), DomainError> {
+    match expires_ms {
+        Some(e) if e <= s.ctx.now_ms => Err(invalid("expires", "must be in the future")),
+        _ => Ok(()),
+    }
+}
+
 pub(super) fn create_token(
     s: &mut Scratch<'_>,
     token_id: &str,
@@ -152,14 +169,10 @@ pub(super) fn create_token(
     role: Role,
     secret_hash: &[u8; 32],
     node_id: Option<&str>,
+    expires_ms: Option<i64>,
 ) -> Result<(), DomainError> {
     admin_only(s.ctx, "creating a token")?;
-    if s.state.tokens.contains_key(token_id) {
-        return Err(DomainError::AlreadyExists {
-            kind: "token",
-            id: token_id.to_string(),
-        });
-    }
+    fresh_token_id(s, token_id)?;
     if name.trim().is_empty() {
         return Err(invalid("name", "a token needs a name"));
     }
@@ -168,12 +181,99 @@ pub(super) fn create_token(
         (Role::Agent, Some(_)) | (_, None) => {}
         (_, Some(_)) => return Err(invalid("node", "only agent tokens name a node")),
     }
-    s.emit(Event::TokenCreated {
+    future_expiry(s, expires_ms)?;
+    // Tokens without expiry keep the release-1 event.
+    s.emit(match expires_ms {
+        None => Event::TokenCreated {
+            token_id: token_id.to_string(),
+            name: name.to_string(),
+            role,
+            secret_hash: *secret_hash,
+            node_id: node_id.map(str::to_string),
+        },
+        Some(_) => Event::TokenCreatedV2 {
+            token_id: token_id.to_string(),
+            name: name.to_string(),
+            role,
+            secret_hash: *secret_hash,
+            node_id: node_id.map(str::to_string),
+            expires_ms,
+        },
+    });
+    Ok(())
+}
+
+pub(super) fn create_join_token(
+    s: &mut Scratch<'_>,
+    token_id: &str,
+    name: &str,
+    secret_hash: &[u8; 32],
+    expires_ms: Option<i64>,
+    uses: u32,
+) -> Result<(), DomainError> {
+    admin_only(s.ctx, "creating a join token")?;
+    fresh_token_id(s, token_id)?;
+    if name.trim().is_empty() {
+        return Err(invalid("name", "a token needs a name"));
+    }
+    if uses == 0 {
+        return Err(invalid("uses", "a join token needs at least one use"));
+    }
+    future_expiry(s, expires_ms)?;
+    s.emit(Event::JoinTokenCreated {
         token_id: token_id.to_string(),
         name: name.to_string(),
-        role,
         secret_hash: *secret_hash,
-        node_id: node_id.map(str::to_string),
+        expires_ms,
+        uses,
+    });
+    Ok(())
+}
+
+/// The longest node id a join accepts (MACs are 14 characters; names a little more).
+const MAX_NODE_ID: usize = 128;
+
+/// A node joins: the join token must be known, unrevoked, unexpired and have a use
+/// left; one use is spent and a new agent token bound to the node is recorded.
+pub(super) fn join_node(
+    s: &mut Scratch<'_>,
+    join_secret_hash: &[u8; 32],
+    node_id: &str,
+    token_id: &str,
+    secret_hash: &[u8; 32],
+) -> Result<(), DomainError> {
+    let join = s
+        .state
+        .join_token_by_secret_hash(join_secret_hash)
+        .ok_or_else(|| forbidden("not a valid join token".to_string()))?;
+    if join.expires_ms.is_some_and(|e| s.ctx.now_ms >= e) {
+        return Err(forbidden(format!("join token {} has expired", join.id)));
+    }
+    if join.uses_left == 0 {
+        return Err(forbidden(format!(
+            "join token {} has no uses left ({} of {} spent)",
+            join.id, join.uses, join.uses
+        )));
+    }
+    let join_id = join.id.clone();
+    if node_id.is_empty()
+        || node_id.len() > MAX_NODE_ID
+        || !node_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    {
+        return Err(invalid(
+            "nodeId",
+            "a node id is 1 to 128 letters, digits, '-', '_', '.' or ':'",
+        ));
+    }
+    fresh_token_id(s, token_id)?;
+    s.emit(Event::NodeJoined {
+        join_token_id: join_id,
+        node_id: node_id.to_string(),
+        token_id: token_id.to_string(),
+        secret_hash: *secret_hash,
+        expires_ms: None,
     });
     Ok(())
 }
@@ -181,12 +281,15 @@ pub(super) fn create_token(
 /// Revoking twice is a no-op.
 pub(super) fn revoke_token(s: &mut Scratch<'_>, token_id: &str) -> Result<(), DomainError> {
     admin_only(s.ctx, "revoking a token")?;
-    let token = s
-        .state
-        .tokens
-        .get(token_id)
-        .ok_or_else(|| not_found("token", token_id))?;
-    if !token.revoked {
+    let revoked = match (
+        s.state.tokens.get(token_id),
+        s.state.join_tokens.get(token_id),
+    ) {
+        (Some(t), _) => t.revoked,
+        (None, Some(j)) => j.revoked,
+        (None, None) => return Err(not_found("token", token_id)),
+    };
+    if !revoked {
         s.emit(Event::TokenRevoked {
             token_id: token_id.to_string(),
         });

@@ -7,13 +7,40 @@ use std::ops::Bound;
 use dcloud_events::{Envelope, Event};
 
 use super::{
-    Deployment, EnvVersion, Environment, Node, NodeHealth, Queued, Service, State, Template, Token,
+    Deployment, EnvVersion, Environment, JoinToken, Node, NodeHealth, Queued, Service, State,
+    Template, Token,
 };
 
 impl State {
     /// Recomputes the derived placement summaries (after loading a snapshot).
     pub(crate) fn rebuild_slots(&mut self) {
         self.slots = self.nodes.iter().map(Node::summary).collect();
+    }
+
+    /// Recomputes everything derived that snapshots do not store: the placement
+    /// summaries and the token index.
+    pub(crate) fn rebuild_derived(&mut self) {
+        self.rebuild_slots();
+        self.token_index = self
+            .tokens
+            .values()
+            .map(|t| (t.secret_hash, t.id.clone()))
+            .chain(
+                self.join_tokens
+                    .values()
+                    .map(|t| (t.secret_hash, t.id.clone())),
+            )
+            .collect();
+    }
+
+    fn add_token(&mut self, token: Token) {
+        if self.tokens.contains_key(&token.id) || self.join_tokens.contains_key(&token.id) {
+            return;
+        }
+        self.token_index
+            .entry(token.secret_hash)
+            .or_insert_with(|| token.id.clone());
+        self.tokens.insert(token.id.clone(), token);
     }
 
     fn touch(&mut self, slot: u32) {
@@ -293,21 +320,37 @@ impl State {
                 role,
                 secret_hash,
                 node_id,
-            } => {
-                self.tokens
-                    .entry(token_id.clone())
-                    .or_insert_with(|| Token {
-                        id: token_id.clone(),
-                        name: name.clone(),
-                        role: *role,
-                        secret_hash: *secret_hash,
-                        node_id: node_id.clone(),
-                        revoked: false,
-                        created_ms: t,
-                    });
-            }
+            } => self.add_token(Token {
+                id: token_id.clone(),
+                name: name.clone(),
+                role: *role,
+                secret_hash: *secret_hash,
+                node_id: node_id.clone(),
+                revoked: false,
+                created_ms: t,
+                expires_ms: None,
+            }),
+            Event::TokenCreatedV2 {
+                token_id,
+                name,
+                role,
+                secret_hash,
+                node_id,
+                expires_ms,
+            } => self.add_token(Token {
+                id: token_id.clone(),
+                name: name.clone(),
+                role: *role,
+                secret_hash: *secret_hash,
+                node_id: node_id.clone(),
+                revoked: false,
+                created_ms: t,
+                expires_ms: *expires_ms,
+            }),
             Event::TokenRevoked { token_id } => {
                 if let Some(tok) = self.tokens.get_mut(token_id) {
+                    tok.revoked = true;
+                } else if let Some(tok) = self.join_tokens.get_mut(token_id) {
                     tok.revoked = true;
                 }
             }
@@ -324,6 +367,55 @@ impl State {
                 } else {
                     self.quotas.insert(user.clone(), quota.clone());
                 }
+            }
+            Event::JoinTokenCreated {
+                token_id,
+                name,
+                secret_hash,
+                expires_ms,
+                uses,
+            } => {
+                if !self.tokens.contains_key(token_id) && !self.join_tokens.contains_key(token_id) {
+                    self.token_index
+                        .entry(*secret_hash)
+                        .or_insert_with(|| token_id.clone());
+                    self.join_tokens.insert(
+                        token_id.clone(),
+                        JoinToken {
+                            id: token_id.clone(),
+                            name: name.clone(),
+                            secret_hash: *secret_hash,
+                            revoked: false,
+                            created_ms: t,
+                            expires_ms: *expires_ms,
+                            uses: *uses,
+                            uses_left: *uses,
+                            joined: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Event::NodeJoined {
+                join_token_id,
+                node_id,
+                token_id,
+                secret_hash,
+                expires_ms,
+            } => {
+                if let Some(j) = self.join_tokens.get_mut(join_token_id) {
+                    j.uses_left = j.uses_left.saturating_sub(1);
+                    j.joined.push(node_id.clone());
+                }
+                self.add_token(Token {
+                    id: token_id.clone(),
+                    name: format!("agent-{node_id}"),
+                    role: dcloud_events::model::Role::Agent,
+                    secret_hash: *secret_hash,
+                    node_id: Some(node_id.clone()),
+                    revoked: false,
+                    created_ms: t,
+                    expires_ms: *expires_ms,
+                });
             }
         }
     }

@@ -63,12 +63,43 @@ state_type! {
         pub node_id: Option<String>,
         pub revoked: bool,
         pub created_ms: i64,
+        /// Stops authenticating at this time (Unix ms); `None`: never.
+        pub expires_ms: Option<i64>,
+    }
+
+    /// A join token: spent once per node that joins with it.
+    pub struct JoinToken {
+        pub id: String,
+        pub name: String,
+        pub secret_hash: [u8; 32],
+        pub revoked: bool,
+        pub created_ms: i64,
+        pub expires_ms: Option<i64>,
+        /// Joins granted at creation, and joins left.
+        pub uses: u32,
+        pub uses_left: u32,
+        /// The nodes that joined with it, in order.
+        pub joined: Vec<String>,
     }
 
     /// category → db → dataset → versions.
     #[derive(Default)]
     pub struct DatasetCatalog {
         pub categories: BTreeMap<String, BTreeMap<String, BTreeMap<String, BTreeSet<String>>>>,
+    }
+}
+
+impl Token {
+    /// Authenticates at `now_ms`: not revoked and not expired.
+    pub fn is_valid_at(&self, now_ms: i64) -> bool {
+        !self.revoked && self.expires_ms.is_none_or(|e| now_ms < e)
+    }
+}
+
+impl JoinToken {
+    /// Can admit one more node at `now_ms`.
+    pub fn is_usable_at(&self, now_ms: i64) -> bool {
+        !self.revoked && self.uses_left > 0 && self.expires_ms.is_none_or(|e| now_ms < e)
     }
 }
 

@@ -15,7 +15,7 @@ use dcloud_events::model::{LibraryCatalog, Quota};
 use serde::Serialize;
 
 pub use catalog::{
-    dataset_keys, DatasetCatalog, EnvVersion, Environment, Service, Template, Token,
+    dataset_keys, DatasetCatalog, EnvVersion, Environment, JoinToken, Service, Template, Token,
 };
 pub use deployment::{
     need_of, BuildProgress, Deployment, DeploymentStatus, Failure, PlacementRecord, Queued,
@@ -59,6 +59,13 @@ pub struct State {
     pub tokens: BTreeMap<String, Token>,
     /// Per-user limits set by admins (users without an entry are unlimited).
     pub quotas: BTreeMap<String, Quota>,
+    /// Join tokens (they authenticate nothing but `joinNode`).
+    pub join_tokens: BTreeMap<String, JoinToken>,
+    /// Secret hash → id, of every token and join token (derived; rebuilt on load), so
+    /// authenticating a request is one lookup, not a scan of every token.
+    #[rkyv(with = rkyv::with::Skip)]
+    #[serde(skip)]
+    pub(crate) token_index: BTreeMap<[u8; 32], String>,
     /// Dense copy of what placement reads of each node (derived; rebuilt on load).
     #[rkyv(with = rkyv::with::Skip)]
     #[serde(skip)]
@@ -107,11 +114,22 @@ impl State {
             .and_then(|e| e.spec_at(d.env_version))
     }
 
-    /// The unrevoked token whose secret hashes to `hash`.
+    /// The unrevoked token whose secret hashes to `hash` (it may have expired: see
+    /// [`Token::is_valid_at`]). One index lookup.
     pub fn token_by_secret_hash(&self, hash: &[u8; 32]) -> Option<&Token> {
-        self.tokens
-            .values()
-            .find(|t| !t.revoked && &t.secret_hash == hash)
+        self.token_index
+            .get(hash)
+            .and_then(|id| self.tokens.get(id))
+            .filter(|t| !t.revoked && &t.secret_hash == hash)
+    }
+
+    /// The unrevoked join token whose secret hashes to `hash` (it may be spent or
+    /// expired: see [`JoinToken::is_usable_at`]).
+    pub fn join_token_by_secret_hash(&self, hash: &[u8; 32]) -> Option<&JoinToken> {
+        self.token_index
+            .get(hash)
+            .and_then(|id| self.join_tokens.get(id))
+            .filter(|t| !t.revoked && &t.secret_hash == hash)
     }
 
     /// Pending deployments in arrival order.

@@ -9,6 +9,9 @@ use super::State;
 
 /// `DCSTATE` + format version: bump the version whenever a state type changes shape.
 const MAGIC: &[u8; 7] = b"DCSTATE";
+/// 2: tokens gained `expires_ms`, the state gained `join_tokens`; deployments gained
+/// `warnings` and `quota_wait`, the state `quotas`. 3: all of these together (earlier
+/// snapshots are skipped and the log replayed).
 const FORMAT: u8 = 3;
 const HEADER: usize = 8;
 
@@ -60,7 +63,98 @@ impl State {
         aligned.extend_from_slice(&bytes[HEADER..]);
         let mut state = rkyv::from_bytes::<State, rancor::Error>(&aligned)
             .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
-        state.rebuild_slots();
+        state.rebuild_derived();
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dcloud_events::model::Role;
+    use dcloud_events::{Envelope, Event, GENESIS_HASH, SCHEMA_VERSION};
+
+    use super::*;
+
+    fn env(seq: u64, event: Event) -> Envelope {
+        Envelope {
+            seq,
+            time_ms: 1_000,
+            actor: "t".into(),
+            correlation: String::new(),
+            schema: SCHEMA_VERSION,
+            prev_hash: GENESIS_HASH,
+            hash: GENESIS_HASH,
+            event,
+        }
+    }
+
+    #[test]
+    fn the_token_index_is_kept_and_rebuilt_on_load() {
+        let mut state = State::new();
+        state.apply(&env(
+            1,
+            Event::TokenCreated {
+                token_id: "t1".into(),
+                name: "a".into(),
+                role: Role::User,
+                secret_hash: [1; 32],
+                node_id: None,
+            },
+        ));
+        state.apply(&env(
+            2,
+            Event::JoinTokenCreated {
+                token_id: "j1".into(),
+                name: "rack".into(),
+                secret_hash: [2; 32],
+                expires_ms: Some(5_000),
+                uses: 1,
+            },
+        ));
+        state.apply(&env(
+            3,
+            Event::NodeJoined {
+                join_token_id: "j1".into(),
+                node_id: "n1".into(),
+                token_id: "t2".into(),
+                secret_hash: [3; 32],
+                expires_ms: None,
+            },
+        ));
+        assert_eq!(state.token_index.len(), 3, "every token is indexed");
+        let loaded = State::from_snapshot_bytes(&state.to_snapshot_bytes()).expect("loads");
+        assert_eq!(loaded, state, "the index is rebuilt on load");
+        assert_eq!(
+            loaded.token_by_secret_hash(&[3; 32]).map(|t| t.id.as_str()),
+            Some("t2")
+        );
+        assert_eq!(
+            loaded.token_by_secret_hash(&[2; 32]),
+            None,
+            "join tokens are not bearer tokens"
+        );
+        assert_eq!(
+            loaded
+                .join_token_by_secret_hash(&[2; 32])
+                .map(|j| j.uses_left),
+            Some(0)
+        );
+        state.apply(&env(
+            4,
+            Event::TokenRevoked {
+                token_id: "t2".into(),
+            },
+        ));
+        assert_eq!(state.token_by_secret_hash(&[3; 32]), None, "revoked");
+    }
+
+    #[test]
+    fn a_format_1_snapshot_is_refused_not_misread() {
+        let mut bytes = State::new().to_snapshot_bytes();
+        bytes[MAGIC.len()] = 1;
+        assert_eq!(
+            State::from_snapshot_bytes(&bytes),
+            Err(SnapshotError::Format { found: 1 })
+        );
     }
 }

@@ -194,6 +194,6 @@ pub fn service() -> impl Strategy<Value = ServiceRegistration> {
 /// The value written out as JSON text and as YAML text.
 pub fn texts(value: &Value) -> [(String, Format); 2] {
     let json = serde_json::to_string(value).expect("json");
-    let yaml = serde_yaml::to_string(value).expect("yaml");
+    let yaml = serde_norway::to_string(value).expect("yaml");
     [(json, Format::Json), (yaml, Format::Yaml)]
 }
