@@ -42,7 +42,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the control plane: event log, writer, GraphQL API and web UI.
-    Server(dcloud::server::ServerArgs),
+    Server(Box<dcloud::server::ServerArgs>),
     /// Run the server and a local agent with data in ./.dcloud (one command to try DCloud).
     Dev(dcloud::server::DevArgs),
     /// Run a node agent against a server.
@@ -92,7 +92,7 @@ fn main() -> ExitCode {
         output: cli.output,
     };
     let result = match cli.command {
-        Cmd::Server(args) => dcloud::server::run_server(args),
+        Cmd::Server(args) => dcloud::server::run_server(*args),
         Cmd::Dev(args) => dcloud::server::run_dev(args),
         Cmd::Agent(args) => dcloud::agent_cmd::run(*args, &global),
         Cmd::Client(cmd) => dcloud::client::run(cmd, &global),

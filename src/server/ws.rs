@@ -23,17 +23,20 @@ use super::limits::{self, Guards, Slot};
 use super::metrics::Metrics;
 use super::AppState;
 
-/// Read and write buffer of one websocket connection, bytes.
-const WS_BUFFER: usize = 8 * 1024;
-/// The most bytes one connection may have waiting to be written.
-const WS_MAX_WRITE_BUFFER: usize = 1 << 20;
-
 /// Close code for a `connection_init` whose token is missing or not valid, and for a
 /// session whose token was revoked or expired while it was open.
 pub const CLOSE_FORBIDDEN: u16 = 4403;
 /// Close code for a `connection_init` past the caller's limits (too many open
 /// connections for its token, too many failed authentications from its address).
 pub const CLOSE_OVERLOADED: u16 = 4429;
+
+/// Read and write buffer of one websocket connection, bytes.
+const WS_BUFFER: usize = 8 * 1024;
+/// The most bytes one connection may have waiting to be written.
+const WS_MAX_WRITE_BUFFER: usize = 1 << 20;
+/// Messages waiting between the GraphQL session and the socket writer: bounded, so a
+/// client that stops reading holds the session back instead of growing the server.
+const WS_OUT_QUEUE: usize = 64;
 
 pub(super) async fn upgrade(
     State(app): State<AppState>,
@@ -43,10 +46,10 @@ pub(super) async fn upgrade(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    // Small buffers per connection (a fleet keeps one open per node), and a cap on
-    // what may wait to be written: a client that stops reading is disconnected at
-    // the cap instead of growing the server (it resumes from its last seq).
     upgrade
+        // Small buffers per connection (a fleet keeps one open per node), and a cap on
+        // what may wait to be written: a client that stops reading is disconnected at
+        // the cap instead of growing the server (it resumes from its last seq).
         .read_buffer_size(WS_BUFFER)
         .write_buffer_size(WS_BUFFER)
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
@@ -69,20 +72,29 @@ async fn serve(
     request_id: RequestId,
     client: ClientKey,
 ) {
+    // The close code the refusal of `connection_init` should carry (0: as sent).
+    let close_code = Arc::new(AtomicU16::new(0));
+    let session: Arc<Mutex<Option<Session>>> = Arc::default();
+    let (mut sink, stream) = socket.split();
     let metrics = app.backend().metrics_handle();
     metrics.ws_connection_opened();
     let _open = ConnectionGuard(metrics);
-    let refused = Arc::new(AtomicBool::new(false));
-    let (sink, stream) = socket.split();
-    let flag = refused.clone();
-    // async-graphql closes a failed `connection_init` with 1002; ours says 4403.
-    let sink = sink.with(move |msg: Message| {
-        let msg = match msg {
-            Message::Close(Some(frame)) if flag.load(Ordering::SeqCst) => {
-                Message::Close(Some(CloseFrame {
-                    code: CLOSE_FORBIDDEN,
-                    reason: frame.reason,
-                }))
+    let (mut out_tx, mut out_rx) = futures::channel::mpsc::channel::<Message>(WS_OUT_QUEUE);
+    let code = close_code.clone();
+    // async-graphql closes a failed `connection_init` with 1002; ours says why.
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = out_rx.next().await {
+            let msg = match msg {
+                Message::Close(Some(frame)) if code.load(Ordering::SeqCst) != 0 => {
+                    Message::Close(Some(CloseFrame {
+                        code: code.load(Ordering::SeqCst),
+                        reason: frame.reason,
+                    }))
+                }
+                other => other,
+            };
+            if sink.send(msg).await.is_err() {
+                return;
             }
         }
         let _ = sink.close().await;
@@ -179,10 +191,12 @@ async fn serve(
         .serve()
         .await;
     if revoked.load(Ordering::SeqCst) {
-        let _ = out_tx.unbounded_send(Message::Close(Some(CloseFrame {
-            code: CLOSE_FORBIDDEN,
-            reason: "the token was revoked or has expired".into(),
-        })));
+        let _ = out_tx
+            .send(Message::Close(Some(CloseFrame {
+                code: CLOSE_FORBIDDEN,
+                reason: "the token was revoked or has expired".into(),
+            })))
+            .await;
     }
     drop(out_tx);
     let _ = writer.await;
@@ -211,15 +225,6 @@ struct CountingExecutor {
 }
 
 struct OpenGuard(Arc<Metrics>);
-
-/// Counts one open websocket connection while it lives.
-struct ConnectionGuard(Arc<Metrics>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.ws_connection_closed();
-    }
-}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -294,5 +299,14 @@ mod tests {
             Some("z")
         );
         assert_eq!(token_of(&json!({"other": 1})), None);
+    }
+}
+
+/// Counts one open websocket connection while it lives.
+struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.ws_connection_closed();
     }
 }

@@ -80,6 +80,7 @@ async fn cluster_and_deployments_pages_at_fleet_scale() {
                     deployment_id: format!("dep-{i:05}"),
                     env_id: format!("env-{}", i % USERS),
                     policy: None,
+                    wait_for_quota: false,
                 },
                 Actor::user(&format!("user{}", i % USERS)),
                 format!("fleet-dep-{i}"),

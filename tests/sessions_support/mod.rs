@@ -71,6 +71,7 @@ impl Harness {
             driver: driver.clone(),
             usage: UsageSource::Containers,
             heartbeat_offset: Duration::ZERO,
+            address: Some("127.0.0.1".into()),
         };
         let rc = RuntimeConfig {
             heartbeat_interval: Duration::from_millis(100),

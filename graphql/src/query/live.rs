@@ -5,7 +5,7 @@ use async_graphql::{Context, Json, Object, Result, SimpleObject, ID};
 use dcloud_projections::config;
 
 use super::live;
-use crate::auth::{actor, can_see_deployment, require_not_agent, require_sees_all};
+use crate::auth::{can_see_deployment, require_not_agent, require_sees_all};
 use crate::error::{ApiError, Gql};
 use crate::lists::{cluster_totals, ClusterTotals, DeploymentOrder, NodeFilter, NodeOrder};
 use crate::quota::{user_quota, Quota, QuotaUsage};
