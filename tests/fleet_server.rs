@@ -100,6 +100,8 @@ async fn a_heartbeat_that_changes_nothing_skips_the_writer_but_counts_for_livene
     assert_eq!(app.liveness().last_seen_ms("n2"), None);
 }
 
+// Holding the state's read lock across awaits is the point: it stalls the writer.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_past_the_writer_queue_is_refused_with_overloaded() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -125,7 +127,7 @@ async fn a_flood_past_the_writer_queue_is_refused_with_overloaded() {
             w.submit(Command::RetryPending, Actor::system(), format!("c{i}"))
                 .await
         }));
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             tokio::task::yield_now().await;
         }
     }

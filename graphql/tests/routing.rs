@@ -76,7 +76,7 @@ async fn drain_quiet(rx: &mut mpsc::UnboundedReceiver<Value>) -> Vec<Value> {
 /// One logged event about node A (drain, then undrain, alternately).
 fn toggle(api: &Api, i: usize) {
     let node_id = NODE_A.to_string();
-    let cmd = if i % 2 == 0 {
+    let cmd = if i.is_multiple_of(2) {
         Command::DrainNode { node_id }
     } else {
         Command::UndrainNode { node_id }
@@ -159,7 +159,7 @@ async fn resuming_from_any_seq_gives_every_later_event_once() {
         for seq in k + 1..=last {
             assert_eq!(next(&mut s).await["events"]["seq"], seq, "after {k}");
         }
-        if k % 7 == 0 {
+        if k.is_multiple_of(7) {
             open.push(s);
         }
     }
