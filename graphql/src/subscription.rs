@@ -122,7 +122,8 @@ fn deployment_of(event: &Event) -> Option<&str> {
         | ContainerExited { deployment_id, .. }
         | ContainerOomKilled { deployment_id }
         | ContainerRemoved { deployment_id }
-        | ContainerFailed { deployment_id, .. } => Some(deployment_id),
+        | ContainerFailed { deployment_id, .. }
+        | DeploymentIdleStopped { deployment_id, .. } => Some(deployment_id),
         _ => None,
     }
 }

@@ -34,6 +34,10 @@ use crate::error::AgentError;
 pub struct Shared {
     pub client: GqlClient,
     pub ws: WsPool,
+    /// A second connection for the `agentRequests` subscriptions (see `sessions`):
+    /// the server polls a connection's subscriptions together, so a fleet's idle
+    /// session subscriptions must not ride on the assignments' connection.
+    pub sessions_ws: WsPool,
     pub config: RuntimeConfig,
 }
 
@@ -43,6 +47,7 @@ impl Shared {
         let endpoints = Endpoints::from_base(server)?;
         Ok(Shared {
             client: GqlClient::new(endpoints.http, token.to_string())?,
+            sessions_ws: WsPool::new(endpoints.ws.clone(), token.to_string()),
             ws: WsPool::new(endpoints.ws, token.to_string()),
             config,
         })
