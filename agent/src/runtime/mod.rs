@@ -36,6 +36,10 @@ use crate::error::AgentError;
 pub struct Shared {
     pub client: GqlClient,
     pub ws: WsPool,
+    /// A second connection for the `agentRequests` subscriptions (see `sessions`):
+    /// the server polls a connection's subscriptions together, so a fleet's idle
+    /// session subscriptions must not ride on the assignments' connection.
+    pub sessions_ws: WsPool,
     pub config: RuntimeConfig,
     pub tls: ClientTls,
 }
@@ -56,6 +60,8 @@ impl Shared {
         let endpoints = Endpoints::from_base(server)?;
         Ok(Shared {
             client: GqlClient::with_tls(endpoints.http, token.to_string(), &tls)?,
+            sessions_ws: WsPool::new(endpoints.ws.clone(), token.to_string())
+                .with_tls(tls.clone()),
             ws: WsPool::new(endpoints.ws, token.to_string()).with_tls(tls.clone()),
             config,
             tls,
@@ -68,6 +74,8 @@ impl Shared {
         Shared {
             client: self.client.with_token(token.to_string()),
             ws: WsPool::new(self.ws.url().to_string(), token.to_string())
+                .with_tls(self.tls.clone()),
+            sessions_ws: WsPool::new(self.ws.url().to_string(), token.to_string())
                 .with_tls(self.tls.clone()),
             config: self.config.clone(),
             tls: self.tls.clone(),

@@ -77,7 +77,7 @@ async fn follow(
     driver: &Arc<dyn Driver>,
     attempt: &mut u32,
 ) -> AgentError {
-    let conn = match shared.ws.get().await {
+    let conn = match shared.sessions_ws.get().await {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -105,7 +105,7 @@ async fn follow(
             }
             Some(SubEvent::Complete) | None => {
                 return AgentError::ServerUnavailable {
-                    url: shared.ws.url().to_string(),
+                    url: shared.sessions_ws.url().to_string(),
                     reason: "the agentRequests subscription ended".to_string(),
                 }
             }
