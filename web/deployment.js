@@ -49,7 +49,8 @@ function endpointList(dp) {
   if (!app.features.endpoints) return h("p", { class: "muted", id: "endpoints-absent", text: "This server does not report endpoint URLs yet; the ports below are what the node publishes." });
   if (!dp.endpoints.length) return h("p", { class: "muted", text: "This environment publishes no port." });
   return h("ul", { class: "endpoints", id: "endpoints" }, dp.endpoints.map((e) => h("li", { "data-endpoint": e.name, "data-ready": e.ready ? "true" : "false" },
-    h("strong", { text: e.name }), " ", e.ready ? badge("READY") : h("span", { class: "badge s-PENDING", text: "starting" }), " ",
+    h("strong", { text: e.name }), " ",
+    !dp.live ? h("span", { class: "badge s-STOPPED", text: "closed" }) : e.ready ? badge("READY") : h("span", { class: "badge s-PENDING", text: "starting" }), " ",
     e.url && dp.status === "RUNNING" ? h("a", { href: e.url, target: "_blank", rel: "noopener", class: "mono endpoint-url", text: e.url })
       : h("span", { class: "mono small", text: e.url || "port " + e.externalPort + "/" + e.protocol }),
     h("span", { class: "small muted", text: " (container port " + e.internalPort + ")" }))));

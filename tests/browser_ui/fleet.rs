@@ -1,15 +1,16 @@
 //! The Cluster and Deployments pages against 1,000 nodes and 10,000 deployments: the
-//! fleet is made through the writer (no agents: the nodes' TTL is long), then the
-//! pages are loaded fresh and their ready time read from the page (reported, never
-//! asserted), and sorting, filtering and paging are checked to work at that size.
+//! nodes are registered through the writer (no agents: the nodes' TTL is long), the
+//! deployments through the API; then the pages are loaded fresh and their ready time
+//! read from the page (reported, never asserted), and sorting, filtering and paging
+//! are checked to work at that size.
 
 use dcloud_events::model::Resources;
-use dcloud_projections::config::{parse_environment, Format};
 use dcloud_projections::{Actor, Command};
 use futures::future::join_all;
+use futures::stream::{self, StreamExt};
 use serde_json::json;
 
-use super::support::{seed, shots_dir, sign_in, snap, token, wait_until, SERIAL};
+use super::support::{graphql, seed, shots_dir, sign_in, snap, token, wait_until, SERIAL};
 use super::webdriver::{self, Driver, Session};
 
 const NODES: usize = 1_000;
@@ -31,7 +32,6 @@ async fn cluster_and_deployments_pages_at_fleet_scale() {
     let admin = server.admin_token.clone().expect("a fresh admin token");
     let http = reqwest::Client::new();
     seed(&http, &url, &admin).await;
-    let user = token(&http, &url, &admin, "USER", "user3").await;
 
     // The fleet, through the writer: nodes, one environment per user, deployments.
     let started = std::time::Instant::now();
@@ -56,41 +56,48 @@ async fn cluster_and_deployments_pages_at_fleet_scale() {
     }))
     .await;
     assert!(registered.iter().all(Result::is_ok), "every node registers");
+    // One environment per user and the deployments, through the API as those users
+    // (as many requests in flight as a busy console would have).
+    let mut users = Vec::new();
     for u in 0..USERS {
+        let user = token(&http, &url, &admin, "USER", &format!("user{u}")).await;
         let doc = json!({"env-name": format!("notebook-{u}"), "version": "1", "os": "ubuntu",
             "languages": [{"language-name": "python", "libraries": ["numpy"]}],
             "resources": {"ram": "1G", "cpu": "0.5", "gpu": "0", "storage": 1}});
-        let spec = parse_environment(&doc.to_string(), Format::Json).expect("a valid spec");
-        writer
-            .submit(
-                Command::CreateEnvironment {
-                    env_id: format!("env-{u}"),
-                    spec,
-                },
-                Actor::user(&format!("user{u}")),
-                format!("fleet-env-{u}"),
-            )
-            .await
-            .expect("the environment is created");
-    }
-    for chunk in (0..DEPLOYMENTS).collect::<Vec<_>>().chunks(1_000) {
-        let done = join_all(chunk.iter().map(|i| {
-            writer.submit(
-                Command::Deploy {
-                    deployment_id: format!("dep-{i:05}"),
-                    env_id: format!("env-{}", i % USERS),
-                    policy: None,
-                    wait_for_quota: false,
-                },
-                Actor::user(&format!("user{}", i % USERS)),
-                format!("fleet-dep-{i}"),
-            )
-        }))
+        let env = graphql(
+            &http,
+            &url,
+            &user,
+            "mutation($d: String!) { createEnvironment(document: $d) { id } }",
+            json!({"d": doc.to_string()}),
+        )
         .await;
-        assert!(done.iter().all(Result::is_ok), "every deployment is placed");
+        let env_id = env["createEnvironment"]["id"]
+            .as_str()
+            .expect("an environment id")
+            .to_string();
+        users.push((user, env_id));
     }
+    let placed: Vec<_> = stream::iter(0..DEPLOYMENTS)
+        .map(|i| {
+            let (user, env_id) = &users[i % USERS];
+            graphql(
+                &http,
+                &url,
+                user,
+                "mutation($e: String!) { deploy(environment: $e) { status } }",
+                json!({"e": env_id}),
+            )
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert!(
+        placed.iter().all(|d| d["deploy"]["status"] == "SCHEDULED"),
+        "every deployment is placed"
+    );
     eprintln!(
-        "fleet: {NODES} nodes and {DEPLOYMENTS} deployments made through the writer in {:.1} s",
+        "fleet: {NODES} nodes (through the writer) and {DEPLOYMENTS} deployments (through the API) made in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
@@ -171,7 +178,7 @@ async fn cluster_and_deployments_pages_at_fleet_scale() {
 
     // A user's view of the same fleet: their own thousand deployments.
     web.exec("sessionStorage.clear();", json!([])).await;
-    sign_in(&web, &url, &user).await;
+    sign_in(&web, &url, &users[3].0).await;
     for path in ["/cluster", "/deployments"] {
         let times = ready_times(&web, &url, path).await;
         report.push(format!(
