@@ -76,10 +76,30 @@ async fn server(node_ttl_ms: Option<i64>) -> (tempfile::TempDir, Server, String,
     (dir, server, url, admin)
 }
 
+/// An agent process, killed (SIGKILL) when dropped, so a failing test leaves none.
+struct Agent(Child);
+
+impl Agent {
+    fn kill(&mut self) -> std::io::Result<()> {
+        self.0.kill()
+    }
+
+    fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.0.wait()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `dcloud agent --driver docker` with its own state directory (no `--node-id`: the
 /// agent makes its id and keeps it there) and address 127.0.0.1.
-fn start_agent(url: &str, token: &str, state: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_dcloud"))
+fn start_agent(url: &str, token: &str, state: &Path) -> Agent {
+    let child = Command::new(env!("CARGO_BIN_EXE_dcloud"))
         .args([
             "agent", "--server", url, "--token", token, "--driver", "docker",
         ])
@@ -87,9 +107,10 @@ fn start_agent(url: &str, token: &str, state: &Path) -> Child {
         .arg("--state-dir")
         .arg(state)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::null())
         .spawn()
-        .expect("dcloud agent starts")
+        .expect("dcloud agent starts");
+    Agent(child)
 }
 
 fn node_id_of(state: &Path) -> String {
@@ -259,8 +280,9 @@ async fn a_process_oom_killed_inside_leaves_the_deployment_running() {
     let id = deploy(&url, &admin, &env_id).await;
     wait_for(&url, &admin, &id, "RUNNING").await;
     let allocated = || async {
-        let q = "{ nodes { allocated { memoryBytes } } }";
-        gql(&url, &admin, q, json!({})).await["nodes"][0]["allocated"]["memoryBytes"].as_u64()
+        let q = "{ nodes { nodes { allocated { memoryBytes } } } }";
+        gql(&url, &admin, q, json!({})).await["nodes"]["nodes"][0]["allocated"]["memoryBytes"]
+            .as_u64()
     };
     let before = allocated().await;
     assert_eq!(before, Some(64 << 20));
