@@ -332,6 +332,8 @@ fn print_detail(d: &Value) {
     if d["failure"].is_object() {
         lines.push(("failure", s(&d["failure"], "message")));
     }
+    // Endpoints (`Deployment.endpoints`, branch `agent`) go here: one `endpoint:` line
+    // per URL, before the placement record.
     let p = &d["placement"];
     if p.is_object() {
         let runners: Vec<String> = p["runnersUp"]
