@@ -12,9 +12,9 @@ use crate::error::ApiError;
 use crate::limits::FieldLimit;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
 use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::quota::{QuotaMutation, QuotaQuery};
 use crate::router::Router;
 use crate::session::SessionSubscription;
-use crate::quota::{QuotaMutation, QuotaQuery};
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -91,19 +91,19 @@ pub fn schema_with_router(
         Mutation::default(),
         SubscriptionRoot::default(),
     )
-        .data(Shared {
-            backend,
-            router: router.clone(),
-        })
-        .limit_depth(opts.depth_limit)
-        .limit_complexity(opts.complexity_limit)
-        .extension(IntrospectionGate {
-            dev_mode: opts.dev_mode,
-        })
-        .extension(FieldLimit {
-            max_fields: opts.field_limit,
-        })
-        .finish();
+    .data(Shared {
+        backend,
+        router: router.clone(),
+    })
+    .limit_depth(opts.depth_limit)
+    .limit_complexity(opts.complexity_limit)
+    .extension(IntrospectionGate {
+        dev_mode: opts.dev_mode,
+    })
+    .extension(FieldLimit {
+        max_fields: opts.field_limit,
+    })
+    .finish();
     (schema, router)
 }
 

@@ -14,9 +14,9 @@ mod commands;
 mod deploy;
 pub(crate) mod discover;
 mod format;
-mod sessions;
 mod overrides;
 pub mod quota;
+mod sessions;
 mod ws;
 
 pub use discover::{discover_server, write_server_file, SERVER_FILE};

@@ -281,6 +281,15 @@ impl Executor for CountingExecutor {
     }
 }
 
+/// Counts one open websocket connection while it lives.
+struct ConnectionGuard(Arc<Metrics>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.ws_connection_closed();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -299,14 +308,5 @@ mod tests {
             Some("z")
         );
         assert_eq!(token_of(&json!({"other": 1})), None);
-    }
-}
-
-/// Counts one open websocket connection while it lives.
-struct ConnectionGuard(Arc<Metrics>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        self.0.ws_connection_closed();
     }
 }

@@ -60,8 +60,7 @@ impl Shared {
         let endpoints = Endpoints::from_base(server)?;
         Ok(Shared {
             client: GqlClient::with_tls(endpoints.http, token.to_string(), &tls)?,
-            sessions_ws: WsPool::new(endpoints.ws.clone(), token.to_string())
-                .with_tls(tls.clone()),
+            sessions_ws: WsPool::new(endpoints.ws.clone(), token.to_string()).with_tls(tls.clone()),
             ws: WsPool::new(endpoints.ws, token.to_string()).with_tls(tls.clone()),
             config,
             tls,
