@@ -229,6 +229,12 @@ pub enum Event {
         node_id: String,
         container_id: String,
     },
+    /// The last lines the container's main process wrote (stdout and stderr) before
+    /// it ended; reported just before `ContainerExited`.
+    ContainerOutput {
+        deployment_id: String,
+        output_tail: String,
+    },
 }
 
 impl Event {
@@ -274,6 +280,7 @@ impl Event {
             Event::NodeAddressReported { .. } => "NodeAddressReported",
             Event::ContainerOomWarning { .. } => "ContainerOomWarning",
             Event::StaleContainerRemoved { .. } => "StaleContainerRemoved",
+            Event::ContainerOutput { .. } => "ContainerOutput",
         }
     }
 
@@ -316,7 +323,8 @@ impl Event {
             | ContainerRemoved { deployment_id }
             | ContainerFailed { deployment_id, .. }
             | ContainerOomWarning { deployment_id, .. }
-            | StaleContainerRemoved { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            | StaleContainerRemoved { deployment_id, .. }
+            | ContainerOutput { deployment_id, .. } => format!("deployment:{deployment_id}"),
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }

@@ -151,7 +151,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ContainerOomKilled { deployment_id }
         | ContainerRemoved { deployment_id }
         | ContainerFailed { deployment_id, .. }
-        | ContainerOomWarning { deployment_id, .. } => deployment(deployment_id),
+        | ContainerOomWarning { deployment_id, .. }
+        | ContainerOutput { deployment_id, .. } => deployment(deployment_id),
         StaleContainerRemoved {
             deployment_id,
             node_id,

@@ -124,7 +124,8 @@ fn deployment_of(event: &Event) -> Option<&str> {
         | ContainerRemoved { deployment_id }
         | ContainerFailed { deployment_id, .. }
         | ContainerOomWarning { deployment_id, .. }
-        | StaleContainerRemoved { deployment_id, .. } => Some(deployment_id),
+        | StaleContainerRemoved { deployment_id, .. }
+        | ContainerOutput { deployment_id, .. } => Some(deployment_id),
         _ => None,
     }
 }

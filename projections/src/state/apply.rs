@@ -281,6 +281,9 @@ impl State {
             }
             | Event::StaleContainerRemoved {
                 deployment_id: id, ..
+            }
+            | Event::ContainerOutput {
+                deployment_id: id, ..
             } => {
                 self.apply_deployment(id, &env.event, seq, t);
             }

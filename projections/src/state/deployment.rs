@@ -141,6 +141,8 @@ pub struct Deployment {
     /// What went wrong without ending it (a process OOM-killed inside the container,
     /// a stale container removed from a node), oldest first.
     pub warnings: Vec<Warning>,
+    /// The last output of the container's main process, when it ended.
+    pub last_output: Option<String>,
 }
 
 /// Something that happened to a deployment and did not end it.
@@ -220,6 +222,7 @@ impl Deployment {
             container_id: None,
             failure: None,
             warnings: Vec::new(),
+            last_output: None,
         }
     }
 
@@ -259,6 +262,7 @@ impl Deployment {
         self.image_cached = false;
         self.build = None;
         self.exit_code = None;
+        self.last_output = None;
         self.container_id = None;
         self.failure = None;
     }
@@ -356,6 +360,9 @@ impl Deployment {
                     message: message.clone(),
                 }));
                 self.progress(S::Failed, seq, time_ms);
+            }
+            Event::ContainerOutput { output_tail, .. } => {
+                self.last_output = Some(output_tail.clone());
             }
             Event::ContainerOomWarning { message, .. } => {
                 self.warn(seq, time_ms, "oom", message.clone());
