@@ -23,11 +23,20 @@ use docker_support::{containers_of, gql, make_sleeper_image, wait_for, SLEEPER};
 const HTTPD: &str = "dcloud-test/busybox-httpd:latest";
 
 fn make_httpd_image() {
-    let dockerfile = "FROM dcloud-test/busybox:latest\n\
+    make_image(
+        HTTPD,
+        "FROM dcloud-test/busybox:latest\n\
         RUN mkdir -p /www && echo 'hello from dcloud' > /www/index.html\n\
-        CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n";
+        CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    );
+}
+
+/// A base image whose main process prints two lines and exits with code 3.
+const QUITTER: &str = "dcloud-test/busybox-quitter:latest";
+
+fn make_image(tag: &str, dockerfile: &str) {
     let mut child = Command::new("docker")
-        .args(["build", "-q", "-t", HTTPD, "-"])
+        .args(["build", "-q", "-t", tag, "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -41,7 +50,7 @@ fn make_httpd_image() {
         .expect("write the dockerfile");
     assert!(
         child.wait().expect("docker build ends").success(),
-        "building {HTTPD} failed: run scripts/make-test-images.sh first"
+        "building {tag} failed: run scripts/make-test-images.sh first"
     );
 }
 
@@ -178,7 +187,12 @@ async fn stop_all(url: &str, admin: &str, ids: &[String]) {
     let mut images = Vec::new();
     for id in ids {
         wait_for(url, admin, id, "STOPPED").await;
-        assert_eq!(containers_of(id), "", "no container is left for {id}");
+        // A deployment that had ended is stopped at once; its agent removes what is left.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !containers_of(id).is_empty() {
+            assert!(Instant::now() < deadline, "a container is left for {id}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         if let Some(image) = deployment(url, admin, id).await["image"].as_str() {
             images.push(image.to_string());
         }
@@ -267,6 +281,33 @@ async fn a_published_port_answers_at_the_url_status_prints() {
     stop_all(&url, &admin, &[id]).await;
     agent.kill().expect("stop the agent");
     agent.wait().expect("reap the agent");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_main_process_that_exits_is_exited_with_its_code_and_last_output() {
+    make_image(
+        QUITTER,
+        "FROM dcloud-test/busybox:latest\n\
+        CMD [\"sh\", \"-c\", \"echo starting; echo cannot go on >&2; exit 3\"]\n",
+    );
+    let (dir, server, url, admin) = server(None).await;
+    let _agent = start_agent(&url, &admin, &dir.path().join("agent"));
+    wait_nodes(&url, &admin, 1).await;
+    let env_id = environment(&url, &admin, QUITTER, "quitter", json!({})).await;
+    let id = deploy(&url, &admin, &env_id).await;
+    wait_for(&url, &admin, &id, "EXITED").await;
+    let q = "query($id: ID!) { deployment(id: $id) { exitCode lastOutput } }";
+    let d = gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone();
+    assert_eq!(d["exitCode"], 3, "{d}");
+    let out = d["lastOutput"].as_str().unwrap_or_default();
+    assert!(
+        out.contains("starting") && out.contains("cannot go on"),
+        "{d}"
+    );
+    let table = cli(&url, &admin, &["status", &id]);
+    assert!(table.contains("last output: starting"), "{table}");
+    stop_all(&url, &admin, &[id]).await;
     server.shutdown().await;
 }
 
@@ -384,11 +425,9 @@ async fn two_agents_on_one_engine_keep_their_own_containers() {
     let until = Instant::now() + Duration::from_secs(35);
     while Instant::now() < until {
         for id in [&first, &second] {
-            assert_eq!(
-                deployment(&url, &admin, id).await["status"],
-                "RUNNING",
-                "{id}"
-            );
+            let q = "query($id: ID!) { deployment(id: $id) { status exitCode lastOutput history { status } } }";
+            let d = gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone();
+            assert_eq!(d["status"], "RUNNING", "{id}: {d}");
         }
         assert_eq!((containers_of(&first), containers_of(&second)), before);
         tokio::time::sleep(Duration::from_secs(1)).await;

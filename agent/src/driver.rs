@@ -20,6 +20,10 @@ pub const LABEL_DEPLOYMENT: &str = "dcloud.deployment";
 pub const LABEL_NODE: &str = "dcloud.node";
 /// Label naming the environment a container (or persistent volume) belongs to.
 pub const LABEL_ENVIRONMENT: &str = "dcloud.environment";
+/// Label naming the image tag (recipe hash) a container was created from: `docker ps`
+/// shows an image id instead once another build (another agent on the same engine)
+/// moves the tag, so the tag is kept here.
+pub const LABEL_IMAGE: &str = "dcloud.image";
 /// Where datasets appear inside a container: `/datasets/<category>/<db>/<dataset>@<version>`.
 pub const DATASET_MOUNT_ROOT: &str = "/datasets";
 
@@ -86,6 +90,10 @@ pub enum Report {
     OomWarning {
         message: String,
     },
+    /// The last output of the main process, sent just before `Exited`.
+    Output {
+        tail: String,
+    },
     /// The agent removed this deployment's container from `node_id`, where the
     /// deployment is no longer assigned (not a report about its current run).
     StaleRemoved {
@@ -141,6 +149,10 @@ impl Report {
             Report::OomWarning { message } => Event::ContainerOomWarning {
                 deployment_id,
                 message,
+            },
+            Report::Output { tail } => Event::ContainerOutput {
+                deployment_id,
+                output_tail: tail,
             },
             Report::StaleRemoved {
                 node_id,

@@ -309,6 +309,12 @@ pub enum Event {
         secret_hash: [u8; 32],
         expires_ms: Option<i64>,
     },
+    /// The last lines the container's main process wrote (stdout and stderr) before
+    /// it ended; reported just before `ContainerExited`.
+    ContainerOutput {
+        deployment_id: String,
+        output_tail: String,
+    },
 }
 
 impl Event {
@@ -364,6 +370,7 @@ impl Event {
             Event::TokenCreatedV2 { .. } => "TokenCreatedV2",
             Event::JoinTokenCreated { .. } => "JoinTokenCreated",
             Event::NodeJoined { .. } => "NodeJoined",
+            Event::ContainerOutput { .. } => "ContainerOutput",
         }
     }
 
@@ -407,7 +414,8 @@ impl Event {
             | ContainerFailed { deployment_id, .. }
             | ContainerOomWarning { deployment_id, .. }
             | StaleContainerRemoved { deployment_id, .. }
-            | DeploymentQuotaWaiting { deployment_id, .. } => format!("deployment:{deployment_id}"),
+            | DeploymentQuotaWaiting { deployment_id, .. }
+            | ContainerOutput { deployment_id, .. } => format!("deployment:{deployment_id}"),
             QuotaSet { user, .. } => format!("quota:{user}"),
             TokenCreated { token_id, .. }
             | TokenRevoked { token_id }
@@ -450,7 +458,8 @@ impl Event {
             | DeploymentIdleStopped { deployment_id, .. }
             | ContainerOomWarning { deployment_id, .. }
             | StaleContainerRemoved { deployment_id, .. }
-            | DeploymentQuotaWaiting { deployment_id, .. } => Some(deployment_id),
+            | DeploymentQuotaWaiting { deployment_id, .. }
+            | ContainerOutput { deployment_id, .. } => Some(deployment_id),
             EnvironmentCreated { .. }
             | EnvironmentUpdated { .. }
             | EnvironmentDeactivated { .. }
@@ -535,7 +544,8 @@ impl Event {
             | DeploymentQuotaWaiting { .. }
             | TokenCreatedV2 { .. }
             | JoinTokenCreated { .. }
-            | NodeJoined { .. } => None,
+            | NodeJoined { .. }
+            | ContainerOutput { .. } => None,
         }
     }
 

@@ -172,7 +172,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ExecSessionEnded { deployment_id, .. }
         | DeploymentIdleStopped { deployment_id, .. }
         | ContainerOomWarning { deployment_id, .. }
-        | DeploymentQuotaWaiting { deployment_id, .. } => deployment(deployment_id),
+        | DeploymentQuotaWaiting { deployment_id, .. }
+        | ContainerOutput { deployment_id, .. } => deployment(deployment_id),
         EnvironmentIdleTimeoutSet { env_id, .. } => state
             .environments
             .get(env_id)

@@ -242,6 +242,10 @@ pub enum Report {
     ContainerOomWarning {
         message: String,
     },
+    /// The last output of the main process, just before it is reported exited.
+    ContainerOutput {
+        output_tail: String,
+    },
 }
 
 impl Report {
@@ -292,6 +296,10 @@ impl Report {
             Report::ContainerOomWarning { message } => Event::ContainerOomWarning {
                 deployment_id,
                 message,
+            },
+            Report::ContainerOutput { output_tail } => Event::ContainerOutput {
+                deployment_id,
+                output_tail,
             },
         }
     }

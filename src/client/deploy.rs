@@ -20,7 +20,7 @@ const FIELDS: &str = "id environmentId environmentVersion environmentName owner 
 const DETAIL: &str = "history { seq timeMs status }
   need { cpuMillis memoryBytes gpus storageBytes } gpus
   ports { external internal protocol }
-  endpoints { name protocol internalPort externalPort url ready }
+  endpoints { name protocol internalPort externalPort url ready } lastOutput
   warnings { seq timeMs kind message }
   placement { nodeId seq scoreMilli candidates runnersUp { nodeId scoreMilli }
     rejected { reason count } }";
@@ -328,6 +328,10 @@ fn print_detail(d: &Value) {
     }
     if let Some(code) = d["exitCode"].as_i64() {
         lines.push(("exit code", code.to_string()));
+    }
+    if let Some(out) = d["lastOutput"].as_str().filter(|o| !o.is_empty()) {
+        let out = out.trim_end().replace('\n', "\n             ");
+        lines.push(("last output", out));
     }
     if d["failure"].is_object() {
         lines.push(("failure", s(&d["failure"], "message")));

@@ -12,7 +12,7 @@ use dcloud_events::model::Lifecycle;
 use crate::docker::DockerConfig;
 use crate::driver::{
     dataset_container_path, dataset_host_path, Assignment, LABEL_DEPLOYMENT, LABEL_ENVIRONMENT,
-    LABEL_NODE,
+    LABEL_IMAGE, LABEL_NODE,
 };
 use crate::error::AgentError;
 
@@ -80,6 +80,7 @@ pub fn container_body(
         (LABEL_DEPLOYMENT.to_string(), a.deployment_id.clone()),
         (LABEL_NODE.to_string(), config.node_id.clone()),
         (LABEL_ENVIRONMENT.to_string(), a.env_id.clone()),
+        (LABEL_IMAGE.to_string(), a.image_tag.clone()),
     ]);
 
     // The server sends the DCLOUD_* ids with the assignment; they are added here only

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::models::{EventMessage, EventMessageTypeEnum};
-use bollard::query_parameters::EventsOptionsBuilder;
+use bollard::query_parameters::{EventsOptionsBuilder, LogsOptionsBuilder};
 use futures::StreamExt;
 use tracing::{debug, warn};
 
@@ -173,6 +173,9 @@ impl DockerDriver {
                 });
             }
             EngineEvent::Died { code } => {
+                if let Some(tail) = self.last_output(&id).await {
+                    reports.push((dep.clone(), Report::Output { tail }));
+                }
                 let oom = oom_seen.remove(&id);
                 if code == 137 {
                     let flagged = oom
@@ -192,6 +195,36 @@ impl DockerDriver {
             }
         }
         reports
+    }
+}
+
+/// Lines of a dead container's output kept as its last output.
+const OUTPUT_LINES: &str = "20";
+/// Most bytes of it kept (the end).
+const OUTPUT_BYTES: usize = 4096;
+
+impl DockerDriver {
+    /// The last [`OUTPUT_LINES`] lines (at most [`OUTPUT_BYTES`]) the container wrote to
+    /// stdout and stderr; `None` when it wrote nothing or the logs cannot be read.
+    async fn last_output(&self, id: &str) -> Option<String> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(OUTPUT_LINES)
+            .build();
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut bytes = Vec::new();
+        let read = async {
+            while let Some(Ok(chunk)) = stream.next().await {
+                bytes.extend_from_slice(&chunk.into_bytes());
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+        if bytes.is_empty() {
+            return None;
+        }
+        let start = bytes.len().saturating_sub(OUTPUT_BYTES);
+        Some(String::from_utf8_lossy(&bytes[start..]).into_owned())
     }
 }
 

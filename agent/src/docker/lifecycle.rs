@@ -19,7 +19,8 @@ use tracing::{debug, info};
 
 use crate::docker::{container_body, status_of, DockerDriver};
 use crate::driver::{
-    container_name, Assignment, Observed, Report, ReportSender, LABEL_DEPLOYMENT, LABEL_NODE,
+    container_name, Assignment, Observed, Report, ReportSender, LABEL_DEPLOYMENT, LABEL_IMAGE,
+    LABEL_NODE,
 };
 use crate::error::AgentError;
 
@@ -190,7 +191,9 @@ impl DockerDriver {
                         .and_then(|n| n.first())
                         .map(|n| n.trim_start_matches('/').to_string())
                         .unwrap_or_default(),
-                    image: c.image.clone().unwrap_or_default(),
+                    image: label(LABEL_IMAGE)
+                        .or_else(|| c.image.clone())
+                        .unwrap_or_default(),
                     running: matches!(
                         c.state,
                         Some(ContainerSummaryStateEnum::RUNNING)

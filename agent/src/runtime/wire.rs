@@ -257,6 +257,7 @@ pub fn report_input(report: &Report, image: &str) -> Value {
         Report::OomWarning { message } => {
             json!({"kind": "CONTAINER_OOM_WARNING", "message": message})
         }
+        Report::Output { tail } => json!({"kind": "CONTAINER_OUTPUT", "outputTail": tail}),
         // Sent with `REPORT_STALE_CONTAINER`, not as a status report; kept total here.
         Report::StaleRemoved { container_id, .. } => {
             json!({"kind": "CONTAINER_REMOVED", "containerId": container_id})

@@ -154,6 +154,9 @@ pub enum ReportKind {
     /// A process inside the container was OOM-killed and the container runs on.
     /// Needs `message`.
     ContainerOomWarning,
+    /// The main process's last output, sent just before `CONTAINER_EXITED`. Needs
+    /// `outputTail`.
+    ContainerOutput,
 }
 
 /// One container state change, as the agent saw it.
@@ -202,6 +205,7 @@ impl ReportInput {
             K::ContainerCreated => need("containerId", self.container_id.is_some()),
             K::ContainerExited => need("code", self.code.is_some()),
             K::ContainerFailed | K::ContainerOomWarning => need("message", self.message.is_some()),
+            K::ContainerOutput => need("outputTail", self.output_tail.is_some()),
             K::ContainerStarted | K::ContainerOomKilled | K::ContainerRemoved => {}
         }
         if !missing.is_empty() {
@@ -241,6 +245,9 @@ impl ReportInput {
             },
             K::ContainerOomWarning => Report::ContainerOomWarning {
                 message: s(self.message),
+            },
+            K::ContainerOutput => Report::ContainerOutput {
+                output_tail: s(self.output_tail),
             },
         })
     }

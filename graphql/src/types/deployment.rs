@@ -286,6 +286,11 @@ impl DeploymentObj {
         self.d.exit_code
     }
 
+    /// The last lines its main process wrote (stdout and stderr) when it ended.
+    async fn last_output(&self) -> Option<&str> {
+        self.d.last_output.as_deref()
+    }
+
     async fn container_id(&self) -> Option<&str> {
         self.d.container_id.as_deref()
     }

@@ -151,6 +151,7 @@ fn report_name(report: &Report) -> &'static str {
         Report::ContainerRemoved => "container removed",
         Report::ContainerFailed { .. } => "container failed",
         Report::ContainerOomWarning { .. } => "oom warning",
+        Report::ContainerOutput { .. } => "container output",
     }
 }
 

@@ -311,6 +311,9 @@ impl State {
             }
             | Event::DeploymentQuotaWaiting {
                 deployment_id: id, ..
+            }
+            | Event::ContainerOutput {
+                deployment_id: id, ..
             } => {
                 self.apply_deployment(id, &env.event, seq, t);
             }

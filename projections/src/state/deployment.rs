@@ -144,6 +144,8 @@ pub struct Deployment {
     /// Set while it waits for its owner's quota (the limit it would pass); cleared
     /// when it is placed or stopped.
     pub quota_wait: Option<String>,
+    /// The last output of the container's main process, when it ended.
+    pub last_output: Option<String>,
 }
 
 /// Something that happened to a deployment and did not end it.
@@ -224,6 +226,7 @@ impl Deployment {
             failure: None,
             warnings: Vec::new(),
             quota_wait: None,
+            last_output: None,
         }
     }
 
@@ -273,6 +276,7 @@ impl Deployment {
         self.image_cached = false;
         self.build = None;
         self.exit_code = None;
+        self.last_output = None;
         self.container_id = None;
         self.failure = None;
     }
@@ -377,6 +381,9 @@ impl Deployment {
                     message: message.clone(),
                 }));
                 self.progress(S::Failed, seq, time_ms);
+            }
+            Event::ContainerOutput { output_tail, .. } => {
+                self.last_output = Some(output_tail.clone());
             }
             Event::ContainerOomWarning { message, .. } => {
                 self.warn(seq, time_ms, "oom", message.clone());
