@@ -52,19 +52,31 @@ pub struct GqlClient {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// Bounds the requests (so the connections) in flight from this process: a
+    /// thousand simulated nodes heartbeating at once must not open a thousand sockets.
+    inflight: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// The most requests one client has in flight (and connections it keeps).
+const MAX_INFLIGHT: usize = 128;
 
 impl GqlClient {
     pub fn new(url: String, token: String) -> Result<GqlClient, AgentError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(MAX_INFLIGHT)
             .build()
             .map_err(|e| AgentError::ServerUnavailable {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(GqlClient { http, url, token })
+        Ok(GqlClient {
+            http,
+            url,
+            token,
+            inflight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)),
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -82,6 +94,11 @@ impl GqlClient {
             url: self.url.clone(),
             reason,
         };
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let response = self
             .http
             .post(&self.url)
