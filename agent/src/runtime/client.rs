@@ -53,7 +53,13 @@ pub struct GqlClient {
     http: reqwest::Client,
     url: String,
     token: String,
+    /// Bounds the requests (so the connections) in flight from this process: a
+    /// thousand simulated nodes heartbeating at once must not open a thousand sockets.
+    inflight: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// The most requests one client has in flight (and connections it keeps).
+const MAX_INFLIGHT: usize = 128;
 
 impl GqlClient {
     pub fn new(url: String, token: String) -> Result<GqlClient, AgentError> {
@@ -65,7 +71,8 @@ impl GqlClient {
     pub fn with_tls(url: String, token: String, tls: &ClientTls) -> Result<GqlClient, AgentError> {
         let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5));
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(MAX_INFLIGHT);
         let http = tls
             .apply(builder)?
             .build()
@@ -73,7 +80,12 @@ impl GqlClient {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(GqlClient { http, url, token })
+        Ok(GqlClient {
+            http,
+            url,
+            token,
+            inflight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)),
+        })
     }
 
     /// The same server and connection pool, acting with another token.
@@ -82,6 +94,7 @@ impl GqlClient {
             http: self.http.clone(),
             url: self.url.clone(),
             token,
+            inflight: self.inflight.clone(),
         }
     }
 
@@ -100,6 +113,11 @@ impl GqlClient {
             url: self.url.clone(),
             reason,
         };
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
         let mut post = self.http.post(&self.url);
         if !self.token.is_empty() {
             post = post.bearer_auth(&self.token);
