@@ -74,6 +74,13 @@ enum AuditCmd {
     Verify {
         #[arg(long, env = "DCLOUD_DATA")]
         data: PathBuf,
+        /// A signed checkpoint file (the server's `checkpoint.json`, kept elsewhere):
+        /// fail, naming the missing range, when the log ends before it or differs at it.
+        #[arg(long)]
+        expect_head: Option<PathBuf>,
+        /// The server's public key (hex) the checkpoint must be signed with.
+        #[arg(long, requires = "expect_head")]
+        public_key: Option<String>,
     },
 }
 
@@ -90,10 +97,19 @@ fn main() -> ExitCode {
         Cmd::Agent(args) => dcloud::agent_cmd::run(args, &global),
         Cmd::Client(cmd) => dcloud::client::run(cmd, &global),
         Cmd::Audit {
-            command: AuditCmd::Verify { data },
+            command:
+                AuditCmd::Verify {
+                    data,
+                    expect_head,
+                    public_key,
+                },
         } => {
             init_tracing();
-            offline::audit_verify(&data, global.output)
+            let head = expect_head.as_deref().map(|f| offline::ExpectedHead {
+                file: f,
+                public_key: public_key.as_deref(),
+            });
+            offline::audit_verify(&data, global.output, head)
         }
         Cmd::Replay {
             data,

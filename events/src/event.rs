@@ -209,6 +209,16 @@ pub enum Event {
     TokenRevoked {
         token_id: String,
     },
+
+    // ── requests ─────────────────────────────────────────────────────────────
+    /// The `events` envelopes just before this one (same batch) were what the
+    /// envelope's actor's command keyed `key` appended: a retry of that key within the
+    /// window is answered with them instead of being decided again (exactly-once
+    /// requests). Changes no state.
+    RequestKeyRecorded {
+        key: String,
+        events: u32,
+    },
 }
 
 impl Event {
@@ -251,6 +261,7 @@ impl Event {
             Event::ContainerFailed { .. } => "ContainerFailed",
             Event::TokenCreated { .. } => "TokenCreated",
             Event::TokenRevoked { .. } => "TokenRevoked",
+            Event::RequestKeyRecorded { .. } => "RequestKeyRecorded",
         }
     }
 
@@ -294,6 +305,7 @@ impl Event {
             TokenCreated { token_id, .. } | TokenRevoked { token_id } => {
                 format!("token:{token_id}")
             }
+            RequestKeyRecorded { key, .. } => format!("request:{key}"),
         }
     }
 

@@ -26,6 +26,10 @@ pub enum ApiError {
     /// The client gets an opaque message and the request id; the cause is logged once.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The data directory's disk is (nearly) full: writes are refused until space is
+    /// freed; reads go on. Nothing was written.
+    #[error("storage full: {0}; writes are refused until space is freed (reads still work)")]
+    StorageFull(String),
 }
 
 impl ApiError {
@@ -55,6 +59,7 @@ impl ApiError {
             "BAD_USER_INPUT" => 400,
             "CONFLICT" => 409,
             "NOT_FOUND" => 404,
+            "STORAGE_FULL" => 507,
             _ => 500,
         }
     }
@@ -66,6 +71,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "FORBIDDEN",
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::Internal(_) => "INTERNAL",
+            ApiError::StorageFull(_) => "STORAGE_FULL",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",

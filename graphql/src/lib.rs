@@ -19,7 +19,7 @@ pub mod subscription;
 pub mod types;
 mod views;
 
-pub use auth::{authenticate, new_token, token_hash, RequestId, TOKEN_PREFIX};
+pub use auth::{authenticate, new_token, token_hash, IdempotencyKey, RequestId, TOKEN_PREFIX};
 pub use backend::{Backend, StateGuard};
 pub use error::{to_graphql_error, ApiError};
 pub use schema::{schema, sdl, DcloudSchema, Mutation, Query, SchemaOptions};

@@ -9,7 +9,7 @@ use crate::auth::{IntrospectionGate, RequestId};
 use crate::backend::Backend;
 use crate::error::ApiError;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
-use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::query::{AgentQuery, CheckpointQuery, HistoryQuery, LiveQuery};
 use crate::subscription::Subscription;
 
 /// How the schema runs.
@@ -35,7 +35,7 @@ impl Default for SchemaOptions {
 }
 
 #[derive(MergedObject, Default)]
-pub struct Query(LiveQuery, HistoryQuery, AgentQuery);
+pub struct Query(LiveQuery, HistoryQuery, AgentQuery, CheckpointQuery);
 
 #[derive(MergedObject, Default)]
 pub struct Mutation(DocumentMutation, ControlMutation, AgentMutation);
@@ -77,6 +77,19 @@ pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Shared, ApiError> {
 
 pub(crate) fn backend<'a>(ctx: &Context<'a>) -> Result<&'a Arc<dyn Backend>, ApiError> {
     shared(ctx).map(|s| &s.backend)
+}
+
+/// A fresh id for something the request creates: derived from the request's
+/// idempotency key when it has one (a retry names the same thing), else the backend's.
+pub(crate) fn fresh_id(ctx: &Context<'_>) -> Result<String, ApiError> {
+    let backend = backend(ctx)?;
+    match (
+        ctx.data_opt::<crate::auth::IdempotencyKey>(),
+        ctx.data_opt::<dcloud_projections::Actor>(),
+    ) {
+        (Some(key), Some(actor)) => Ok(key.next_id(actor)),
+        _ => Ok(backend.new_id()),
+    }
 }
 
 /// The request's correlation id: the server's request id, or a fresh one.

@@ -43,6 +43,15 @@ pub struct ServerArgs {
     /// How often services expire and the pending queue is retried (ms) [default: 30000].
     #[arg(long, env = "DCLOUD_MAINTENANCE_MS")]
     pub maintenance_ms: Option<u64>,
+    /// Refuse writes (STORAGE_FULL, reads go on) while the data directory's disk has
+    /// less than this free; /metrics warns below four times it [default: 67108864].
+    #[arg(long, env = "DCLOUD_STORAGE_RESERVE_BYTES")]
+    pub storage_reserve_bytes: Option<u64>,
+    /// Where signed checkpoints of the log's head are written (put it on another disk
+    /// or ship it elsewhere; `audit verify --expect-head` reads it) [default:
+    /// DATA/checkpoint.json].
+    #[arg(long, env = "DCLOUD_CHECKPOINT_FILE")]
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -57,6 +66,8 @@ pub struct FileConfig {
     pub heartbeat_log_interval_ms: Option<i64>,
     pub liveness_tick_ms: Option<u64>,
     pub maintenance_ms: Option<u64>,
+    pub storage_reserve_bytes: Option<u64>,
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -110,6 +121,12 @@ impl ServerArgs {
         if let Some(v) = self.maintenance_ms.or(file.maintenance_ms) {
             anyhow::ensure!(v > 0, "maintenance-ms must be positive");
             c.maintenance_every = Duration::from_millis(v);
+        }
+        if let Some(v) = self.storage_reserve_bytes.or(file.storage_reserve_bytes) {
+            c.storage_reserve_bytes = v;
+        }
+        if let Some(v) = self.checkpoint_file.clone().or(file.checkpoint_file) {
+            c.checkpoint_file = Some(v);
         }
         Ok(c)
     }

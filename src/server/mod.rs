@@ -34,7 +34,7 @@ pub use args::{run_server, FileConfig, ServerArgs};
 pub use backend::ServerBackend;
 pub use bootstrap::ADMIN_TOKEN_FILE;
 pub use dev::{load_starter, run_dev, starter_documents, DevArgs, DevDriver};
-pub use graphql::{Caller, REQUEST_ID_HEADER};
+pub use graphql::{Caller, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER};
 pub use liveness::{overdue_nodes, Liveness};
 pub use metrics::Metrics;
 pub use routes::{router, MAX_BODY_BYTES};
@@ -56,6 +56,14 @@ pub struct ServerConfig {
     pub liveness_tick: Duration,
     /// How often expired services are expired and the pending queue is retried.
     pub maintenance_every: Duration,
+    /// Writes are refused (`STORAGE_FULL`, reads go on) while the data directory's
+    /// disk has less than this free.
+    pub storage_reserve_bytes: u64,
+    /// Where signed checkpoints of the log's head go (`None`: `DATA/checkpoint.json`);
+    /// put it on another disk, or ship it elsewhere, to anchor the head.
+    pub checkpoint_file: Option<PathBuf>,
+    /// How often a checkpoint is written when the head moved.
+    pub checkpoint_every: Duration,
 }
 
 impl ServerConfig {
@@ -70,6 +78,9 @@ impl ServerConfig {
             snapshot_every: 10_000,
             liveness_tick: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),
+            storage_reserve_bytes: crate::storage::DEFAULT_RESERVE_BYTES,
+            checkpoint_file: None,
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }
@@ -105,6 +116,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let (app, admin_token) = AppState::open(&config).await?;
+    serve(listener, app, admin_token, config)
+}
+
+/// Serves `app` (already opened) on `listener` with the timers, until
+/// [`Server::shutdown`] or the writer stops (see [`Server::wait`]).
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    admin_token: Option<String>,
+    config: ServerConfig,
+) -> anyhow::Result<Server> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let stop = app.stop_sender();
     let mut http_stop = stop.subscribe();
@@ -148,7 +170,8 @@ impl Server {
     }
 
     /// Runs until a [`Stopper`] asks to stop (then `Ok`) or the writer stops on a
-    /// storage error (then `Err` with the reason: fail-stop, a restart replays the log).
+    /// storage error or a panic (then `Err` with the reason, and the process exits
+    /// non-zero: fail-stop, a restart replays the log).
     pub async fn wait(self) -> anyhow::Result<()> {
         let mut stop = self.stop.subscribe();
         let mut poll = tokio::time::interval(Duration::from_millis(200));
@@ -165,11 +188,11 @@ impl Server {
             }
         };
         if let Some(why) = &fatal {
-            error!(reason = %why, "the writer stopped on a storage error; the server stops");
+            error!(reason = %why, "the writer stopped; the server stops");
         }
         self.teardown().await;
         match fatal {
-            Some(why) => anyhow::bail!("the writer stopped on a storage error: {why}"),
+            Some(why) => anyhow::bail!("the writer stopped: {why}"),
             None => Ok(()),
         }
     }
@@ -184,6 +207,10 @@ impl Server {
         self.app.set_ready(false);
         let _ = self.stop.send(true);
         let _ = self.timers.await;
+        // A last checkpoint of the head (when the writer has not failed).
+        if self.app.writer().fatal().is_none() {
+            timers::checkpoint(&self.app).await;
+        }
         // Websockets close on the stop signal; anything else gets a few seconds.
         let mut http = self.http;
         match tokio::time::timeout(Duration::from_secs(5), &mut http).await {

@@ -78,18 +78,32 @@ impl GqlClient {
         query: &str,
         variables: Value,
     ) -> Result<Value, AgentError> {
+        self.request_keyed(op, query, variables, None).await
+    }
+
+    /// [`GqlClient::request`] with an idempotency key: a caller that retries a
+    /// mutation after a transient error sends the same key, and the server answers it
+    /// with what the first attempt did (exactly-once reports).
+    pub async fn request_keyed(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+        key: Option<&str>,
+    ) -> Result<Value, AgentError> {
         let unavailable = |reason: String| AgentError::ServerUnavailable {
             url: self.url.clone(),
             reason,
         };
-        let response = self
+        let mut req = self
             .http
             .post(&self.url)
             .bearer_auth(&self.token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let response = req.send().await.map_err(|e| unavailable(e.to_string()))?;
         let status = response.status();
         let body = response
             .text()
@@ -133,15 +147,18 @@ impl GqlClient {
             .map(drop)
     }
 
+    /// Reports a container state change; `key` is the idempotency key, the same for
+    /// every retry of one report.
     pub async fn report_status(
         &self,
         deployment_id: &str,
         report: &Report,
         image: &str,
+        key: &str,
     ) -> Result<(), AgentError> {
         let vars =
             json!({ "deploymentId": deployment_id, "report": wire::report_input(report, image) });
-        self.request("reportStatus", wire::REPORT_STATUS, vars)
+        self.request_keyed("reportStatus", wire::REPORT_STATUS, vars, Some(key))
             .await
             .map(drop)
     }

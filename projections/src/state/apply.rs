@@ -299,6 +299,8 @@ impl State {
                     tok.revoked = true;
                 }
             }
+            // Read by the writer (its idempotency window), not by the state.
+            Event::RequestKeyRecorded { .. } => {}
         }
     }
 
