@@ -11,6 +11,7 @@
 //! Needs /dev/fuse and fusermount3 (root; `.ci/run` installs fuse3) and fails loudly
 //! without them. `DCLOUD_POWER_LOSS_ROUNDS=N` runs N rounds with varied batch sizes
 //! (default 1: the CI run); the count of cut points is printed.
+//! `DCLOUD_POWER_LOSS_KEEP=DIR` keeps the disk image of each failed cut there.
 
 use std::path::Path;
 use std::sync::Arc;
