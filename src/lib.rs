@@ -5,7 +5,11 @@
 //! This crate wires the others together; it holds no business rules (those live in
 //! `dcloud-projections`) and no storage format (that is `dcloud-events`).
 
+pub mod checkpoint;
+pub mod durable_file;
 pub mod offline;
+pub mod request_keys;
+pub mod storage;
 pub mod store;
 pub mod writer;
 

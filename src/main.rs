@@ -77,6 +77,13 @@ enum AuditCmd {
     Verify {
         #[arg(long, env = "DCLOUD_DATA")]
         data: Option<PathBuf>,
+        /// A signed checkpoint file (the server's `checkpoint.json`, kept elsewhere):
+        /// fail, naming the missing range, when the log ends before it or differs at it.
+        #[arg(long)]
+        expect_head: Option<PathBuf>,
+        /// The server's public key (hex) the checkpoint must be signed with.
+        #[arg(long, requires = "expect_head")]
+        public_key: Option<String>,
     },
 }
 
@@ -97,10 +104,19 @@ fn main() -> ExitCode {
         Cmd::Agent(args) => dcloud::agent_cmd::run(*args, &global),
         Cmd::Client(cmd) => dcloud::client::run(cmd, &global),
         Cmd::Audit {
-            command: AuditCmd::Verify { data },
+            command:
+                AuditCmd::Verify {
+                    data,
+                    expect_head,
+                    public_key,
+                },
         } => {
             init_tracing();
-            audit_verify(data, server_flag, &global)
+            let head = expect_head.as_deref().map(|f| offline::ExpectedHead {
+                file: f,
+                public_key: public_key.as_deref(),
+            });
+            audit_verify(data, server_flag, &global, head)
         }
         Cmd::Replay {
             data,
@@ -126,16 +142,20 @@ fn audit_verify(
     data: Option<PathBuf>,
     server_flag: Option<String>,
     global: &Global,
+    head: Option<offline::ExpectedHead<'_>>,
 ) -> anyhow::Result<ExitCode> {
     let data = match (data, &server_flag) {
         (Some(d), _) => d,
+        (None, Some(_)) if head.is_some() => anyhow::bail!(
+            "--expect-head checks a data directory: pass --data DIR (a stopped server's)"
+        ),
         (None, Some(_)) => return dcloud::client::verify_remote(global),
         (None, None) => anyhow::bail!(
             "pass --data DIR (a stopped server's data directory) or --server URL (a running \
              server, with an admin or auditor token)"
         ),
     };
-    match offline::audit_verify(&data, global.output) {
+    match offline::audit_verify(&data, global.output, head) {
         Err(e) => match e.downcast::<offline::LogLocked>() {
             Ok(locked) => {
                 let server = server_flag.or(locked.server.clone());

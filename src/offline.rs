@@ -11,6 +11,7 @@ use dcloud_events::LogError;
 use dcloud_projections::State;
 use serde::Serialize;
 
+use crate::checkpoint::Checkpoint;
 use crate::store;
 
 /// Output format of client commands.
@@ -20,9 +21,22 @@ pub enum Output {
     Json,
 }
 
-/// `dcloud audit verify`: exit 0 with a one-line summary when the chain holds,
-/// exit 1 naming the first bad sequence number when it does not.
-pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
+/// `audit verify --expect-head`: a signed checkpoint the log must reach.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpectedHead<'a> {
+    pub file: &'a Path,
+    /// The public key (hex) the checkpoint must be signed with.
+    pub public_key: Option<&'a str>,
+}
+
+/// `dcloud audit verify`: exit 0 with a one-line summary when the chain holds (and,
+/// with `head`, reaches the checkpoint with the same hash there), exit 1 naming the
+/// first bad sequence number, or the missing range, when it does not.
+pub fn audit_verify(
+    data: &Path,
+    output: Output,
+    head: Option<ExpectedHead<'_>>,
+) -> anyhow::Result<ExitCode> {
     let dir = store::log_dir(data);
     if !dir.is_dir() {
         anyhow::bail!(
@@ -33,6 +47,16 @@ pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
     }
     match verify_dir(&dir) {
         Ok(report) => {
+            let anchored = match head {
+                None => None,
+                Some(h) => match check_head(&dir, &report, h)? {
+                    Ok(seq) => Some(seq),
+                    Err(failure) => {
+                        print_failure(output, &failure);
+                        return Ok(ExitCode::from(1));
+                    }
+                },
+            };
             match output {
                 Output::Json => println!(
                     "{}",
@@ -41,34 +65,30 @@ pub fn audit_verify(data: &Path, output: Output) -> anyhow::Result<ExitCode> {
                         "events": report.events,
                         "last_seq": report.last_seq,
                         "last_hash": hex::encode(report.last_hash),
+                        "checkpoint_seq": anchored,
                     })
                 ),
-                Output::Table => println!(
-                    "ok: {} events, chain verified up to seq {} (last hash {})",
-                    report.events,
-                    report.last_seq,
-                    hex::encode(report.last_hash)
-                ),
+                Output::Table => {
+                    let anchor = anchored.map_or(String::new(), |s| {
+                        format!("; head anchored by the checkpoint at seq {s}")
+                    });
+                    println!(
+                        "ok: {} events, chain verified up to seq {} (last hash {}){anchor}",
+                        report.events,
+                        report.last_seq,
+                        hex::encode(report.last_hash)
+                    )
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(LogError::Verify(bad)) => {
-            match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        "ok": false,
-                        "first_bad_seq": bad.first_bad_seq,
-                        "reason": bad.reason.to_string(),
-                    })
-                ),
-                Output::Table => {
-                    println!(
-                        "FAILED: first bad seq {}: {}",
-                        bad.first_bad_seq, bad.reason
-                    )
-                }
-            }
+            let failure = HeadFailure {
+                first_bad_seq: Some(bad.first_bad_seq),
+                missing: None,
+                reason: bad.reason.to_string(),
+            };
+            print_failure(output, &failure);
             Ok(ExitCode::from(1))
         }
         Err(LogError::Storage(fjall::Error::Locked)) => Err(LogLocked::in_dir(data).into()),
@@ -107,6 +127,86 @@ impl std::fmt::Display for LogLocked {
 }
 
 impl std::error::Error for LogLocked {}
+
+/// Why `audit verify` failed.
+struct HeadFailure {
+    first_bad_seq: Option<u64>,
+    /// `(from, to)`, inclusive: events the checkpoint vouches for that the log lacks.
+    missing: Option<(u64, u64)>,
+    reason: String,
+}
+
+fn print_failure(output: Output, f: &HeadFailure) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "ok": false,
+                "first_bad_seq": f.first_bad_seq,
+                "missing_from": f.missing.map(|m| m.0),
+                "missing_to": f.missing.map(|m| m.1),
+                "reason": f.reason,
+            })
+        ),
+        Output::Table => match f.first_bad_seq {
+            Some(seq) if f.missing.is_none() => {
+                println!("FAILED: first bad seq {seq}: {}", f.reason)
+            }
+            _ => println!("FAILED: {}", f.reason),
+        },
+    }
+}
+
+/// The checkpoint's seq when the verified log reaches it with the same hash there.
+fn check_head(
+    dir: &Path,
+    report: &dcloud_events::VerifyReport,
+    head: ExpectedHead<'_>,
+) -> anyhow::Result<Result<u64, HeadFailure>> {
+    let cp = Checkpoint::read(head.file)?;
+    let (seq, hash) = match cp.verify(head.public_key) {
+        Ok(v) => v,
+        Err(why) => {
+            return Ok(Err(HeadFailure {
+                first_bad_seq: None,
+                missing: None,
+                reason: format!("checkpoint {}: {why}", head.file.display()),
+            }))
+        }
+    };
+    if report.last_seq < seq {
+        let from = report.last_seq + 1;
+        return Ok(Err(HeadFailure {
+            first_bad_seq: Some(from),
+            missing: Some((from, seq)),
+            reason: format!(
+                "the log ends at seq {} but the checkpoint {} (signed at {} ms) covers seq {seq}: events {from}..={seq} are missing",
+                report.last_seq,
+                head.file.display(),
+                cp.time_ms
+            ),
+        }));
+    }
+    if seq > 0 {
+        let log = dcloud_events::FjallLog::open(dir).context("opening the log")?;
+        let stored = dcloud_events::EventLog::read_range(&log, seq, seq)
+            .next()
+            .transpose()
+            .context("reading the checkpoint's seq")?
+            .map(|env| env.hash);
+        if stored != Some(hash) {
+            return Ok(Err(HeadFailure {
+                first_bad_seq: Some(seq),
+                missing: None,
+                reason: format!(
+                    "seq {seq} is not the event the checkpoint {} signed: history up to it was rewritten",
+                    head.file.display()
+                ),
+            }));
+        }
+    }
+    Ok(Ok(seq))
+}
 
 /// What `replay` prints.
 #[derive(Debug, Serialize)]

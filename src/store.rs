@@ -16,7 +16,8 @@ pub fn log_dir(data: &Path) -> PathBuf {
 }
 
 pub fn open_log(data: &Path) -> anyhow::Result<Arc<FjallLog>> {
-    std::fs::create_dir_all(data)
+    // Durably: a log whose directory entry is lost at a power cut is a lost log.
+    crate::durable_file::create_dir_durably(&log_dir(data))
         .with_context(|| format!("creating data directory {}", data.display()))?;
     let log = FjallLog::open(&log_dir(data))
         .with_context(|| format!("opening the event log in {}", log_dir(data).display()))?;

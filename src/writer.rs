@@ -3,17 +3,28 @@
 //! before it, appends all their events as one durable batch (group commit), then
 //! answers the callers. Subscribers follow the log's tail.
 //!
-//! Fail-stop: when an append cannot be made durable the writer stops for good; every
-//! later command is refused and [`WriterHandle::fatal`] says why. A restart replays
-//! the log.
+//! Two copies of the state: the writer's own working copy, against which it decides
+//! and provisionally applies a batch, and the live copy readers see, to which it
+//! applies a batch only once the log has made it durable. So no reader ever sees an
+//! event that is not durable, and no reader waits on an fsync (the live copy's write
+//! lock is held only to fold the durable envelopes).
+//!
+//! Fail-stop: when an append cannot be made durable, or the writer panics, the writer
+//! stops for good; every later command is refused and [`WriterHandle::fatal`] says
+//! why. A restart replays the log.
 
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread;
 
-use dcloud_events::{Envelope, EventLog, LogError, NewEvent, GENESIS_HASH, SCHEMA_VERSION};
+use dcloud_events::{Envelope, Event, EventLog, LogError, NewEvent, GENESIS_HASH, SCHEMA_VERSION};
 use dcloud_projections::{decide, Actor, Command, Ctx, DomainError, Settings, State};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
+
+use crate::request_keys::{self, RequestKeys};
+use crate::storage::StorageGate;
 
 /// The most commands decided and appended as one batch.
 pub const MAX_BATCH: usize = 1024;
@@ -48,6 +59,10 @@ pub enum WriterError {
     /// given time.
     #[error("the server is overloaded ({queued} commands waiting); retry in {retry_after_ms} ms")]
     Overloaded { queued: usize, retry_after_ms: u64 },
+    /// The data directory's disk is below its reserve: nothing was written, and the
+    /// writer goes on (reads too); writes are taken again once space is freed.
+    #[error("storage full: {0}")]
+    StorageFull(String),
 }
 
 /// What the writer thread consumes.
@@ -61,6 +76,8 @@ struct Submission {
     cmd: Command,
     actor: Actor,
     correlation: String,
+    /// The client's idempotency key, if it sent one.
+    key: Option<String>,
     reply: oneshot::Sender<Result<Vec<Envelope>, WriterError>>,
 }
 
@@ -86,10 +103,14 @@ pub struct WriterHandle {
 
 /// What the writer thread and the handles share.
 struct Shared {
+    /// The live state: only durable events are ever folded into it.
     state: RwLock<State>,
     log: Arc<dyn EventLog>,
     fatal: Mutex<Option<String>>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// When set, a batch that would append is refused while the disk is below its
+    /// reserve (see [`WriterHandle::guard_storage`]).
+    storage: std::sync::OnceLock<Arc<StorageGate>>,
 }
 
 impl WriterHandle {
@@ -101,11 +122,26 @@ impl WriterHandle {
         actor: Actor,
         correlation: String,
     ) -> Result<Vec<Envelope>, WriterError> {
+        self.submit_keyed(cmd, actor, correlation, None).await
+    }
+
+    /// [`WriterHandle::submit`] under the client's idempotency key: a key this actor
+    /// used within [`request_keys::WINDOW_MS`] is answered with the envelopes its first
+    /// submission appended, and nothing is decided again (the keys are in the log, so
+    /// this holds across restarts).
+    pub async fn submit_keyed(
+        &self,
+        cmd: Command,
+        actor: Actor,
+        correlation: String,
+        key: Option<String>,
+    ) -> Result<Vec<Envelope>, WriterError> {
         let (reply, rx) = oneshot::channel();
         let sub = Submission {
             cmd,
             actor,
             correlation,
+            key,
             reply,
         };
         let msg = match self.tx.try_send(Msg::Submit(Box::new(sub))) {
@@ -140,6 +176,7 @@ impl WriterHandle {
             cmd,
             actor,
             correlation,
+            key: None,
             reply,
         };
         if self.tx.blocking_send(Msg::Submit(Box::new(sub))).is_err() {
@@ -154,7 +191,8 @@ impl WriterHandle {
     }
 
     /// Read access to the live state. Only durable state is ever visible here: the
-    /// writer holds the write lock from decide to fsync.
+    /// writer folds a batch into it after the append returned, and decides against a
+    /// copy of its own. The write lock is never held across an fsync.
     pub fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.shared.state.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -163,13 +201,28 @@ impl WriterHandle {
         &self.shared.log
     }
 
-    /// Set once the writer has stopped on a storage error.
+    /// Refuses, from now on, every batch that would append while `gate` says the disk
+    /// is below its reserve (`WriterError::StorageFull`; nothing is written, the writer
+    /// goes on). Set once; later calls are ignored.
+    pub fn guard_storage(&self, gate: Arc<StorageGate>) {
+        let _ = self.shared.storage.set(gate);
+    }
+
+    /// Set once the writer has stopped on a storage error or a panic. Also set (with a
+    /// reason) when the live state's lock was poisoned by a panic while it was held.
     pub fn fatal(&self) -> Option<String> {
-        self.shared
+        let fatal = self
+            .shared
             .fatal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        fatal.or_else(|| {
+            self.shared
+                .state
+                .is_poisoned()
+                .then(|| "the writer panicked while updating the live state".to_string())
+        })
     }
 
     /// Stops taking commands, lets the writer finish the batch in hand, and returns
@@ -211,25 +264,37 @@ pub fn spawn_with(
     limits: QueueLimits,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::channel(limits.capacity.max(1));
+    let working = state.clone();
     let shared = Arc::new(Shared {
         state: RwLock::new(state),
         log,
         fatal: Mutex::new(None),
         thread: Mutex::new(None),
+        storage: std::sync::OnceLock::new(),
     });
     let worker = shared.clone();
     let thread = thread::Builder::new()
         .name("dcloud-writer".into())
-        .spawn(move || run(&worker, rx, &config))
+        .spawn(move || run(&worker, rx, &config, working))
         .expect("spawning the writer thread");
     *shared.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
     WriterHandle { tx, shared, limits }
 }
 
-fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig) {
+fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig, mut working: State) {
     let mut since_snapshot = 0u64;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stop: Option<String> = None;
+    let mut keys = match RequestKeys::load(&*h.log, (config.clock)()) {
+        Ok(keys) => keys,
+        Err(e) => {
+            let why = format!("reading the idempotency keys from the log: {e}");
+            error!(reason = %why, "the writer stops");
+            *h.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+            stop = Some(why);
+            RequestKeys::default()
+        }
+    };
     while stop.is_none() {
         let Some(first) = rx.blocking_recv() else {
             break;
@@ -249,23 +314,36 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig) {
             }
         }
         if !batch.is_empty() {
-            match commit_batch(h, config, &mut batch) {
-                Ok(appended) => {
+            // A panic anywhere in deciding, appending or folding leaves the working
+            // state unknown: fail-stop, exactly as for a failed fsync.
+            let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                commit_batch(h, config, &mut working, &mut keys, &mut batch)
+            }));
+            let failure = match outcome {
+                Ok(Ok(appended)) => {
                     since_snapshot += appended;
                     if config.snapshot_every > 0 && since_snapshot >= config.snapshot_every {
                         since_snapshot = 0;
-                        snapshot(h);
+                        snapshot(h, &working);
                     }
+                    None
                 }
-                Err(e) => {
+                Ok(Err(e)) => {
                     error!(error = %e, "append could not be made durable; the writer stops (restart replays the log)");
-                    let why = e.to_string();
-                    *h.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
-                    for s in batch.drain(..) {
-                        let _ = s.reply.send(Err(WriterError::Stopped(why.clone())));
-                    }
-                    stop = Some(why);
+                    Some(e.to_string())
                 }
+                Err(payload) => {
+                    let why = format!("the writer panicked: {}", panic_message(&*payload));
+                    error!(reason = %why, "the writer stops (restart replays the log)");
+                    Some(why)
+                }
+            };
+            if let Some(why) = failure {
+                *h.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                for s in batch.drain(..) {
+                    let _ = s.reply.send(Err(WriterError::Stopped(why.clone())));
+                }
+                stop = Some(why);
             }
         }
         if shutdown {
@@ -282,57 +360,108 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig) {
     info!(reason = %why, "writer stopped");
 }
 
-/// Decides and applies each submission in order, then appends all events in one
-/// durable batch. Returns the number of events appended.
+/// What became of one submission of a batch.
+enum Outcome {
+    /// Decided here: its events are `pending[range]`, or it was refused.
+    Decided(Result<std::ops::Range<usize>, DomainError>),
+    /// Its key was answered before: these are the envelopes that answer it.
+    Replayed(Vec<Envelope>),
+    /// Its key is that of an earlier submission of this batch (a retry that overtook
+    /// the original's answer): it gets the same answer.
+    SameAs(usize),
+}
+
+/// Decides each submission in order against the writer's working copy (applying each
+/// one's events there so the next is decided against its outcome), appends all events
+/// in one durable batch, and only then folds them into the live state and answers.
+/// A keyed submission whose key was seen is answered with its first result instead;
+/// a keyed one that appends events is followed by its `RequestKeyRecorded`.
+/// Returns the number of events appended. On an error the working copy holds events
+/// that are not durable; the caller stops the writer, so it is never used again.
 fn commit_batch(
     h: &Shared,
     config: &WriterConfig,
+    state: &mut State,
+    keys: &mut RequestKeys,
     batch: &mut Vec<Submission>,
 ) -> Result<u64, LogError> {
-    let mut state = h.state.write().unwrap_or_else(|p| p.into_inner());
     let now = (config.clock)();
     let first_seq = state.last_seq() + 1;
     let mut next_seq = first_seq;
     let mut pending: Vec<NewEvent> = Vec::new();
-    // Per submission: Ok(range of indices in `pending`) or the refusal.
-    let mut outcomes: Vec<Result<std::ops::Range<usize>, DomainError>> =
-        Vec::with_capacity(batch.len());
+    let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+    // Keys first seen in this batch: scoped key → index of the submission.
+    let mut batch_keys: HashMap<String, usize> = HashMap::new();
     let settings = std::sync::Arc::new(config.settings.clone());
-    for s in batch.iter() {
+    for (i, s) in batch.iter().enumerate() {
+        let actor = s.actor.label();
+        let scoped_key = s.key.as_deref().map(|k| request_keys::scoped(&actor, k));
+        if let Some(k) = &scoped_key {
+            if let Some(earlier) = batch_keys.get(k) {
+                outcomes.push(Outcome::SameAs(*earlier));
+                continue;
+            }
+            if let Some(keyed) = keys.get(k) {
+                let last = keyed.first + u64::from(keyed.count) - 1;
+                let envs = h
+                    .log
+                    .read_range(keyed.first, last)
+                    .collect::<Result<_, _>>()?;
+                outcomes.push(Outcome::Replayed(envs));
+                continue;
+            }
+        }
         let ctx = Ctx {
             now_ms: now,
             actor: s.actor.clone(),
             settings: settings.clone(),
         };
-        match decide(&state, &s.cmd, &ctx) {
-            Ok(events) => {
-                let start = pending.len();
-                let actor = s.actor.label();
-                for event in events {
-                    // Apply now so the next command is decided against this one's
-                    // outcome; readers can't see it until the lock is released.
-                    let provisional = Envelope {
-                        seq: next_seq,
-                        time_ms: now,
-                        actor: actor.clone(),
-                        correlation: s.correlation.clone(),
-                        schema: SCHEMA_VERSION,
-                        prev_hash: GENESIS_HASH,
-                        hash: GENESIS_HASH,
-                        event,
-                    };
-                    state.apply(&provisional);
-                    next_seq += 1;
-                    pending.push(NewEvent {
-                        time_ms: now,
-                        actor: provisional.actor,
-                        correlation: provisional.correlation,
-                        event: provisional.event,
-                    });
-                }
-                outcomes.push(Ok(start..pending.len()));
+        let mut events = match decide(state, &s.cmd, &ctx) {
+            Ok(events) => events,
+            Err(e) => {
+                outcomes.push(Outcome::Decided(Err(e)));
+                continue;
             }
-            Err(e) => outcomes.push(Err(e)),
+        };
+        let start = pending.len();
+        let count = events.len();
+        if let (Some(k), Some(key)) = (scoped_key, &s.key) {
+            if count > 0 {
+                batch_keys.insert(k, i);
+                events.push(Event::RequestKeyRecorded {
+                    key: key.clone(),
+                    events: count as u32,
+                });
+            }
+        }
+        for event in events {
+            // Apply to the working copy so the next command is decided against this
+            // one's outcome; readers never see this copy.
+            let provisional = Envelope {
+                seq: next_seq,
+                time_ms: now,
+                actor: actor.clone(),
+                correlation: s.correlation.clone(),
+                schema: SCHEMA_VERSION,
+                prev_hash: GENESIS_HASH,
+                hash: GENESIS_HASH,
+                event,
+            };
+            state.apply(&provisional);
+            next_seq += 1;
+            pending.push(NewEvent {
+                time_ms: now,
+                actor: provisional.actor,
+                correlation: provisional.correlation,
+                event: provisional.event,
+            });
+        }
+        outcomes.push(Outcome::Decided(Ok(start..start + count)));
+    }
+    if !pending.is_empty() {
+        if let Some(why) = h.storage.get().and_then(|g| g.check()) {
+            refuse_full(h, state, batch, outcomes, &why);
+            return Ok(0);
         }
     }
     let appended = pending.len() as u64;
@@ -341,22 +470,90 @@ fn commit_batch(
     } else {
         h.log.append(first_seq - 1, pending)?
     };
-    drop(state);
-    for (s, outcome) in batch.drain(..).zip(outcomes) {
-        let reply = match outcome {
-            Ok(range) => Ok(envelopes[range].to_vec()),
-            Err(e) => Err(WriterError::Domain(e)),
+    if !envelopes.is_empty() {
+        // Durable now: readers may see it. The lock is held only for the fold.
+        let mut live = h.state.write().unwrap_or_else(|p| p.into_inner());
+        for env in &envelopes {
+            live.apply(env);
+        }
+    }
+    for (k, i) in batch_keys {
+        if let Outcome::Decided(Ok(range)) = &outcomes[i] {
+            keys.insert(k, envelopes[range.start].seq, range.len() as u32, now);
+        }
+    }
+    let answers: Vec<Result<Vec<Envelope>, WriterError>> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Outcome::Decided(Ok(range)) => Ok(envelopes[range.clone()].to_vec()),
+            Outcome::Decided(Err(e)) => Err(WriterError::Domain(e.clone())),
+            Outcome::Replayed(envs) => Ok(envs.clone()),
+            Outcome::SameAs(_) => Ok(Vec::new()),
+        })
+        .collect();
+    for (i, s) in batch.drain(..).enumerate() {
+        let reply = match &outcomes[i] {
+            Outcome::SameAs(j) => clone_answer(&answers[*j]),
+            _ => clone_answer(&answers[i]),
         };
         let _ = s.reply.send(reply);
     }
     Ok(appended)
 }
 
-fn snapshot(h: &Shared) {
-    let (seq, bytes) = {
-        let state = h.state.read().unwrap_or_else(|p| p.into_inner());
-        (state.last_seq(), state.to_snapshot_bytes())
-    };
+/// The disk is below its reserve: nothing of the batch is written. The working copy
+/// goes back to the live state (which never saw the batch); every submission that
+/// would have appended is refused with `StorageFull`, the others get their answer.
+fn refuse_full(
+    h: &Shared,
+    state: &mut State,
+    batch: &mut Vec<Submission>,
+    outcomes: Vec<Outcome>,
+    why: &str,
+) {
+    *state = h.state.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let answers: Vec<Result<Vec<Envelope>, WriterError>> = outcomes
+        .iter()
+        .map(|outcome| match outcome {
+            Outcome::Decided(Ok(range)) if range.is_empty() => Ok(Vec::new()),
+            Outcome::Decided(Ok(_)) => Err(WriterError::StorageFull(why.to_string())),
+            Outcome::Decided(Err(e)) => Err(WriterError::Domain(e.clone())),
+            Outcome::Replayed(envs) => Ok(envs.clone()),
+            Outcome::SameAs(_) => Ok(Vec::new()),
+        })
+        .collect();
+    for (i, s) in batch.drain(..).enumerate() {
+        let reply = match &outcomes[i] {
+            Outcome::SameAs(j) => clone_answer(&answers[*j]),
+            _ => clone_answer(&answers[i]),
+        };
+        let _ = s.reply.send(reply);
+    }
+}
+
+fn clone_answer(a: &Result<Vec<Envelope>, WriterError>) -> Result<Vec<Envelope>, WriterError> {
+    match a {
+        Ok(envs) => Ok(envs.clone()),
+        Err(WriterError::Domain(e)) => Err(WriterError::Domain(e.clone())),
+        Err(WriterError::Stopped(why)) => Err(WriterError::Stopped(why.clone())),
+        Err(WriterError::StorageFull(why)) => Err(WriterError::StorageFull(why.clone())),
+    }
+}
+
+/// The text of a panic's payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}
+
+/// Stores a snapshot of the working copy, which equals the live state between batches.
+fn snapshot(h: &Shared, state: &State) {
+    let (seq, bytes) = (state.last_seq(), state.to_snapshot_bytes());
     match h.log.save_snapshot(seq, &bytes) {
         Ok(()) => info!(seq, bytes = bytes.len(), "snapshot stored"),
         Err(e) => warn!(seq, error = %e, "snapshot not stored; the log is still the truth"),

@@ -315,6 +315,16 @@ pub enum Event {
         deployment_id: String,
         output_tail: String,
     },
+
+    // ── requests ─────────────────────────────────────────────────────────────
+    /// The `events` envelopes just before this one (same batch) were what the
+    /// envelope's actor's command keyed `key` appended: a retry of that key within the
+    /// window is answered with them instead of being decided again (exactly-once
+    /// requests). Changes no state.
+    RequestKeyRecorded {
+        key: String,
+        events: u32,
+    },
 }
 
 impl Event {
@@ -371,6 +381,7 @@ impl Event {
             Event::JoinTokenCreated { .. } => "JoinTokenCreated",
             Event::NodeJoined { .. } => "NodeJoined",
             Event::ContainerOutput { .. } => "ContainerOutput",
+            Event::RequestKeyRecorded { .. } => "RequestKeyRecorded",
         }
     }
 
@@ -427,6 +438,7 @@ impl Event {
             | ExecSessionEnded { deployment_id, .. }
             | DeploymentIdleStopped { deployment_id, .. } => format!("deployment:{deployment_id}"),
             EnvironmentIdleTimeoutSet { env_id, .. } => format!("environment:{env_id}"),
+            RequestKeyRecorded { key, .. } => format!("request:{key}"),
         }
     }
 
@@ -485,7 +497,8 @@ impl Event {
             | TokenCreatedV2 { .. }
             | JoinTokenCreated { .. }
             | NodeJoined { .. }
-            | QuotaSet { .. } => None,
+            | QuotaSet { .. }
+            | RequestKeyRecorded { .. } => None,
         }
     }
 
@@ -545,7 +558,8 @@ impl Event {
             | TokenCreatedV2 { .. }
             | JoinTokenCreated { .. }
             | NodeJoined { .. }
-            | ContainerOutput { .. } => None,
+            | ContainerOutput { .. }
+            | RequestKeyRecorded { .. } => None,
         }
     }
 

@@ -1,51 +1,85 @@
-//! Snapshots of the projection, stored beside the log as opaque bytes with a checksum:
-//! save, load the newest one that checks out (skipping corrupt ones), prune.
+//! Snapshots of the projection, stored beside the log as opaque bytes with a checksum
+//! and the chain hash of the log at their seq: save, load the newest one that checks
+//! out (skipping corrupt ones and ones that do not match the log), prune.
 //!
 //! Value under key = seq (big-endian u64) in the `snapshots` keyspace:
-//! `SNAPSHOT_MAGIC | blake3(seq_be ‖ state) 32 | state`. The checksum covers the seq, so
-//! a snapshot copied under another key does not verify. Encoding the state is the
-//! caller's job; this module never interprets it.
+//! `SNAPSHOT_MAGIC_V2 | blake3(seq_be ‖ chain_hash ‖ state) 32 | chain_hash 32 | state`,
+//! where `chain_hash` is the hash of the log's envelope at `seq`. The checksum covers
+//! the seq, so a snapshot copied under another key does not verify; the chain hash is
+//! compared with the log on load, so a snapshot of another history (a log rewritten,
+//! restored from elsewhere, or cut short and re-grown) is never trusted. Snapshots
+//! written before the chain hash (`SNAPSHOT_MAGIC`) are skipped: the log replays.
+//! Encoding the state is the caller's job; this module never interprets it.
 
 use std::fmt::Display;
 
 use fjall::PersistMode;
 
+use crate::envelope::{Hash, GENESIS_HASH};
 use crate::error::LogError;
-use crate::log::{EventLog, FjallLog, Inner};
+use crate::log::{EventLog, FjallLog, Inner, ReplayIter};
 use crate::record::{key_seq, seq_key};
 
-/// First byte of every stored snapshot.
+/// First byte of a snapshot written before snapshots carried the chain hash (no
+/// longer trusted: skipped on load).
 pub const SNAPSHOT_MAGIC: u8 = 0x5A;
-const SNAPSHOT_HEADER: usize = 33;
+/// First byte of every stored snapshot since they carry the chain hash at their seq.
+pub const SNAPSHOT_MAGIC_V2: u8 = 0x5B;
+const SNAPSHOT_HEADER: usize = 1 + 32 + 32;
 
-fn checksum(seq: u64, state: &[u8]) -> [u8; 32] {
+fn checksum(seq: u64, chain_hash: &Hash, state: &[u8]) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(&seq_key(seq));
+    h.update(chain_hash);
     h.update(state);
     h.finalize().into()
 }
 
-/// The state bytes of a stored snapshot, or why it is not trustworthy.
-fn open_snapshot(seq: u64, value: &[u8]) -> Result<&[u8], String> {
+/// The chain hash and state bytes of a stored snapshot, or why it is not trustworthy.
+fn open_snapshot(seq: u64, value: &[u8]) -> Result<(Hash, &[u8]), String> {
+    match value.first() {
+        Some(&SNAPSHOT_MAGIC_V2) => {}
+        Some(&SNAPSHOT_MAGIC) => {
+            return Err("written by an older version without the chain hash".into())
+        }
+        Some(other) => return Err(format!("bad magic byte {other:#04x}")),
+        None => return Err("empty".into()),
+    }
     let Some((head, state)) = value.split_at_checked(SNAPSHOT_HEADER) else {
         return Err(format!("{} bytes, shorter than its header", value.len()));
     };
-    if head[0] != SNAPSHOT_MAGIC {
-        return Err(format!("bad magic byte {:#04x}", head[0]));
-    }
-    if head[1..] != checksum(seq, state) {
+    let mut chain_hash = GENESIS_HASH;
+    chain_hash.copy_from_slice(&head[33..65]);
+    if head[1..33] != checksum(seq, &chain_hash, state) {
         return Err("checksum does not match".into());
     }
-    Ok(state)
+    Ok((chain_hash, state))
+}
+
+/// The hash of the log's envelope at `seq`, if the log holds a readable one.
+fn chain_hash_at(inner: &Inner, seq: u64) -> Option<Hash> {
+    match ReplayIter::new(&inner.db, &inner.events, seq, seq).next() {
+        Some(Ok(env)) if env.seq == seq => Some(env.hash),
+        _ => None,
+    }
 }
 
 /// Stores `state` durably under `seq` (see [`EventLog::save_snapshot`]).
 pub(crate) fn save(inner: &Inner, seq: u64, state: &[u8]) -> Result<(), LogError> {
     let mut w = inner.lock_writer()?;
     w.check_writable()?;
+    // A seq the log does not hold gets no chain hash that could match: such a
+    // snapshot is stored but never loaded.
+    let (last_seq, last_hash) = w.head();
+    let chain_hash = if seq == last_seq {
+        last_hash
+    } else {
+        chain_hash_at(inner, seq).unwrap_or(GENESIS_HASH)
+    };
     let mut value = Vec::with_capacity(SNAPSHOT_HEADER + state.len());
-    value.push(SNAPSHOT_MAGIC);
-    value.extend_from_slice(&checksum(seq, state));
+    value.push(SNAPSHOT_MAGIC_V2);
+    value.extend_from_slice(&checksum(seq, &chain_hash, state));
+    value.extend_from_slice(&chain_hash);
     value.extend_from_slice(state);
     let mut batch = inner.db.batch().durability(Some(PersistMode::SyncData));
     batch.insert(&inner.snapshots, &seq_key(seq)[..], value);
@@ -81,8 +115,18 @@ pub(crate) fn scan(
             continue;
         }
         match open_snapshot(seq, &value) {
-            Ok(state) if accept(seq, state) => return Some(seq),
-            Ok(_) => {}
+            Ok((chain_hash, state)) => {
+                if chain_hash_at(inner, seq) != Some(chain_hash) {
+                    tracing::warn!(
+                        seq,
+                        "snapshot skipped: its chain hash is not the log's at its seq"
+                    );
+                    continue;
+                }
+                if accept(seq, state) {
+                    return Some(seq);
+                }
+            }
             Err(reason) => tracing::warn!(seq, %reason, "corrupt snapshot skipped"),
         }
     }
@@ -197,12 +241,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn open_snapshot_checks_magic_length_and_checksum() {
+    fn open_snapshot_checks_magic_length_checksum_and_version() {
         let state = b"projection bytes";
-        let mut value = vec![SNAPSHOT_MAGIC];
-        value.extend_from_slice(&checksum(9, state));
+        let chain = [7u8; 32];
+        let mut value = vec![SNAPSHOT_MAGIC_V2];
+        value.extend_from_slice(&checksum(9, &chain, state));
+        value.extend_from_slice(&chain);
         value.extend_from_slice(state);
-        assert_eq!(open_snapshot(9, &value), Ok(&state[..]));
+        assert_eq!(open_snapshot(9, &value), Ok((chain, &state[..])));
         assert!(
             open_snapshot(10, &value).is_err(),
             "checksum covers the seq"
@@ -211,6 +257,18 @@ mod tests {
         let mut flipped = value.clone();
         *flipped.last_mut().expect("non-empty") ^= 1;
         assert!(open_snapshot(9, &flipped).is_err());
+        let mut other_chain = value.clone();
+        other_chain[40] ^= 1;
+        assert!(
+            open_snapshot(9, &other_chain).is_err(),
+            "checksum covers the chain hash"
+        );
+        let mut old = value.clone();
+        old[0] = SNAPSHOT_MAGIC;
+        assert!(
+            open_snapshot(9, &old).is_err(),
+            "a snapshot without chain hash is skipped"
+        );
         let mut bad_magic = value;
         bad_magic[0] = 0;
         assert!(open_snapshot(9, &bad_magic).is_err());

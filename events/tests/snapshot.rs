@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{fill, open};
 use dcloud_events::record::seq_key;
-use dcloud_events::snapshot::SNAPSHOT_MAGIC;
+use dcloud_events::snapshot::SNAPSHOT_MAGIC_V2;
 use dcloud_events::{EventLog, FjallLog};
 use fjall::{Database, KeyspaceCreateOptions};
 
@@ -141,7 +141,7 @@ fn snapshots_moved_truncated_or_ahead_of_the_log_are_not_trusted() {
     tamper_snapshots(dir.path(), |s| {
         let v20 = s.get(seq_key(20)).expect("get").expect("present");
         s.insert(seq_key(25), v20).expect("copy 20 to 25");
-        s.insert(seq_key(30), vec![SNAPSHOT_MAGIC, 1, 2])
+        s.insert(seq_key(30), vec![SNAPSHOT_MAGIC_V2, 1, 2])
             .expect("truncate 30");
     });
     let log = open(&dir);
@@ -175,4 +175,40 @@ fn prune_keeps_the_newest_k() {
     assert_eq!(log.prune_snapshots(0).expect("prune all"), 2);
     assert_eq!(log.snapshot_seqs().expect("seqs"), Vec::<u64>::new());
     assert_eq!(log.newest_valid_snapshot(&decode), None);
+}
+
+/// A snapshot carries the chain hash at its seq and is checked against the log on
+/// load: copied into a log with another history at that seq, it is not trusted.
+#[test]
+fn a_snapshot_of_another_history_is_not_trusted() {
+    let a = log_with_snapshots();
+    let raw30 = {
+        let db = Database::builder(a.path()).open().expect("raw open");
+        let snaps = db
+            .keyspace("snapshots", KeyspaceCreateOptions::default)
+            .expect("keyspace");
+        snaps
+            .get(seq_key(30))
+            .expect("get")
+            .expect("present")
+            .to_vec()
+    };
+    let b = tempfile::tempdir().expect("tempdir");
+    {
+        let log = open(&b);
+        log.append(0, common::new_events(1000, 40)).expect("append");
+    }
+    tamper_snapshots(b.path(), |s| s.insert(seq_key(30), raw30).expect("copy"));
+    let log = open(&b);
+    let (found, logs) = capture_logs(|| log.newest_valid_snapshot(&decode));
+    assert_eq!(found, None);
+    assert!(
+        logs.contains("chain hash is not the log's") && logs.contains("seq=30"),
+        "{logs}"
+    );
+    // In its own log the same bytes are trusted.
+    assert_eq!(
+        open(&a).newest_valid_snapshot(&decode),
+        Some((30, "state@30".to_owned()))
+    );
 }

@@ -27,6 +27,50 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
 
+/// The idempotency key a client sent with a request (HTTP header `Idempotency-Key`),
+/// put into the context by the server. Every command the request submits is keyed
+/// by it and its position in the request (`KEY#0`, `KEY#1`, …), so a retried request
+/// is answered with what the first one did instead of doing it again.
+///
+/// Fresh ids a keyed request makes (deployments, environments, tokens) are derived
+/// from the key, the actor and their position, so a retry names the same things.
+#[derive(Debug)]
+pub struct IdempotencyKey {
+    key: String,
+    next: std::sync::atomic::AtomicU32,
+    next_id: std::sync::atomic::AtomicU32,
+}
+
+impl IdempotencyKey {
+    pub fn new(key: impl Into<String>) -> IdempotencyKey {
+        IdempotencyKey {
+            key: key.into(),
+            next: std::sync::atomic::AtomicU32::new(0),
+            next_id: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// The request's next fresh id for `actor`: 32 hex digits, like the backend's.
+    pub(crate) fn next_id(&self, actor: &Actor) -> String {
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut h = blake3::Hasher::new();
+        h.update(b"dcloud idempotent id\0");
+        h.update(actor.label().as_bytes());
+        h.update(b"\0");
+        h.update(self.key.as_bytes());
+        h.update(&n.to_be_bytes());
+        hex::encode(&h.finalize().as_bytes()[..16])
+    }
+
+    /// The key of the request's next command.
+    pub(crate) fn next_command_key(&self) -> String {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("{}#{n}", self.key)
+    }
+}
+
 /// Prefix of every token, so leaked tokens are easy to recognise.
 pub const TOKEN_PREFIX: &str = "dcl_";
 
@@ -216,6 +260,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | NodeJoined { .. } => false,
         // A user sees their own quota being set.
         QuotaSet { user, .. } => a.role == Role::User && &a.name == user,
+        // A key names the request of another caller: readers of all only.
+        RequestKeyRecorded { .. } => false,
     }
 }
 

@@ -29,6 +29,26 @@ pub trait Backend: Send + Sync + 'static {
         correlation: String,
     ) -> BoxFuture<'static, Result<Vec<Envelope>, ApiError>>;
 
+    /// [`Backend::submit`] under an idempotency key (exactly-once requests): a key the
+    /// backend has seen from the same actor within its window is answered with the
+    /// envelopes the first submission appended, and nothing new is decided. The
+    /// default ignores the key (backends without a durable key store).
+    fn submit_keyed(
+        &self,
+        cmd: Command,
+        actor: Actor,
+        correlation: String,
+        _key: String,
+    ) -> BoxFuture<'static, Result<Vec<Envelope>, ApiError>> {
+        self.submit(cmd, actor, correlation)
+    }
+
+    /// The last signed checkpoint of the log's head (`None`: none written yet, or a
+    /// backend that signs none).
+    fn checkpoint(&self) -> Option<crate::query::HeadCheckpoint> {
+        None
+    }
+
     /// The live state (only durable events are ever visible in it).
     fn state(&self) -> StateGuard<'_>;
 

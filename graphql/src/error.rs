@@ -43,6 +43,10 @@ pub enum ApiError {
         message: String,
         retry_after_ms: u64,
     },
+    /// The data directory's disk is (nearly) full: writes are refused until space is
+    /// freed; reads go on. Nothing was written.
+    #[error("storage full: {0}; writes are refused until space is freed (reads still work)")]
+    StorageFull(String),
 }
 
 impl ApiError {
@@ -76,6 +80,7 @@ impl ApiError {
             "UNAVAILABLE" => 503,
             "QUOTA_EXCEEDED" => 429,
             "RATE_LIMITED" => 429,
+            "STORAGE_FULL" => 507,
             _ => 500,
         }
     }
@@ -100,6 +105,7 @@ impl ApiError {
             ApiError::Overloaded { .. } => "OVERLOADED",
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
+            ApiError::StorageFull(_) => "STORAGE_FULL",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",

@@ -26,7 +26,8 @@ pub mod types;
 mod views;
 
 pub use auth::{
-    authenticate, authenticate_at, new_token, token_hash, wall_ms, RequestId, TOKEN_PREFIX,
+    authenticate, authenticate_at, new_token, token_hash, wall_ms, IdempotencyKey, RequestId,
+    TOKEN_PREFIX,
 };
 pub use backend::{Backend, StateGuard};
 pub use error::{to_graphql_error, ApiError};

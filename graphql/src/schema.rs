@@ -11,7 +11,7 @@ use crate::catalogue::CatalogueQuery;
 use crate::error::ApiError;
 use crate::limits::FieldLimit;
 use crate::mutation::{AgentMutation, ControlMutation, DocumentMutation};
-use crate::query::{AgentQuery, HistoryQuery, LiveQuery};
+use crate::query::{AgentQuery, CheckpointQuery, HistoryQuery, LiveQuery};
 use crate::quota::{QuotaMutation, QuotaQuery};
 use crate::router::Router;
 use crate::session::SessionSubscription;
@@ -50,6 +50,7 @@ pub struct Query(
     AgentQuery,
     QuotaQuery,
     CatalogueQuery,
+    CheckpointQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -125,6 +126,19 @@ pub(crate) fn shared<'a>(ctx: &Context<'a>) -> Result<&'a Shared, ApiError> {
 
 pub(crate) fn backend<'a>(ctx: &Context<'a>) -> Result<&'a Arc<dyn Backend>, ApiError> {
     shared(ctx).map(|s| &s.backend)
+}
+
+/// A fresh id for something the request creates: derived from the request's
+/// idempotency key when it has one (a retry names the same thing), else the backend's.
+pub(crate) fn fresh_id(ctx: &Context<'_>) -> Result<String, ApiError> {
+    let backend = backend(ctx)?;
+    match (
+        ctx.data_opt::<crate::auth::IdempotencyKey>(),
+        ctx.data_opt::<dcloud_projections::Actor>(),
+    ) {
+        (Some(key), Some(actor)) => Ok(key.next_id(actor)),
+        _ => Ok(backend.new_id()),
+    }
 }
 
 /// The request's correlation id: the server's request id, or a fresh one.

@@ -3,5 +3,7 @@
 
 pub mod crash;
 pub mod golden;
+#[cfg(feature = "storage-fault-tests")]
+pub mod lazyfs;
 pub mod scenario;
 pub mod workload;

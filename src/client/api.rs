@@ -148,36 +148,113 @@ impl Api {
 
     /// Runs one operation; `Ok(data)` or [`GqlErrors`] (inside the anyhow error) when the
     /// server answered with errors, or a transport error.
+    ///
+    /// A mutation is sent with a fresh idempotency key and, when no answer came back
+    /// (the server unreachable, restarting, or gone mid-request), sent again with the
+    /// same key for up to [`RETRY_FOR`]: the server answers a retried key with what the
+    /// first attempt did, so a retry never does the work twice.
     pub async fn run(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
+        if !is_mutation(query) {
+            return self
+                .attempt(query, &variables, None)
+                .await
+                .map_err(Attempt::into_error);
+        }
+        let key = uuid::Uuid::new_v4().simple().to_string();
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match self.attempt(query, &variables, Some(&key)).await {
+                Ok(data) => return Ok(data),
+                Err(Attempt::NoAnswer(e)) if std::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(error = %e, "no answer; retrying with the same idempotency key");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        query: &str,
+        variables: &Value,
+        key: Option<&str>,
+    ) -> Result<Value, Attempt> {
         let url = format!("{}/graphql", self.base);
-        let resp = self
+        let mut req = self
             .http
             .post(&url)
             .bearer_auth(&self.token)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Attempt::NoAnswer(
+                anyhow::Error::new(e).context(format!("cannot reach the server at {}", self.base)),
+            )
+        })?;
         let status = resp.status();
-        let text = resp
-            .text()
-            .await
-            .with_context(|| format!("cannot read the answer of {url}"))?;
+        let text = resp.text().await.map_err(|e| {
+            Attempt::NoAnswer(
+                anyhow::Error::new(e).context(format!("cannot read the answer of {url}")),
+            )
+        })?;
+        if matches!(status.as_u16(), 502..=504) {
+            // A proxy without a server behind it, or a server that is stopping.
+            return Err(Attempt::NoAnswer(anyhow::anyhow!(
+                "the server answered http {status} for {url}: {}",
+                text.chars().take(200).collect::<String>()
+            )));
+        }
         let body: Value = match serde_json::from_str(&text) {
             Ok(v) => v,
-            Err(_) => anyhow::bail!(
-                "unexpected answer from {url} (http {status}): {}",
-                text.chars().take(200).collect::<String>()
-            ),
+            Err(_) => {
+                return Err(Attempt::Answered(anyhow::anyhow!(
+                    "unexpected answer from {url} (http {status}): {}",
+                    text.chars().take(200).collect::<String>()
+                )))
+            }
         };
         if let Some(errors) = body.get("errors").filter(|e| !e.is_null()) {
-            return Err(GqlErrors::from_value(errors).into());
+            return Err(Attempt::Answered(GqlErrors::from_value(errors).into()));
         }
         if !status.is_success() {
-            anyhow::bail!("the server answered http {status} for {url}");
+            return Err(Attempt::Answered(anyhow::anyhow!(
+                "the server answered http {status} for {url}"
+            )));
         }
         Ok(body.get("data").cloned().unwrap_or(Value::Null))
     }
+}
+
+/// How long a mutation without an answer is retried (same idempotency key).
+pub(crate) const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Why one attempt failed: no answer came back (retry is safe with the key), or the
+/// server answered (final).
+enum Attempt {
+    NoAnswer(anyhow::Error),
+    Answered(anyhow::Error),
+}
+
+impl Attempt {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Attempt::NoAnswer(e) | Attempt::Answered(e) => e,
+        }
+    }
+}
+
+/// Whether the document holds a mutation (what gets an idempotency key).
+fn is_mutation(query: &str) -> bool {
+    async_graphql::parser::parse_query(query).is_ok_and(|doc| {
+        doc.operations
+            .iter()
+            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
+    })
 }
 
 #[cfg(test)]

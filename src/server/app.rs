@@ -1,8 +1,11 @@
 //! [`AppState`]: what every handler and timer shares (the writer, the log, the schema,
 //! metrics, liveness, readiness), and opening it over a data directory.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use anyhow::Context;
 
 use dcloud_events::{EventLog, FjallLog};
 use dcloud_graphql::{DcloudSchema, SchemaOptions};
@@ -13,8 +16,16 @@ use super::limits::Guards;
 use super::liveness::Liveness;
 use super::metrics::Metrics;
 use super::{bootstrap, ServerConfig};
+use crate::checkpoint::{Checkpoint, CheckpointSigner};
+use crate::storage::StorageGate;
 use crate::writer::{system_clock, WriterConfig};
 use crate::WriterHandle;
+
+/// The server's checkpoint signer and where it writes.
+struct Checkpoints {
+    signer: CheckpointSigner,
+    path: PathBuf,
+}
 
 /// Shared by the router, the websocket sessions and the timers. Cheap to clone.
 #[derive(Clone)]
@@ -24,6 +35,11 @@ pub struct AppState {
 
 struct Inner {
     backend: Arc<ServerBackend>,
+    storage: Arc<StorageGate>,
+    log: Arc<FjallLog>,
+    /// Signed checkpoints of the head (set by [`AppState::open`]).
+    checkpoints: OnceLock<Checkpoints>,
+    checkpoint_lock: Mutex<()>,
     schema: DcloudSchema,
     dev_mode: bool,
     guards: Arc<Guards>,
@@ -48,15 +64,23 @@ impl AppState {
             },
         );
         let app = AppState::new(writer, log, config);
+        let signer = CheckpointSigner::load_or_create(&config.data)?;
+        let path = config
+            .checkpoint_file
+            .clone()
+            .unwrap_or_else(|| crate::checkpoint::default_path(&config.data));
+        let _ = app.inner.checkpoints.set(Checkpoints { signer, path });
         let token = bootstrap::ensure_admin_token(&app, &config.data).await?;
         Ok((app, token))
     }
 
     /// State over a writer already running on `log`.
     pub fn new(writer: WriterHandle, log: Arc<FjallLog>, config: &ServerConfig) -> AppState {
+        let storage = Arc::new(StorageGate::new(&config.data, config.storage_reserve_bytes));
+        writer.guard_storage(storage.clone());
         let backend = Arc::new(ServerBackend::new(
             writer,
-            log,
+            log.clone(),
             config.settings.clone(),
             Arc::new(Metrics::default()),
             Arc::new(Liveness::new()),
@@ -74,6 +98,10 @@ impl AppState {
         AppState {
             inner: Arc::new(Inner {
                 backend,
+                storage,
+                log,
+                checkpoints: OnceLock::new(),
+                checkpoint_lock: Mutex::new(()),
                 schema,
                 dev_mode: config.dev_mode,
                 guards: Arc::new(Guards::new(config.limits.clone())),
@@ -111,6 +139,40 @@ impl AppState {
     /// The per-caller limits and their live counts.
     pub fn guards(&self) -> &Arc<Guards> {
         &self.inner.guards
+    }
+
+    /// Signs the log's durable head and writes it to the checkpoint file, when it moved
+    /// since the last one. `Ok(None)`: nothing to do (no signer, or the same head).
+    pub fn write_checkpoint(&self) -> anyhow::Result<Option<Checkpoint>> {
+        let Some(cp) = self.inner.checkpoints.get() else {
+            return Ok(None);
+        };
+        // One writer of the file at a time (the timer and the last one at shutdown).
+        let _one = self
+            .inner
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let (seq, hash) = self.inner.log.head();
+        if self.latest_checkpoint().is_some_and(|l| l.seq == seq) {
+            return Ok(None);
+        }
+        let checkpoint = cp.signer.sign(seq, &hash, super::backend::now_ms());
+        checkpoint
+            .write(&cp.path)
+            .with_context(|| format!("writing the checkpoint {}", cp.path.display()))?;
+        self.inner.backend.set_checkpoint(checkpoint.clone());
+        Ok(Some(checkpoint))
+    }
+
+    /// The last checkpoint written by this process.
+    pub fn latest_checkpoint(&self) -> Option<Checkpoint> {
+        self.inner.backend.latest_checkpoint()
+    }
+
+    /// The data directory's free space, as the writer's gate sees it.
+    pub fn storage(&self) -> &StorageGate {
+        &self.inner.storage
     }
 
     pub fn dev_mode(&self) -> bool {

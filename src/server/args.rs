@@ -74,6 +74,15 @@ pub struct ServerArgs {
     /// Most fields one GraphQL document may select, aliases included [default: 2000].
     #[arg(long, env = "DCLOUD_MAX_QUERY_FIELDS")]
     pub max_query_fields: Option<usize>,
+    /// Refuse writes (STORAGE_FULL, reads go on) while the data directory's disk has
+    /// less than this free; /metrics warns below four times it [default: 67108864].
+    #[arg(long, env = "DCLOUD_STORAGE_RESERVE_BYTES")]
+    pub storage_reserve_bytes: Option<u64>,
+    /// Where signed checkpoints of the log's head are written (put it on another disk
+    /// or ship it elsewhere; `audit verify --expect-head` reads it) [default:
+    /// DATA/checkpoint.json].
+    #[arg(long, env = "DCLOUD_CHECKPOINT_FILE")]
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -98,6 +107,8 @@ pub struct FileConfig {
     pub auth_failures_per_minute: Option<u32>,
     pub writes_per_second: Option<u32>,
     pub max_query_fields: Option<usize>,
+    pub storage_reserve_bytes: Option<u64>,
+    pub checkpoint_file: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -160,6 +171,12 @@ impl ServerArgs {
             c.idle_cpu_threshold_millis = v;
         }
         self.layer_edge(&file, &mut c)?;
+        if let Some(v) = self.storage_reserve_bytes.or(file.storage_reserve_bytes) {
+            c.storage_reserve_bytes = v;
+        }
+        if let Some(v) = self.checkpoint_file.clone().or(file.checkpoint_file) {
+            c.checkpoint_file = Some(v);
+        }
         Ok(c)
     }
 

@@ -20,6 +20,8 @@ use crate::{WriterError, WriterHandle};
 
 pub struct ServerBackend {
     writer: WriterHandle,
+    /// The last signed checkpoint this process wrote (see `AppState::write_checkpoint`).
+    checkpoint: std::sync::Mutex<Option<crate::checkpoint::Checkpoint>>,
     log: Arc<FjallLog>,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -38,6 +40,7 @@ impl ServerBackend {
     ) -> ServerBackend {
         ServerBackend {
             writer,
+            checkpoint: std::sync::Mutex::new(None),
             log,
             settings,
             metrics,
@@ -54,6 +57,19 @@ impl ServerBackend {
 
     pub fn writer(&self) -> &WriterHandle {
         &self.writer
+    }
+
+    /// Records the checkpoint just written (served by the `checkpoint` query).
+    pub fn set_checkpoint(&self, cp: crate::checkpoint::Checkpoint) {
+        *self.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(cp);
+    }
+
+    /// The last checkpoint written by this process.
+    pub fn latest_checkpoint(&self) -> Option<crate::checkpoint::Checkpoint> {
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -75,6 +91,17 @@ impl ServerBackend {
         cmd: Command,
         actor: Actor,
         correlation: String,
+    ) -> BoxFuture<'static, Result<Vec<Envelope>, WriterError>> {
+        self.submit_cmd_keyed(cmd, actor, correlation, None)
+    }
+
+    /// [`ServerBackend::submit_cmd`] under the client's idempotency key, if any.
+    pub fn submit_cmd_keyed(
+        &self,
+        cmd: Command,
+        actor: Actor,
+        correlation: String,
+        key: Option<String>,
     ) -> BoxFuture<'static, Result<Vec<Envelope>, WriterError>> {
         let writer = self.writer.clone();
         let metrics = self.metrics.clone();
@@ -116,7 +143,7 @@ impl ServerBackend {
         }
         Box::pin(async move {
             let started = Instant::now();
-            let result = writer.submit(cmd, actor, correlation).await;
+            let result = writer.submit_keyed(cmd, actor, correlation, key).await;
             if let Ok(envelopes) = &result {
                 if !envelopes.is_empty() {
                     let placements = envelopes
@@ -148,6 +175,7 @@ pub(super) fn api_error(e: WriterError) -> ApiError {
             message: e.to_string(),
             retry_after_ms,
         },
+        WriterError::StorageFull(why) => ApiError::StorageFull(why),
     }
 }
 
@@ -166,6 +194,17 @@ impl Backend for ServerBackend {
         correlation: String,
     ) -> BoxFuture<'static, Result<Vec<Envelope>, ApiError>> {
         let fut = self.submit_cmd(cmd, actor, correlation);
+        Box::pin(async move { fut.await.map_err(api_error) })
+    }
+
+    fn submit_keyed(
+        &self,
+        cmd: Command,
+        actor: Actor,
+        correlation: String,
+        key: String,
+    ) -> BoxFuture<'static, Result<Vec<Envelope>, ApiError>> {
+        let fut = self.submit_cmd_keyed(cmd, actor, correlation, Some(key));
         Box::pin(async move { fut.await.map_err(api_error) })
     }
 
@@ -197,6 +236,17 @@ impl Backend for ServerBackend {
 
     fn settings(&self) -> Settings {
         self.settings.clone()
+    }
+
+    fn checkpoint(&self) -> Option<dcloud_graphql::query::HeadCheckpoint> {
+        self.latest_checkpoint()
+            .map(|c| dcloud_graphql::query::HeadCheckpoint {
+                seq: c.seq,
+                chain_hash: c.chain_hash,
+                time_ms: c.time_ms,
+                public_key: c.public_key,
+                signature: c.signature,
+            })
     }
 
     fn last_seen_ms(&self, node_id: &str) -> Option<i64> {

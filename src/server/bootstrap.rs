@@ -1,7 +1,7 @@
 //! First start: the admin token, created when no unrevoked admin token exists, written
-//! to `DATA/admin.token` (mode 0600) before it is made durable in the log.
+//! durably to `DATA/admin.token` (mode 0600; file and directory fsynced) before it is
+//! made durable in the log.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -31,10 +31,11 @@ pub(super) async fn ensure_admin_token(
     }
     let backend = app.backend();
     let (token, secret_hash) = new_token(backend.new_secret());
-    // The file first: a crash before the append leaves no admin token in the log, and
-    // the next start makes a new one (overwriting the file).
+    // The file first, durably (the rename is fsynced in the directory): a power cut
+    // before the append leaves no admin token in the log, and the next start makes a
+    // new one (overwriting the file); a cut after it finds both.
     let path = data.join(ADMIN_TOKEN_FILE);
-    write_private(&path, &format!("{token}\n"))
+    crate::durable_file::write_durably(&path, format!("{token}\n").as_bytes(), true)
         .with_context(|| format!("writing {}", path.display()))?;
     let cmd = Command::CreateToken {
         token_id: backend.new_id(),
@@ -55,25 +56,7 @@ pub(super) async fn ensure_admin_token(
 }
 
 /// Writes a secret (a token) and a newline to `path`, readable by the owner only
-/// (mode 0600), replacing the file whole.
+/// (mode 0600), replacing the file whole and durably (file and directory fsynced).
 pub fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
-    write_private(path, &format!("{secret}\n"))
-}
-
-/// Writes `text` to `path` readable by the owner only (via a temporary file and a rename).
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)
+    crate::durable_file::write_durably(path, format!("{secret}\n").as_bytes(), true)
 }

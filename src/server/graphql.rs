@@ -55,8 +55,30 @@ impl ClientKey {
     }
 }
 
-/// Resolves the bearer token into a [`Caller`] and assigns a [`RequestId`]; both go
-/// into the request's extensions, and the id into the response's headers.
+/// The request header carrying the client's idempotency key (exactly-once requests:
+/// a retried request with the same key is answered with the first one's result).
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+
+/// The idempotency key of `headers`: `Ok(None)` without one; a key must be 1 to 128
+/// visible ASCII characters.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, String> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_string()))
+        }
+        _ => Err(format!(
+            "header {IDEMPOTENCY_KEY_HEADER}: expected 1 to 128 visible ASCII characters"
+        )),
+    }
+}
+
+/// Refuses every request but liveness and readiness once the writer has stopped
+/// (fail-stop: the state it would read may be poisoned or about to be discarded);
+/// otherwise resolves the bearer token into a [`Caller`] and assigns a [`RequestId`];
+/// both go into the request's extensions, and the id into the response's headers.
 pub(super) async fn authenticate(
     State(app): State<AppState>,
     mut req: Request,
@@ -74,6 +96,19 @@ pub(super) async fn authenticate(
         .map(|c| c.0.ip());
     let addr = limits::addr_key(ip);
     let mut token_hash = None;
+    if let Some(why) = app.writer().fatal() {
+        if !matches!(req.uri().path(), "/livez" | "/healthz" | "/readyz") {
+            let mut resp = error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                &format!("the server is stopping: the writer has stopped: {why}"),
+            );
+            if let Ok(v) = HeaderValue::from_str(&request_id) {
+                resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+            }
+            return resp;
+        }
+    }
     let caller = match req.headers().get(header::AUTHORIZATION) {
         None => Caller::Anonymous,
         Some(value) => {
@@ -113,8 +148,13 @@ pub(super) async fn post(
     Extension(caller): Extension<Caller>,
     Extension(request_id): Extension<RequestId>,
     Extension(key): Extension<ClientKey>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    let idem = match idempotency_key(&headers) {
+        Ok(k) => k,
+        Err(why) => return error_response(StatusCode::BAD_REQUEST, "BAD_REQUEST", &why),
+    };
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -137,6 +177,10 @@ pub(super) async fn post(
             return api_error_response(&err, &request_id.0);
         }
     }
+    let request = match idem {
+        Some(k) => request.data(dcloud_graphql::IdempotencyKey::new(k)),
+        None => request,
+    };
     execute(&app, caller, request_id, request).await
 }
 
@@ -156,6 +200,7 @@ pub(super) async fn get(
             )
         }
     };
+    // GET carries no mutation, so no idempotency key either.
     if has_mutation(&request.query) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,

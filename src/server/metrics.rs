@@ -194,6 +194,31 @@ impl Metrics {
     }
 }
 
+/// The data directory's free space: gauges, and `dcloud_storage_low` (1 below the
+/// warning level, four times the reserve) before `dcloud_storage_full` (1 below the
+/// reserve: writes refused).
+pub(super) fn render_storage(out: &mut String, s: &crate::storage::StorageStatus) {
+    let _ = writeln!(
+        out,
+        "# HELP dcloud_storage_free_bytes Bytes free on the data directory's file system.\n\
+         # TYPE dcloud_storage_free_bytes gauge\n\
+         dcloud_storage_free_bytes {}\n\
+         # HELP dcloud_storage_reserve_bytes Below this much free, writes are refused.\n\
+         # TYPE dcloud_storage_reserve_bytes gauge\n\
+         dcloud_storage_reserve_bytes {}\n\
+         # HELP dcloud_storage_low 1 when free space is below four times the reserve (warning).\n\
+         # TYPE dcloud_storage_low gauge\n\
+         dcloud_storage_low {}\n\
+         # HELP dcloud_storage_full 1 when free space is below the reserve (writes refused).\n\
+         # TYPE dcloud_storage_full gauge\n\
+         dcloud_storage_full {}",
+        s.free_bytes,
+        s.reserve_bytes,
+        u8::from(s.low),
+        u8::from(s.full)
+    );
+}
+
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(
         out,

@@ -41,7 +41,7 @@ pub use args::{run_server, FileConfig, ServerArgs};
 pub use backend::ServerBackend;
 pub use bootstrap::{write_secret_file, ADMIN_TOKEN_FILE};
 pub use dev::{load_starter, run_dev, starter_documents, DevArgs, DevDriver};
-pub use graphql::{Caller, REQUEST_ID_HEADER};
+pub use graphql::{Caller, IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER};
 pub use idle::{IdleStop, IdleTracker};
 pub use limits::{Guards, Limits};
 pub use liveness::{overdue_nodes, Liveness};
@@ -76,6 +76,14 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Serve HTTPS/WSS with this certificate chain and key (`None`: plain HTTP).
     pub tls: Option<TlsFiles>,
+    /// Writes are refused (`STORAGE_FULL`, reads go on) while the data directory's
+    /// disk has less than this free.
+    pub storage_reserve_bytes: u64,
+    /// Where signed checkpoints of the log's head go (`None`: `DATA/checkpoint.json`);
+    /// put it on another disk, or ship it elsewhere, to anchor the head.
+    pub checkpoint_file: Option<PathBuf>,
+    /// How often a checkpoint is written when the head moved.
+    pub checkpoint_every: Duration,
 }
 
 impl ServerConfig {
@@ -94,6 +102,9 @@ impl ServerConfig {
             idle_cpu_threshold_millis: 50,
             limits: Limits::default(),
             tls: None,
+            storage_reserve_bytes: crate::storage::DEFAULT_RESERVE_BYTES,
+            checkpoint_file: None,
+            checkpoint_every: Duration::from_secs(1),
         }
     }
 }
@@ -135,6 +146,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         None => None,
     };
     let (app, admin_token) = AppState::open(&config).await?;
+    serve(listener, app, admin_token, config)
+}
+
+/// Serves `app` (already opened) on `listener` with the timers, until
+/// [`Server::shutdown`] or the writer stops (see [`Server::wait`]).
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    app: AppState,
+    admin_token: Option<String>,
+    config: ServerConfig,
+) -> anyhow::Result<Server> {
     let addr = listener.local_addr().context("reading the bound address")?;
     let stop = app.stop_sender();
     let mut http_stop = stop.subscribe();
@@ -204,7 +226,8 @@ impl Server {
     }
 
     /// Runs until a [`Stopper`] asks to stop (then `Ok`) or the writer stops on a
-    /// storage error (then `Err` with the reason: fail-stop, a restart replays the log).
+    /// storage error or a panic (then `Err` with the reason, and the process exits
+    /// non-zero: fail-stop, a restart replays the log).
     pub async fn wait(self) -> anyhow::Result<()> {
         let mut stop = self.stop.subscribe();
         let mut poll = tokio::time::interval(Duration::from_millis(200));
@@ -221,11 +244,11 @@ impl Server {
             }
         };
         if let Some(why) = &fatal {
-            error!(reason = %why, "the writer stopped on a storage error; the server stops");
+            error!(reason = %why, "the writer stopped; the server stops");
         }
         self.teardown().await;
         match fatal {
-            Some(why) => anyhow::bail!("the writer stopped on a storage error: {why}"),
+            Some(why) => anyhow::bail!("the writer stopped: {why}"),
             None => Ok(()),
         }
     }
@@ -240,6 +263,10 @@ impl Server {
         self.app.set_ready(false);
         let _ = self.stop.send(true);
         let _ = self.timers.await;
+        // A last checkpoint of the head (when the writer has not failed).
+        if self.app.writer().fatal().is_none() {
+            timers::checkpoint(&self.app).await;
+        }
         // Websockets close on the stop signal; anything else gets a few seconds.
         let mut http = self.http;
         match tokio::time::timeout(Duration::from_secs(5), &mut http).await {

@@ -44,7 +44,15 @@ async fn livez() -> &'static str {
 
 async fn readyz(State(app): State<AppState>) -> Response {
     if app.is_ready() {
-        "ready\n".into_response()
+        // A full disk keeps the server up for reads: ready, and it says so.
+        match app.storage().status() {
+            s if s.full => format!(
+                "ready (read-only): storage full: {} bytes free, below the reserve of {} bytes; writes are refused until space is freed\n",
+                s.free_bytes, s.reserve_bytes
+            )
+            .into_response(),
+            _ => "ready\n".into_response(),
+        }
     } else {
         let why = app.writer().fatal().map_or_else(
             || "starting or stopping".to_string(),
@@ -59,7 +67,8 @@ async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    let text = app.metrics().render(&app.writer().state());
+    let mut text = app.metrics().render(&app.writer().state());
+    super::metrics::render_storage(&mut text, &app.storage().status());
     (
         [(
             header::CONTENT_TYPE,

@@ -1,6 +1,7 @@
 //! The server's timers: every `liveness_tick`, alive nodes silent for the TTL are marked
 //! lost; every `maintenance_every`, expired services are expired and the pending queue
-//! is retried. All submit as the system actor.
+//! is retried. All submit as the system actor. Every `checkpoint_every`, a signed
+//! checkpoint of the log's head is written when the head moved.
 
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
     let mut idle = tokio::time::interval(config.idle_every);
     idle.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tracker = IdleTracker::new(config.idle_cpu_threshold_millis);
+    let mut checkpoints = tokio::time::interval(config.checkpoint_every);
+    checkpoints.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             changed = stop.changed() => {
@@ -41,11 +44,24 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
             _ = idle.tick() => {
                 check_idle(&app, &mut tracker, super::backend::now_ms()).await;
             }
+            _ = checkpoints.tick() => checkpoint(&app).await,
         }
         if app.writer().fatal().is_some() {
             break;
         }
     }
+}
+
+/// Writes a signed checkpoint of the log's head when it moved (on a blocking thread:
+/// the file is fsynced).
+pub(super) async fn checkpoint(app: &AppState) {
+    let app = app.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = app.write_checkpoint() {
+            warn!(error = %e, "checkpoint not written");
+        }
+    })
+    .await;
 }
 
 /// One liveness check: the alive nodes overdue as of now are marked lost.
@@ -126,5 +142,7 @@ async fn submit(app: &AppState, cmd: Command, correlation: &str) {
         Err(e @ WriterError::Overloaded { .. }) => {
             warn!(correlation, error = %e, "timer command deferred")
         }
+        // Said once by the storage gate when it starts refusing.
+        Err(WriterError::StorageFull(_)) => {}
     }
 }

@@ -109,6 +109,19 @@ impl GqlClient {
         query: &str,
         variables: Value,
     ) -> Result<Value, AgentError> {
+        self.request_keyed(op, query, variables, None).await
+    }
+
+    /// [`GqlClient::request`] with an idempotency key: a caller that retries a
+    /// mutation after a transient error sends the same key, and the server answers it
+    /// with what the first attempt did (exactly-once reports).
+    pub async fn request_keyed(
+        &self,
+        op: &'static str,
+        query: &str,
+        variables: Value,
+        key: Option<&str>,
+    ) -> Result<Value, AgentError> {
         let unavailable = |reason: String| AgentError::ServerUnavailable {
             url: self.url.clone(),
             reason,
@@ -118,15 +131,17 @@ impl GqlClient {
             .acquire()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        let mut post = self.http.post(&self.url);
+        let mut req = self
+            .http
+            .post(&self.url)
+            .json(&json!({ "query": query, "variables": variables }));
         if !self.token.is_empty() {
-            post = post.bearer_auth(&self.token);
+            req = req.bearer_auth(&self.token);
         }
-        let response = post
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let response = req.send().await.map_err(|e| unavailable(e.to_string()))?;
         let status = response.status();
         let body = response
             .text()
@@ -170,11 +185,14 @@ impl GqlClient {
             .map(drop)
     }
 
+    /// Reports a container state change; `key` is the idempotency key, the same for
+    /// every retry of one report.
     pub async fn report_status(
         &self,
         deployment_id: &str,
         report: &Report,
         image: &str,
+        key: &str,
     ) -> Result<(), AgentError> {
         if let Report::StaleRemoved {
             node_id,
@@ -190,7 +208,7 @@ impl GqlClient {
         }
         let vars =
             json!({ "deploymentId": deployment_id, "report": wire::report_input(report, image) });
-        self.request("reportStatus", wire::REPORT_STATUS, vars)
+        self.request_keyed("reportStatus", wire::REPORT_STATUS, vars, Some(key))
             .await
             .map(drop)
     }

@@ -477,9 +477,16 @@ async fn deliver_reports(
             .ok()
             .and_then(|m| m.get(&dep).cloned())
             .unwrap_or_default();
+        // One key per report, the same for each retry of it: a report whose answer was
+        // lost (the server restarted) is not recorded twice.
+        let key = uuid::Uuid::new_v4().simple().to_string();
         let mut attempt = 0;
         loop {
-            match shared.client.report_status(&dep, &report, &image).await {
+            match shared
+                .client
+                .report_status(&dep, &report, &image, &key)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) if e.is_transient() => {
                     attempt += 1;

@@ -6,6 +6,7 @@
 //! [`crate::snapshot`]) and `meta` (reserved for later use: schema markers, retention
 //! watermarks).
 
+mod create;
 pub(crate) mod cursor;
 mod replay;
 
@@ -151,6 +152,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// The last durable seq and its hash.
+    pub(crate) fn head(&self) -> (u64, Hash) {
+        (self.last_seq, self.last_hash)
+    }
+
     pub(crate) fn check_writable(&self) -> Result<(), LogError> {
         if self.poisoned {
             Err(LogError::Poisoned)
@@ -184,9 +190,13 @@ pub(crate) fn open_keyspaces(
 impl FjallLog {
     /// Opens the log in `dir` (created if missing) and recovers the last seq and hash
     /// from the last stored record. Fails if that record does not parse. It does not
-    /// walk the whole chain: that is [`FjallLog::verify`].
+    /// walk the whole chain: that is [`FjallLog::verify`]. Every directory of the log
+    /// is fsynced before it returns, and a first creation cut short by a crash is made
+    /// again (see `create.rs`), so a power cut never leaves a log that does not open.
     pub fn open(dir: &Path) -> Result<FjallLog, LogError> {
+        create::before_open(dir)?;
         let (db, events, snapshots, meta) = open_keyspaces(dir)?;
+        create::after_open(dir)?;
         let (last_seq, last_hash) = match cursor::last_record(&events)? {
             None => (0, GENESIS_HASH),
             Some((seq, record)) => (seq, RecordView::parse(seq, &record)?.header.hash),
@@ -219,6 +229,14 @@ impl FjallLog {
     /// (chain [`ReplayIter::verified`] for that).
     pub fn replay(&self, from: u64) -> ReplayIter {
         ReplayIter::new(&self.inner.db, &self.inner.events, from, u64::MAX)
+    }
+
+    /// The last durable seq and its hash, read together (for checkpoints).
+    pub fn head(&self) -> (u64, Hash) {
+        match self.inner.lock_writer() {
+            Ok(w) => w.head(),
+            Err(_) => (self.inner.committed_seq(), GENESIS_HASH),
+        }
     }
 
     /// Whether an earlier storage failure made the log refuse writes.

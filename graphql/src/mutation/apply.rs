@@ -9,7 +9,7 @@ use super::inputs::DocumentFormat;
 use super::submit;
 use crate::auth::actor;
 use crate::error::ApiError;
-use crate::schema::backend;
+use crate::schema::{backend, fresh_id};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DocumentKind {
@@ -125,7 +125,7 @@ fn plan(ctx: &Context<'_>, doc: Document) -> Result<Planned, ApiError> {
                     )
                 }
                 None => {
-                    let env_id = backend.new_id();
+                    let env_id = fresh_id(ctx)?;
                     let cmd = Command::CreateEnvironment {
                         env_id: env_id.clone(),
                         spec,

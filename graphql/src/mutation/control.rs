@@ -3,14 +3,14 @@
 //! nodes lost), exposed to admins.
 
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
-use dcloud_events::model;
+use dcloud_events::{model, Event};
 use dcloud_projections::{Actor, Command, State};
 
 use super::submit;
 use crate::auth::{can_see_environment, new_token, token_hash};
 use crate::error::{ApiError, Gql};
 use crate::query::live;
-use crate::schema::{backend, correlation};
+use crate::schema::{backend, correlation, fresh_id};
 use crate::types::common::{PlacementPolicy, Role};
 use crate::types::deployment::DeploymentObj;
 use crate::types::node::NodeObj;
@@ -118,7 +118,7 @@ impl ControlMutation {
     ) -> Result<DeploymentObj> {
         let run = async {
             let env_id = live(ctx, |r| resolve_environment(r.state, r.actor, &environment))?;
-            let deployment_id = backend(ctx)?.new_id();
+            let deployment_id = fresh_id(ctx)?;
             let cmd = Command::Deploy {
                 deployment_id: deployment_id.clone(),
                 env_id,
@@ -216,7 +216,7 @@ impl ControlMutation {
             let backend = backend(ctx)?;
             let expires_ms = expiry(backend.now_ms(), expires_in_ms)?;
             let (token, secret_hash) = new_token(backend.new_secret());
-            let id = backend.new_id();
+            let id = fresh_id(ctx)?;
             let node_id = node_id.map(|n| n.to_string());
             let role_m: model::Role = role.into();
             let cmd = Command::CreateTokenV2 {
@@ -227,7 +227,17 @@ impl ControlMutation {
                 node_id: node_id.clone(),
                 expires_ms,
             };
-            submit(ctx, cmd).await?;
+            let envelopes = submit(ctx, cmd).await?;
+            let replayed = envelopes.iter().any(|e| {
+                matches!(&e.event, Event::TokenCreated { secret_hash: h, .. } if *h != secret_hash)
+            });
+            if replayed {
+                // The secret is never stored: a retried request cannot show it again.
+                return Err(ApiError::BadInput(format!(
+                    "this idempotency key already created token {id}; its secret was shown \
+                     only in the first answer (revoke it and create another if it was lost)"
+                )));
+            }
             Ok(CreatedToken {
                 id,
                 token,

@@ -11,7 +11,7 @@ use super::inputs::{DocumentFormat, TemplateOverrides};
 use super::submit;
 use crate::error::{ApiError, Gql};
 use crate::query::live;
-use crate::schema::backend;
+use crate::schema::{backend, fresh_id};
 use crate::types::config::{
     dataset_catalog, CatalogObj, DatasetCategory, EnvironmentObj, ServiceObj, TemplateObj,
 };
@@ -51,7 +51,7 @@ impl DocumentMutation {
         let run = async {
             let spec = config::parse_environment(&document, format.unwrap_or_default().into())
                 .map_err(invalid)?;
-            let env_id = backend(ctx)?.new_id();
+            let env_id = fresh_id(ctx)?;
             submit(
                 ctx,
                 Command::CreateEnvironment {
@@ -184,7 +184,7 @@ impl DocumentMutation {
             if !errors.is_empty() {
                 return Err(invalid(errors));
             }
-            let env_id = backend(ctx)?.new_id();
+            let env_id = fresh_id(ctx)?;
             submit(
                 ctx,
                 Command::CreateFromTemplate {

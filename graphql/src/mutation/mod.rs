@@ -17,16 +17,23 @@ pub use apply::{AppliedDocument, ApplyAction, ApplyResult, DocumentKind};
 pub use control::{ControlMutation, CreatedJoinToken, CreatedToken, JoinedNode};
 pub use documents::DocumentMutation;
 
-use crate::auth::actor;
+use crate::auth::{actor, IdempotencyKey};
 use crate::error::ApiError;
 use crate::schema::{backend, correlation};
 
-/// Submits `cmd` as the request's actor, correlated by the request id. Authorisation
-/// of writes is `decide`'s (auditors, other users' things, other nodes are refused
-/// there); this only requires an actor.
+/// Submits `cmd` as the request's actor, correlated by the request id, and keyed by
+/// the request's idempotency key when it has one. Authorisation of writes is
+/// `decide`'s (auditors, other users' things, other nodes are refused there); this
+/// only requires an actor.
 pub(crate) async fn submit(ctx: &Context<'_>, cmd: Command) -> Result<Vec<Envelope>, ApiError> {
     let actor = actor(ctx)?.clone();
     let backend = backend(ctx)?;
     let correlation = correlation(ctx, backend.as_ref());
-    backend.submit(cmd, actor, correlation).await
+    match ctx.data_opt::<IdempotencyKey>() {
+        Some(key) => {
+            let key = key.next_command_key();
+            backend.submit_keyed(cmd, actor, correlation, key).await
+        }
+        None => backend.submit(cmd, actor, correlation).await,
+    }
 }

@@ -3,6 +3,7 @@
 
 mod agent;
 mod at;
+mod checkpoint;
 mod history;
 mod live;
 
@@ -11,6 +12,7 @@ use async_graphql::Context;
 pub(crate) use agent::require_node_actor;
 pub use agent::{AgentQuery, NodeAssignments};
 pub use at::StateAt;
+pub use checkpoint::{CheckpointQuery, HeadCheckpoint};
 pub use history::{ChainReport, EventFilter, HistoryQuery, StateDigest};
 pub use live::{JoinTokenObj, LiveQuery, Me, Token};
 

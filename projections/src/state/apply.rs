@@ -420,6 +420,8 @@ impl State {
                     expires_ms: *expires_ms,
                 });
             }
+            // Read by the writer (its idempotency window), not by the state.
+            Event::RequestKeyRecorded { .. } => {}
         }
     }
 
