@@ -537,6 +537,13 @@ fn clone_answer(a: &Result<Vec<Envelope>, WriterError>) -> Result<Vec<Envelope>,
         Err(WriterError::Domain(e)) => Err(WriterError::Domain(e.clone())),
         Err(WriterError::Stopped(why)) => Err(WriterError::Stopped(why.clone())),
         Err(WriterError::StorageFull(why)) => Err(WriterError::StorageFull(why.clone())),
+        Err(WriterError::Overloaded {
+            queued,
+            retry_after_ms,
+        }) => Err(WriterError::Overloaded {
+            queued: *queued,
+            retry_after_ms: *retry_after_ms,
+        }),
     }
 }
 

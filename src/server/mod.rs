@@ -141,10 +141,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let tls = match &config.tls {
-        Some(files) => Some(files.server_config()?),
-        None => None,
-    };
+    // Read the certificate before opening anything: a bad one fails the start cleanly.
+    if let Some(files) = &config.tls {
+        files.server_config()?;
+    }
     let (app, admin_token) = AppState::open(&config).await?;
     serve(listener, app, admin_token, config)
 }
@@ -158,6 +158,10 @@ pub fn serve(
     config: ServerConfig,
 ) -> anyhow::Result<Server> {
     let addr = listener.local_addr().context("reading the bound address")?;
+    let tls = match &config.tls {
+        Some(files) => Some(files.server_config()?),
+        None => None,
+    };
     let stop = app.stop_sender();
     let mut http_stop = stop.subscribe();
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
