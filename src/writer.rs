@@ -111,6 +111,11 @@ struct Shared {
     /// When set, a batch that would append is refused while the disk is below its
     /// reserve (see [`WriterHandle::guard_storage`]).
     storage: std::sync::OnceLock<Arc<StorageGate>>,
+    /// The seq of the last envelope folded into the live state. The log holds an
+    /// event a moment before the live state does (it is folded after the append is
+    /// durable), so whoever reads the state for an event it took from the log waits
+    /// for this to reach it first.
+    applied: tokio::sync::watch::Sender<u64>,
 }
 
 impl WriterHandle {
@@ -197,6 +202,12 @@ impl WriterHandle {
         self.shared.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Follows the seq of the last envelope folded into the live state (see
+    /// `Shared::applied`).
+    pub fn applied(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.applied.subscribe()
+    }
+
     pub fn log(&self) -> &Arc<dyn EventLog> {
         &self.shared.log
     }
@@ -265,8 +276,10 @@ pub fn spawn_with(
 ) -> WriterHandle {
     let (tx, rx) = mpsc::channel(limits.capacity.max(1));
     let working = state.clone();
+    let applied = tokio::sync::watch::Sender::new(state.last_seq());
     let shared = Arc::new(Shared {
         state: RwLock::new(state),
+        applied,
         log,
         fatal: Mutex::new(None),
         thread: Mutex::new(None),
@@ -476,6 +489,9 @@ fn commit_batch(
         for env in &envelopes {
             live.apply(env);
         }
+        let last = live.last_seq();
+        drop(live);
+        h.applied.send_replace(last);
     }
     for (k, i) in batch_keys {
         if let Outcome::Decided(Ok(range)) = &outcomes[i] {

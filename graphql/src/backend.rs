@@ -52,6 +52,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The live state (only durable events are ever visible in it).
     fn state(&self) -> StateGuard<'_>;
 
+    /// Follows the seq of the last event folded into the state [`Backend::state`]
+    /// shows, when that can trail the log (the server folds an event after its append
+    /// is durable). Subscriptions wait for it before reading the state for an event
+    /// they took from the log. `None`: the state never trails the log.
+    fn applied(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
+
     /// The log: range reads for `events` and `at(seq:)`, tails for subscriptions.
     fn log(&self) -> Arc<dyn EventLog>;
 

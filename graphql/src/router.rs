@@ -123,9 +123,14 @@ impl Router {
         if !inner.started {
             inner.started = true;
             let log = self.backend.log();
-            inner.routed = log.last_seq();
+            let applied = self.backend.applied();
+            // Start where the state is, not the log: what a new stream catches up on
+            // from the log must already be in the state it reads.
+            inner.routed = applied
+                .as_ref()
+                .map_or_else(|| log.last_seq(), |rx| (*rx.borrow()).min(log.last_seq()));
             let tail = log.subscribe(inner.routed + 1);
-            tokio::spawn(run(Arc::downgrade(self), tail));
+            tokio::spawn(run(Arc::downgrade(self), tail, applied));
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -294,9 +299,21 @@ fn remove(inner: &mut Inner, id: u64) {
 
 /// The router's task: the one tail of the log. Ends when the log closes or fails, or
 /// when the router is gone.
-async fn run(router: Weak<Router>, mut tail: dcloud_events::Tail) {
+async fn run(
+    router: Weak<Router>,
+    mut tail: dcloud_events::Tail,
+    mut applied: Option<tokio::sync::watch::Receiver<u64>>,
+) {
     loop {
         let next = tail.next().await;
+        // The state the streams read for this event must hold it: wait until the
+        // writer has folded it (it folds after the append is durable).
+        if let (Ok(env), Some(rx)) = (&next, applied.as_mut()) {
+            let seq = env.seq;
+            if rx.wait_for(|s| *s >= seq).await.is_err() {
+                applied = None; // The writer is gone; the tail ends next.
+            }
+        }
         let Some(router) = router.upgrade() else {
             return;
         };

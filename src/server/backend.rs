@@ -212,6 +212,10 @@ impl Backend for ServerBackend {
         Box::new(self.writer.state())
     }
 
+    fn applied(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.writer.applied())
+    }
+
     fn log(&self) -> Arc<dyn EventLog> {
         self.log.clone()
     }
