@@ -109,12 +109,9 @@ pub struct AgentArgs {
     #[arg(long, default_value = "10s")]
     pub stop_grace: String,
     /// Join with this join token: each node of the process is given its own agent
-    /// token, kept in --state-dir (mode 0600) and used from then on.
+    /// token, kept in --state-dir (`node-<id>.token`, mode 0600) and used from then on.
     #[arg(long, env = "DCLOUD_JOIN_TOKEN", hide_env_values = true)]
     pub join_token: Option<String>,
-    /// Where joined nodes keep their tokens (`node-<id>.token`) [default: --data].
-    #[arg(long, env = "DCLOUD_STATE_DIR")]
-    pub state_dir: Option<PathBuf>,
 }
 
 fn size(flag: &str, text: &str) -> anyhow::Result<u64> {
@@ -160,7 +157,6 @@ impl AgentArgs {
             heartbeat_interval: "5s".into(),
             stop_grace: "10s".into(),
             join_token: None,
-            state_dir: None,
         }
     }
 
@@ -299,9 +295,8 @@ pub async fn run_async(server: &str, token: &str, args: &AgentArgs) -> anyhow::R
         return Ok(());
     };
     let dir = args
-        .state_dir
+        .data
         .clone()
-        .or_else(|| args.data.clone())
         .context("--join-token needs --state-dir DIR (where each node keeps its token)")?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let anonymous = shared.with_token("");

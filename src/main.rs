@@ -203,3 +203,15 @@ fn quiet_on_broken_pipe() {
 fn init_tracing() {
     dcloud::init_tracing("warn");
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when it is built in a debug build:
+    /// two flags with one name panic every invocation of that subcommand. Check all.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -217,7 +217,7 @@ async fn a_sim_fleet_joins_over_tls_with_one_join_token() {
     let mut args = AgentArgs::sim(3);
     args.heartbeat_interval = "200ms".into();
     args.join_token = Some(join);
-    args.state_dir = Some(state.path().to_path_buf());
+    args.data = Some(state.path().to_path_buf());
     let agent = {
         let url = url.clone();
         tokio::spawn(async move { run_async(&url, "", &args).await })
