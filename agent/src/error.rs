@@ -66,10 +66,13 @@ pub enum AgentError {
 
 impl AgentError {
     /// True when retrying later may succeed without any change (engine away).
+    /// The server's pushback (`RATE_LIMITED`, `OVERLOADED`) is transient too: the
+    /// request is retried with backoff, never dropped.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. }
-        )
+        match self {
+            AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. } => true,
+            AgentError::Api { code, .. } => code == "RATE_LIMITED" || code == "OVERLOADED",
+            _ => false,
+        }
     }
 }
