@@ -77,17 +77,18 @@ pub enum AgentError {
 
 impl AgentError {
     /// True when retrying later may succeed without any change: the engine or server
-    /// is away, or the engine reported a conflict (409: a name still held by a
-    /// container being removed) that passes once the other operation ends.
+    /// is away, the engine reported a conflict (409: a name still held by a container
+    /// being removed) that passes once the other operation ends, or the server pushed
+    /// back (`RATE_LIMITED`, `OVERLOADED`: retried with backoff, never dropped).
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            AgentError::EngineUnavailable { .. }
-                | AgentError::ServerUnavailable { .. }
-                | AgentError::Engine {
-                    status: Some(409),
-                    ..
-                }
-        )
+        match self {
+            AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. } => true,
+            AgentError::Engine {
+                status: Some(409),
+                ..
+            } => true,
+            AgentError::Api { code, .. } => code == "RATE_LIMITED" || code == "OVERLOADED",
+            _ => false,
+        }
     }
 }

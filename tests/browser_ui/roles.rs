@@ -86,8 +86,30 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
         .await
         .contains("This page is for admins and auditors"));
 
+    // With quotas on the server, the admin gives dana one; the pages show her usage of it.
+    let found = features(&web).await;
+    eprintln!("server features the console found: [{found}]");
+    if found.contains("quota") {
+        graphql(
+            &http,
+            &url,
+            &admin,
+            "mutation { setQuota(user: \"dana\", quota: {deployments: 3, cpuMillis: 8000}) { __typename } }",
+            json!({}),
+        )
+        .await;
+    }
     // Templates: Deploy makes the user's own copy and opens its page.
     open(&web, "/templates").await;
+    if found.contains("quota") {
+        let quota = web
+            .wait_for("#quota:not([hidden]) [data-quota=Deployments]", 10)
+            .await;
+        let text = web.text(&quota).await;
+        assert!(text.contains("of 3"), "the quota card: {text}");
+    } else {
+        assert!(web.find_all("#quota:not([hidden])").await.is_empty());
+    }
     snap(&web, &shots, "ds-2-templates.png").await;
     web.click(
         &web.wait_for("[data-template=jupyter-notebook] button.deploy-template", 5)
@@ -119,8 +141,6 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
     );
     // A point per heartbeat, from the first one on.
     web.wait_for("#usage-chart circle:nth-of-type(2)", 30).await;
-    let found = features(&web).await;
-    eprintln!("server features the console found: [{found}]");
     if found.contains("endpoints") {
         // The notebook's URL, with its token for the owner, once ready.
         let link = web
@@ -189,6 +209,15 @@ async fn a_user_deploys_a_template_and_an_auditor_reads_everything() {
         15,
     )
     .await;
+    if found.contains("quota") {
+        // Her running notebook counts against the quota.
+        wait_until(
+            &web,
+            "const q = document.querySelector('#quota:not([hidden]) [data-quota=Deployments] .big'); return !!q && q.textContent === '1';",
+            10,
+        )
+        .await;
+    }
     snap(&web, &shots, "ds-4-deployments.png").await;
     open(&web, "/environments").await;
     // The environment Deploy made for the user: their own, with its versions.

@@ -329,6 +329,14 @@ mod tests {
             other => panic!("expected an api error, got {other:?}"),
         }
 
+        let err = parse_response(
+            "heartbeat",
+            429,
+            r#"{"errors": [{"message": "rate limited", "extensions": {"code": "RATE_LIMITED", "retryAfterMs": 5}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.is_transient(), "pushback is retried: {err:?}");
+
         let err = parse_response("op", 502, "<html>bad gateway</html>").unwrap_err();
         assert!(matches!(err, AgentError::Protocol { .. }), "{err:?}");
         assert!(err.to_string().contains("bad gateway"), "{err}");
