@@ -84,8 +84,7 @@ impl AgentError {
         match self {
             AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. } => true,
             AgentError::Engine {
-                status: Some(409),
-                ..
+                status: Some(409), ..
             } => true,
             AgentError::Api { code, .. } => code == "RATE_LIMITED" || code == "OVERLOADED",
             _ => false,
