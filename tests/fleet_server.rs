@@ -117,15 +117,25 @@ async fn a_flood_past_the_writer_queue_is_refused_with_overloaded() {
     };
     let writer = spawn_writer_with(log, State::new(), config, limits);
 
-    // Stall the writer: it needs the state's write lock to decide anything.
+    // Stall the writer: it decides on a copy of its own, but folding a batch that
+    // appended events into the live state needs the write lock held off here.
     let stall = writer.state();
     let flood = dcloud::writer::MAX_BATCH + 64;
     let mut tasks = Vec::new();
     for i in 0..flood {
         let w = writer.clone();
         tasks.push(tokio::spawn(async move {
-            w.submit(Command::RetryPending, Actor::system(), format!("c{i}"))
-                .await
+            // Each sets a quota, so each batch appends and then waits for the fold.
+            let cmd = Command::SetQuota {
+                user: format!("user{i}"),
+                quota: dcloud_events::model::Quota {
+                    cpu_millis: Some(1000),
+                    memory_bytes: None,
+                    gpus: None,
+                    deployments: None,
+                },
+            };
+            w.submit(cmd, Actor::admin("admin"), format!("c{i}")).await
         }));
         if i.is_multiple_of(64) {
             tokio::task::yield_now().await;
