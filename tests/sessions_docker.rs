@@ -76,7 +76,12 @@ async fn logs_exec_and_idle_stop_on_docker() {
         .expect("id")
         .to_string();
     wait_for(&url, &admin, &id, "RUNNING").await;
-    let name = format!("dcloud-{id}");
+    // The container of this deployment (named per node; found by its label).
+    let name = docker_support::containers_of(&id);
+    assert!(
+        !name.is_empty() && !name.contains(char::is_whitespace),
+        "one container for {id}: {name:?}"
+    );
 
     // logs --follow, then a line printed into the container's stdout after it started.
     let mut follow = cli(&url, &admin, &["logs", &id, "--follow"])
