@@ -351,7 +351,13 @@ async fn session(
 impl NodeState {
     /// Records a RUN item's assignment; a recipe that cannot be made is a failed build.
     async fn take_run(&mut self, item: Item) -> Option<Assignment> {
-        let run = item.run?;
+        let Some(run) = item.run else {
+            // The server sends a RUN item with its assignment; one without it is a
+            // server fault (it read its state before folding the event): say so.
+            warn!(node_id = %self.node_id, seq = item.seq, deployment = %item.deployment_id,
+                "a RUN item came without its assignment; ignored");
+            return None;
+        };
         if let Some(why) = &run.recipe_error {
             let report = Report::BuildFailed {
                 step: 0,
