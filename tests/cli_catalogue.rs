@@ -306,7 +306,33 @@ fn quotas_from_the_cli_refuse_name_the_limit_and_show_in_me() {
         "{}",
         over.stderr
     );
-    let waits = server.cli(&alice, &["deploy", "second", "--wait-for-quota"]);
+    // The refused deploy made its environment for nothing: it is gone again.
+    assert!(
+        over.stderr.contains("made for it was deleted"),
+        "{}",
+        over.stderr
+    );
+    let envs = server
+        .cli(&alice, &["environments", "--output", "json"])
+        .json();
+    let names: Vec<&str> = envs
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(!names.contains(&"second"), "{names:?}");
+    let waits = server.cli(
+        &alice,
+        &[
+            "deploy",
+            "--template",
+            "notebook-cpu",
+            "--name",
+            "second",
+            "--wait-for-quota",
+        ],
+    );
     waits.ok();
     assert!(
         waits

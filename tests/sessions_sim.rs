@@ -213,3 +213,90 @@ fn session_requests_are_only_for_the_nodes_agent() {
         assert!(status.is_client_error(), "{status}");
     }
 }
+
+/// `exec -it` on a terminal puts it in raw mode, so ^C reaches the command instead of
+/// killing the client, and gives the terminal back as it was when the session ends.
+#[test]
+fn exec_with_a_terminal_runs_raw_and_restores_it() {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use rustix::termios::{tcgetattr, LocalModes};
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    let h = Harness::start();
+    let id = h.running_deployment("tty-env", None);
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).expect("openpt");
+    grantpt(&master).expect("grantpt");
+    unlockpt(&master).expect("unlockpt");
+    let name = ptsname(&master, Vec::new()).expect("ptsname");
+    let name = name.to_str().expect("utf-8 pty name").to_string();
+    let open_slave = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&name)
+            .expect("open the pty's terminal end")
+    };
+    let slave = open_slave();
+    let cooked = tcgetattr(&slave).expect("tcgetattr");
+    assert!(cooked
+        .local_modes
+        .contains(LocalModes::ICANON | LocalModes::ISIG));
+
+    // `setsid -c` makes the pty the client's controlling terminal, as a shell would:
+    // without raw mode, the ^C below would be a SIGINT for the client.
+    let mut child = std::process::Command::new("setsid")
+        .args(["-w", "-c", env!("CARGO_BIN_EXE_dcloud")])
+        .args(["--server", &h.url, "--token", &h.alice])
+        .args(["exec", &id, "-it", "--", "sh"])
+        .env_remove("DCLOUD_TOKEN")
+        .env_remove("DCLOUD_SERVER")
+        .stdin(open_slave())
+        .stdout(open_slave())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn exec under setsid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tcgetattr(&slave)
+        .expect("tcgetattr")
+        .local_modes
+        .contains(LocalModes::ICANON)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "exec -it never put the terminal in raw mode"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let raw = tcgetattr(&slave).expect("tcgetattr");
+    assert!(!raw.local_modes.contains(LocalModes::ISIG));
+    assert!(!raw.local_modes.contains(LocalModes::ECHO));
+
+    let mut keys = std::fs::File::from(master.try_clone().expect("dup master"));
+    keys.write_all(b"\x03\necho still here\nexit 7\n")
+        .expect("type into the terminal");
+    // Drain what the command prints so the client never blocks on a full pty.
+    let mut screen = std::fs::File::from(master);
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("still here") {
+            match screen.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let status = child.wait().expect("exec ends");
+    assert_eq!(status.code(), Some(7), "the client did not run to `exit 7`");
+    let seen = reader.join().expect("reader");
+    assert!(seen.contains("still here"), "{seen:?}");
+    let after = tcgetattr(&slave).expect("tcgetattr");
+    assert!(
+        after
+            .local_modes
+            .contains(LocalModes::ICANON | LocalModes::ISIG | LocalModes::ECHO),
+        "the terminal was not restored"
+    );
+}

@@ -325,6 +325,15 @@ pub enum Event {
         key: String,
         events: u32,
     },
+
+    // ── added after release 2 (appended: earlier variants keep their tags) ──────
+    /// The idle timeout (`idle-timeout`, 0: none) of template `name` as last saved:
+    /// environments created from the template start with it. Follows the
+    /// `TemplateSaved` it belongs to (a save without the field clears it).
+    TemplateIdleTimeoutSet {
+        name: String,
+        timeout_ms: u64,
+    },
 }
 
 impl Event {
@@ -382,6 +391,7 @@ impl Event {
             Event::NodeJoined { .. } => "NodeJoined",
             Event::ContainerOutput { .. } => "ContainerOutput",
             Event::RequestKeyRecorded { .. } => "RequestKeyRecorded",
+            Event::TemplateIdleTimeoutSet { .. } => "TemplateIdleTimeoutSet",
         }
     }
 
@@ -393,7 +403,9 @@ impl Event {
             | EnvironmentUpdated { env_id, .. }
             | EnvironmentDeactivated { env_id }
             | EnvironmentDeleted { env_id } => format!("environment:{env_id}"),
-            TemplateSaved { name, .. } | TemplateDeleted { name } => format!("template:{name}"),
+            TemplateSaved { name, .. }
+            | TemplateDeleted { name }
+            | TemplateIdleTimeoutSet { name, .. } => format!("template:{name}"),
             CatalogUpserted { catalog } => format!("catalog:{}", catalog.os),
             DatasetsRegistered { category } => format!("dataset:{}", category.category),
             DatasetRemoved { category, .. } => format!("dataset:{category}"),
@@ -479,6 +491,7 @@ impl Event {
             | EnvironmentIdleTimeoutSet { .. }
             | TemplateSaved { .. }
             | TemplateDeleted { .. }
+            | TemplateIdleTimeoutSet { .. }
             | CatalogUpserted { .. }
             | DatasetsRegistered { .. }
             | DatasetRemoved { .. }
@@ -522,6 +535,7 @@ impl Event {
             | EnvironmentIdleTimeoutSet { .. }
             | TemplateSaved { .. }
             | TemplateDeleted { .. }
+            | TemplateIdleTimeoutSet { .. }
             | CatalogUpserted { .. }
             | DatasetsRegistered { .. }
             | DatasetRemoved { .. }

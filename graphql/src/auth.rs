@@ -246,6 +246,7 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         NodeHeartbeat { node_id, .. } => a.role == Role::Agent && can_see_node(a, node_id),
         TemplateSaved { .. }
         | TemplateDeleted { .. }
+        | TemplateIdleTimeoutSet { .. }
         | DatasetsRegistered { .. }
         | DatasetRemoved { .. }
         | ServiceRegistered { .. }

@@ -36,6 +36,8 @@ pub enum Command {
     SaveTemplate {
         name: String,
         spec: EnvironmentSpec,
+        /// The document's `idle-timeout` (ms, 0: none); `None` when it has none.
+        idle_timeout_ms: Option<u64>,
     },
     DeleteTemplate {
         name: String,

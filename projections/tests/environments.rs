@@ -188,6 +188,7 @@ fn templates_are_admin_curated_and_overrides_apply() {
     let save = Command::SaveTemplate {
         name: "small".into(),
         spec: spec(500, 1, 0),
+        idle_timeout_ms: None,
     };
     assert!(matches!(
         w.when(&alice(), save.clone()),
@@ -461,4 +462,47 @@ fn tokens_are_admin_only_and_agent_tokens_name_a_node() {
         ),
         vec![]
     );
+}
+
+#[test]
+fn a_template_idle_timeout_is_given_to_environments_made_from_it() {
+    let mut w = World::with_catalog();
+    let save = |ms: Option<u64>| Command::SaveTemplate {
+        name: "small".into(),
+        spec: spec(500, 1, 0),
+        idle_timeout_ms: ms,
+    };
+    let events = w.ok(&admin(), save(Some(1_800_000)));
+    assert_eq!(
+        events[1],
+        Event::TemplateIdleTimeoutSet {
+            name: "small".into(),
+            timeout_ms: 1_800_000
+        }
+    );
+    assert_eq!(w.state.templates["small"].idle_timeout_ms, 1_800_000);
+    let from = |env: &str| Command::CreateFromTemplate {
+        env_id: env.into(),
+        template: "small".into(),
+        overrides: SpecOverrides::default(),
+    };
+    let events = w.ok(&alice(), from("e1"));
+    assert_eq!(
+        events[1],
+        Event::EnvironmentIdleTimeoutSet {
+            env_id: "e1".into(),
+            version: 1,
+            timeout_ms: 1_800_000
+        }
+    );
+    // Out of bounds: refused, nothing changes.
+    assert!(matches!(
+        w.when(&admin(), save(Some(5_000))),
+        Err(DomainError::Validation(_))
+    ));
+    assert_eq!(w.state.templates["small"].idle_timeout_ms, 1_800_000);
+    // Saved again without the field: cleared.
+    assert_eq!(w.ok(&admin(), save(None)).len(), 1);
+    assert_eq!(w.state.templates["small"].idle_timeout_ms, 0);
+    assert_eq!(w.ok(&alice(), from("e2")).len(), 1);
 }

@@ -90,6 +90,7 @@ pub fn scenario() -> Vec<Step> {
     steps.push(admin(Command::SaveTemplate {
         name: "small".into(),
         spec: env_spec("small", 250, 128, 0),
+        idle_timeout_ms: None,
     }));
     steps.push(admin(Command::CreateFromTemplate {
         env_id: "env-small".into(),

@@ -13,7 +13,7 @@ use super::overrides::{self, Base};
 use super::FromTemplate;
 use crate::offline::Output;
 
-const TEMPLATES: &str = "query { templates { name owner savedMs spec {
+const TEMPLATES: &str = "query { templates { name owner savedMs idleTimeout spec {
   os versionLabel languages { name libraries } resources { cpuMillis memoryBytes gpus storageBytes }
   ports { external internal protocol } } } }";
 
@@ -64,13 +64,17 @@ pub(super) async fn templates(api: &Api, out: Output) -> anyhow::Result<ExitCode
                 s(t, "name"),
                 s(spec, "os"),
                 resources(&spec["resources"]),
+                t["idleTimeout"].as_str().unwrap_or("-").to_string(),
                 languages(spec),
             ]
         })
         .collect();
     println!(
         "{}",
-        format::table(&["NAME", "OS", "RESOURCES", "LANGUAGES"], &rows)
+        format::table(
+            &["NAME", "OS", "RESOURCES", "IDLE STOP", "LANGUAGES"],
+            &rows
+        )
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -251,8 +255,23 @@ pub(super) async fn deploy_template(
             from.template.as_deref().unwrap_or("-")
         );
     }
-    deploy::deploy(api, &id, how, out).await
+    match deploy::request(api, &id, how).await {
+        Ok(data) => deploy::show(api, data, how, out).await,
+        Err(err) => {
+            // Refused (quota, no such os on any node…): the environment was made only
+            // for this deployment, so it goes too and the command changes nothing.
+            match api.run(DELETE_ENV, json!({ "id": id })).await {
+                Ok(_) => eprintln!("deploy refused: the environment {id} made for it was deleted"),
+                Err(e) => eprintln!(
+                    "deploy refused: the environment {id} made for it is left behind ({e:#})"
+                ),
+            }
+            Err(err)
+        }
+    }
 }
+
+const DELETE_ENV: &str = "mutation($id: ID!) { deleteEnvironment(id: $id) { id } }";
 
 const ME: &str = "query { me { name role nodeId label
   quota { cpuMillis memoryBytes gpus deployments }

@@ -31,14 +31,23 @@ fn as_templates(text: &str, fmt: &str) -> anyhow::Result<(String, &'static str)>
         "YAML" => Format::Yaml,
         _ => Format::Auto,
     };
-    let Ok(docs) = parse_document(text, format) else {
+    let (Ok(docs), Ok(idle)) = (
+        parse_document(text, format),
+        dcloud_projections::config::idle_timeouts(text, format),
+    ) else {
         return Ok((text.to_string(), "AUTO"));
     };
     let mut list = Vec::new();
     for (i, doc) in docs.into_iter().enumerate() {
         match doc {
             Document::Environment(spec) | Document::Template(spec) => {
-                list.push(json!({ "template": export_template(&spec) }));
+                let mut template = export_template(&spec);
+                // The document's `idle-timeout` travels with it (it is not in the spec).
+                if let (Some(Some(ms)), Some(map)) = (idle.get(i), template.as_object_mut()) {
+                    let text = dcloud_projections::config::format_idle_timeout(*ms);
+                    map.insert("idle-timeout".into(), json!(text));
+                }
+                list.push(json!({ "template": template }));
             }
             other => {
                 let kind = match other {

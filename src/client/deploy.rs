@@ -107,6 +107,15 @@ pub(super) async fn deploy(
     how: How,
     out: Output,
 ) -> anyhow::Result<ExitCode> {
+    let data = match request(api, env, how).await {
+        Ok(data) => data,
+        Err(err) => return Err(hint_template(api, env, err).await),
+    };
+    show(api, data, how, out).await
+}
+
+/// The `deploy` mutation for environment `env`; its answer.
+pub(super) async fn request(api: &Api, env: &str, how: How) -> anyhow::Result<Value> {
     let q = format!(
         "mutation($env: String!, $policy: PlacementPolicy, $wait: Boolean) {{
            deploy(environment: $env, policy: $policy, waitForQuota: $wait) {{ {FIELDS} }} }}"
@@ -116,10 +125,17 @@ pub(super) async fn deploy(
         "policy": how.policy.map(Policy::graphql),
         "wait": how.wait_for_quota,
     });
-    let data = match api.run(&q, vars).await {
-        Ok(data) => data,
-        Err(err) => return Err(hint_template(api, env, err).await),
-    };
+    api.run(&q, vars).await
+}
+
+/// Prints a deployment just requested (the answer of [`request`]) and, with
+/// `--watch`, follows it to a settled state.
+pub(super) async fn show(
+    api: &Api,
+    data: Value,
+    how: How,
+    out: Output,
+) -> anyhow::Result<ExitCode> {
     let watch = how.watch;
     let d = &data["deploy"];
     let id = s(d, "id");

@@ -102,18 +102,43 @@ pub(super) async fn exec(
     let (mut socket, _) = tokio_tungstenite::connect_async(request)
         .await
         .with_context(|| format!("cannot open the websocket {url}"))?;
+    // With -t on a terminal: its real size, raw mode (keys such as ^C and arrows go to
+    // the container, not to this process) until the session ends, and resizes.
+    let terminal = tty && terminal::stdin_is_terminal();
+    let (cols, rows) = terminal.then(terminal::size).flatten().unwrap_or((80, 24));
     let hello = json!({
-        "token": api.token(), "deployment": id, "cmd": cmd, "tty": tty, "cols": 80, "rows": 24,
+        "token": api.token(), "deployment": id, "cmd": cmd, "tty": tty, "cols": cols, "rows": rows,
     });
     socket.send(Message::text(hello.to_string())).await?;
     if !interactive {
         socket.send(Message::text(r#"{"eof":true}"#)).await?;
     }
+    let _raw = if terminal && interactive {
+        terminal::RawMode::enter()
+    } else {
+        None
+    };
+    let mut resized = if terminal {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()).ok()
+    } else {
+        None
+    };
     let mut stdin = stdin_chunks(interactive);
     let mut stdin_open = interactive;
     let mut stdout = tokio::io::stdout();
     loop {
         tokio::select! {
+            Some(()) = async {
+                match resized.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((cols, rows)) = terminal::size() {
+                    let resize = json!({ "resize": { "cols": cols, "rows": rows } });
+                    socket.send(Message::text(resize.to_string())).await?;
+                }
+            }
             chunk = stdin.recv(), if stdin_open => match chunk {
                 Some(bytes) => socket.send(Message::binary(bytes)).await?,
                 None => {
@@ -143,6 +168,47 @@ pub(super) async fn exec(
                 Some(Err(e)) => return Err(e).context("websocket error"),
                 Some(Ok(_)) => {}
             },
+        }
+    }
+}
+
+/// The local terminal under `exec -t`: is it one, its size, raw mode.
+mod terminal {
+    use std::io::{stdin, stdout};
+
+    use rustix::termios::{self, OptionalActions, Termios};
+
+    pub(super) fn stdin_is_terminal() -> bool {
+        termios::isatty(stdin())
+    }
+
+    /// Columns and rows of the terminal on stdout, else stdin.
+    pub(super) fn size() -> Option<(u16, u16)> {
+        let ws = termios::tcgetwinsize(stdout()).or_else(|_| termios::tcgetwinsize(stdin()));
+        ws.ok()
+            .filter(|ws| ws.ws_col > 0 && ws.ws_row > 0)
+            .map(|ws| (ws.ws_col, ws.ws_row))
+    }
+
+    /// Raw mode on the terminal on stdin while held; the previous settings come back
+    /// on drop (also when the session ends with an error).
+    pub(super) struct RawMode {
+        saved: Termios,
+    }
+
+    impl RawMode {
+        pub(super) fn enter() -> Option<RawMode> {
+            let saved = termios::tcgetattr(stdin()).ok()?;
+            let mut raw = saved.clone();
+            raw.make_raw();
+            termios::tcsetattr(stdin(), OptionalActions::Now, &raw).ok()?;
+            Some(RawMode { saved })
+        }
+    }
+
+    impl Drop for RawMode {
+        fn drop(&mut self) {
+            let _ = termios::tcsetattr(stdin(), OptionalActions::Now, &self.saved);
         }
     }
 }

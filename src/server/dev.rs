@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use dcloud_projections::config::{parse_document, Document, Format};
+use dcloud_projections::config::{self, parse_document, Document, Format};
 use dcloud_projections::{Actor, Command};
 use tracing::info;
 
@@ -71,12 +71,17 @@ pub async fn load_starter(app: &AppState) -> anyhow::Result<bool> {
     if !empty {
         return Ok(false);
     }
+    // The templates' `idle-timeout`s, in the order of their documents.
+    let mut idle = config::idle_timeouts(STARTER_TEMPLATES, Format::Json)
+        .map_err(|e| anyhow::anyhow!("starter templates: {e:?}"))?
+        .into_iter();
     for doc in starter_documents()? {
         let cmd = match doc {
             Document::Catalog(catalog) => Command::UpsertCatalog { catalog },
             Document::Template(spec) => Command::SaveTemplate {
                 name: spec.name.clone(),
                 spec,
+                idle_timeout_ms: idle.next().flatten(),
             },
             other => anyhow::bail!("unexpected starter document {other:?}"),
         };

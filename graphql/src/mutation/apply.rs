@@ -146,6 +146,8 @@ fn plan(ctx: &Context<'_>, doc: Document) -> Result<Planned, ApiError> {
                 Some(Command::SaveTemplate {
                     name: name.clone(),
                     spec,
+                    // Filled in by `apply` from the document's `idle-timeout`.
+                    idle_timeout_ms: None,
                 }),
                 DocumentKind::Template,
                 name,
@@ -217,6 +219,14 @@ pub(crate) async fn apply(
             id,
             action,
         } = plan(ctx, doc).map_err(located)?;
+        let cmd = match cmd {
+            Some(Command::SaveTemplate { name, spec, .. }) => Some(Command::SaveTemplate {
+                name,
+                spec,
+                idle_timeout_ms: idle.get(index).copied().flatten(),
+            }),
+            other => other,
+        };
         if let Some(cmd) = cmd {
             out.events += submit(ctx, cmd).await.map_err(located)?.len();
         }

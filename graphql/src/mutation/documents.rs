@@ -129,14 +129,16 @@ impl DocumentMutation {
         name: Option<String>,
     ) -> Result<TemplateObj> {
         let run = async {
-            let spec = config::parse_template(&document, format.unwrap_or_default().into())
-                .map_err(invalid)?;
+            let format = format.unwrap_or_default().into();
+            let spec = config::parse_template(&document, format).map_err(invalid)?;
+            let idle = config::idle_timeouts(&document, format).map_err(invalid)?;
             let name = name.unwrap_or_else(|| spec.name.clone());
             submit(
                 ctx,
                 Command::SaveTemplate {
                     name: name.clone(),
                     spec,
+                    idle_timeout_ms: idle.first().copied().flatten(),
                 },
             )
             .await?;

@@ -269,6 +269,19 @@ impl TemplateObj {
     async fn spec(&self) -> SpecObj {
         SpecObj(self.0.spec.clone())
     }
+
+    /// The `idle-timeout` environments created from this template start with, in ms
+    /// (null: none).
+    async fn idle_timeout_ms(&self) -> Option<i64> {
+        (self.0.idle_timeout_ms > 0)
+            .then(|| i64::try_from(self.0.idle_timeout_ms).unwrap_or(i64::MAX))
+    }
+
+    /// The same as a document writes it (`"30m"`, `"1h30m"`; null: none).
+    async fn idle_timeout(&self) -> Option<String> {
+        (self.0.idle_timeout_ms > 0)
+            .then(|| dcloud_projections::config::format_idle_timeout(self.0.idle_timeout_ms))
+    }
 }
 
 #[derive(SimpleObject, Clone, Debug)]

@@ -50,6 +50,8 @@ const TEMPLATE_FIELDS: &[&str] = &[
     "creation_time",
     "last_updation_time",
     "config_id",
+    // Read by `idle::idle_timeouts`, beside the spec.
+    "idle-timeout",
 ];
 const LANGUAGE_FIELDS: &[&str] = &["language-name", "libraries"];
 const RESOURCE_FIELDS: &[&str] = &["ram", "cpu", "gpu", "storage"];

@@ -50,14 +50,39 @@ pub fn parse_idle_timeout_ms(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// A timeout as a document writes it: `1h30m`, `45s`, `2d` (the largest units first).
+pub fn format_idle_timeout(ms: u64) -> String {
+    if ms == 0 {
+        return "0".to_string();
+    }
+    let mut out = String::new();
+    let mut rest = ms / 1000;
+    for (unit, secs) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        if rest >= secs {
+            out.push_str(&format!("{}{unit}", rest / secs));
+            rest %= secs;
+        }
+    }
+    if out.is_empty() {
+        // Under a second: not writable in the document's units; round up.
+        out.push_str("1s");
+    }
+    out
+}
+
 /// For each document of `text` (in the order [`super::parse_document`] returns them):
 /// the idle timeout it sets, `None` when it has no `idle-timeout` field.
 pub fn idle_timeouts(text: &str, format: Format) -> Result<Vec<Option<u64>>, Vec<FieldError>> {
     let value = doc::read_text(text, format)?;
     let mut errors = Vec::new();
     let one = |v: &Value, path: &str, errors: &mut Vec<FieldError>| -> Option<u64> {
+        // A template may be wrapped as `{"template": {…}}`.
+        let (v, path) = match v.get("template") {
+            Some(inner) if inner.is_object() => (inner, field_path(path, "template")),
+            _ => (v, path.to_string()),
+        };
         let field = v.get(IDLE_TIMEOUT_FIELD)?;
-        let path = field_path(path, IDLE_TIMEOUT_FIELD);
+        let path = field_path(&path, IDLE_TIMEOUT_FIELD);
         let parsed = match field {
             Value::String(s) => parse_idle_timeout_ms(s),
             Value::Number(n) if n.as_u64() == Some(0) => Ok(0),
@@ -100,6 +125,27 @@ mod tests {
         assert!(parse_idle_timeout_ms("30").is_err());
         assert!(parse_idle_timeout_ms("ten minutes").is_err());
         assert!(parse_idle_timeout_ms("").is_err());
+    }
+
+    #[test]
+    fn formatting_reads_back() {
+        for text in ["30m", "1h30m", "2d", "45s", "1d2h3m4s"] {
+            let ms = parse_idle_timeout_ms(text).unwrap();
+            assert_eq!(format_idle_timeout(ms), text);
+        }
+        assert_eq!(format_idle_timeout(0), "0");
+    }
+
+    #[test]
+    fn a_wrapped_template_has_its_timeout_read() {
+        let text = r#"{"template":{"template-name":"t","idle-timeout":"2h"}}"#;
+        assert_eq!(
+            idle_timeouts(text, Format::Json).unwrap(),
+            vec![Some(7_200_000)]
+        );
+        let bad = r#"{"template":{"template-name":"t","idle-timeout":"later"}}"#;
+        let err = idle_timeouts(bad, Format::Json).unwrap_err();
+        assert_eq!(err[0].path, "template.idle-timeout");
     }
 
     #[test]

@@ -39,7 +39,7 @@ pub use export::{
     export_template,
 };
 pub use extjson::{format_datetime, parse_datetime};
-pub use idle::{idle_timeouts, parse_idle_timeout_ms, IDLE_TIMEOUT_FIELD};
+pub use idle::{format_idle_timeout, idle_timeouts, parse_idle_timeout_ms, IDLE_TIMEOUT_FIELD};
 pub use recipe::{default_base_images, recipe, recipe_for, Recipe};
 pub use references::check_references;
 pub use size::{

@@ -4,6 +4,7 @@
 use dcloud_events::model::EnvironmentSpec;
 use dcloud_events::Event;
 
+use super::sessions::check_idle_timeout;
 use super::{admin_only, not_found, owner_or_admin, user_or_admin, Scratch};
 use crate::command::SpecOverrides;
 use crate::error::DomainError;
@@ -124,6 +125,7 @@ pub(super) fn save_template(
     s: &mut Scratch<'_>,
     name: &str,
     spec: &EnvironmentSpec,
+    idle_timeout_ms: Option<u64>,
 ) -> Result<(), DomainError> {
     admin_only(s.ctx, "saving a template")?;
     if name.is_empty() {
@@ -132,12 +134,22 @@ pub(super) fn save_template(
         ));
     }
     check_references(s, spec)?;
+    if let Some(ms) = idle_timeout_ms {
+        check_idle_timeout(ms)?;
+    }
     let owner = s.ctx.actor.name.clone();
     s.emit(Event::TemplateSaved {
         name: name.to_string(),
         owner,
         spec: spec.clone(),
     });
+    // A save replaces the whole template: no field, no timeout (the fold resets it).
+    if let Some(timeout_ms) = idle_timeout_ms.filter(|ms| *ms > 0) {
+        s.emit(Event::TemplateIdleTimeoutSet {
+            name: name.to_string(),
+            timeout_ms,
+        });
+    }
     Ok(())
 }
 
@@ -169,10 +181,19 @@ pub(super) fn create_from_template(
     let spec = overrides.apply_to(&tpl.spec);
     check_references(s, &spec)?;
     let owner = s.ctx.actor.name.clone();
+    let idle_timeout_ms = tpl.idle_timeout_ms;
     s.emit(Event::EnvironmentCreated {
         env_id: env_id.to_string(),
         owner,
         spec,
     });
+    if idle_timeout_ms > 0 {
+        // The template's timeout, for the environment's first version.
+        s.emit(Event::EnvironmentIdleTimeoutSet {
+            env_id: env_id.to_string(),
+            version: 1,
+            timeout_ms: idle_timeout_ms,
+        });
+    }
     Ok(())
 }

@@ -44,7 +44,11 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
         } => environments::update(&mut s, env_id, *expected_version, spec)?,
         Command::DeactivateEnvironment { env_id } => environments::deactivate(&mut s, env_id)?,
         Command::DeleteEnvironment { env_id } => environments::delete(&mut s, env_id)?,
-        Command::SaveTemplate { name, spec } => environments::save_template(&mut s, name, spec)?,
+        Command::SaveTemplate {
+            name,
+            spec,
+            idle_timeout_ms,
+        } => environments::save_template(&mut s, name, spec, *idle_timeout_ms)?,
         Command::DeleteTemplate { name } => environments::delete_template(&mut s, name)?,
         Command::CreateFromTemplate {
             env_id,

@@ -82,6 +82,18 @@ pub(super) fn end_exec(
     Ok(())
 }
 
+/// An idle timeout is 0 (none) or between [`MIN_IDLE_TIMEOUT_MS`] and
+/// [`MAX_IDLE_TIMEOUT_MS`].
+pub(super) fn check_idle_timeout(timeout_ms: u64) -> Result<(), DomainError> {
+    if timeout_ms != 0 && !(MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(DomainError::Validation(vec![FieldError::new(
+            "idle-timeout",
+            "expected a duration between 1m and 30d, e.g. \"30m\"",
+        )]));
+    }
+    Ok(())
+}
+
 pub(super) fn set_idle_timeout(
     s: &mut Scratch<'_>,
     env_id: &str,
@@ -92,12 +104,7 @@ pub(super) fn set_idle_timeout(
         .environment(env_id)
         .ok_or_else(|| not_found("environment", env_id))?;
     owner_or_admin(s.ctx, &env.owner, &format!("environment {env_id}"))?;
-    if timeout_ms != 0 && !(MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS).contains(&timeout_ms) {
-        return Err(DomainError::Validation(vec![FieldError::new(
-            "idle-timeout",
-            "expected a duration between 1m and 30d, e.g. \"30m\"",
-        )]));
-    }
+    check_idle_timeout(timeout_ms)?;
     s.emit(Event::EnvironmentIdleTimeoutSet {
         env_id: env_id.to_string(),
         version: env.version(),

@@ -161,11 +161,17 @@ impl State {
                     owner: owner.clone(),
                     spec: spec.clone(),
                     saved_ms: t,
+                    idle_timeout_ms: 0,
                 };
                 self.templates.insert(name.clone(), tpl);
             }
             Event::TemplateDeleted { name } => {
                 self.templates.remove(name);
+            }
+            Event::TemplateIdleTimeoutSet { name, timeout_ms } => {
+                if let Some(tpl) = self.templates.get_mut(name) {
+                    tpl.idle_timeout_ms = *timeout_ms;
+                }
             }
             Event::CatalogUpserted { catalog } => {
                 self.catalogs.insert(catalog.os.clone(), catalog.clone());

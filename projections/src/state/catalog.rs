@@ -46,6 +46,8 @@ state_type! {
         pub owner: String,
         pub spec: EnvironmentSpec,
         pub saved_ms: i64,
+        /// The `idle-timeout` environments created from it start with (0: none).
+        pub idle_timeout_ms: u64,
     }
 
     pub struct Service {
