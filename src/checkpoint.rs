@@ -48,6 +48,12 @@ pub struct CheckpointSigner {
 }
 
 impl CheckpointSigner {
+    /// A key for `context` derived from the server key (blake3's key derivation): other
+    /// secrets the server hands out without writing them into the log.
+    pub fn derive_key(&self, context: &str) -> [u8; 32] {
+        blake3::derive_key(context, &self.key.to_bytes())
+    }
+
     /// Reads `DATA/server.key`, or makes it (durably, mode 0600) when absent.
     pub fn load_or_create(data: &Path) -> anyhow::Result<CheckpointSigner> {
         let path = data.join(KEY_FILE);

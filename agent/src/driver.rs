@@ -24,6 +24,9 @@ pub const LABEL_ENVIRONMENT: &str = "dcloud.environment";
 /// shows an image id instead once another build (another agent on the same engine)
 /// moves the tag, so the tag is kept here.
 pub const LABEL_IMAGE: &str = "dcloud.image";
+/// Label carrying a container's readiness check ([`Readiness::label`]): its start is
+/// reported only once the check passes.
+pub const LABEL_READY: &str = "dcloud.ready";
 /// Where datasets appear inside a container: `/datasets/<category>/<db>/<dataset>@<version>`.
 pub const DATASET_MOUNT_ROOT: &str = "/datasets";
 
@@ -53,6 +56,42 @@ pub struct Assignment {
     pub env: BTreeMap<String, String>,
     /// Overrides the image's command.
     pub command: Option<Vec<String>>,
+    /// The declared service's readiness check: the container counts as started only
+    /// once it passes.
+    pub ready: Option<Readiness>,
+}
+
+/// A service's readiness check: a TCP connect to `port` inside the container, or with
+/// `http_path` an HTTP GET answering 2xx or 3xx.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Readiness {
+    pub port: u16,
+    pub http_path: Option<String>,
+}
+
+impl Readiness {
+    /// `tcp:PORT` or `http:PORT:PATH`, as the container's [`LABEL_READY`] label.
+    pub fn label(&self) -> String {
+        match &self.http_path {
+            Some(path) => format!("http:{}:{path}", self.port),
+            None => format!("tcp:{}", self.port),
+        }
+    }
+
+    /// Reads [`Readiness::label`] back.
+    pub fn parse(label: &str) -> Option<Readiness> {
+        if let Some(port) = label.strip_prefix("tcp:") {
+            return Some(Readiness {
+                port: port.parse().ok()?,
+                http_path: None,
+            });
+        }
+        let (port, path) = label.strip_prefix("http:")?.split_once(':')?;
+        Some(Readiness {
+            port: port.parse().ok()?,
+            http_path: Some(path.to_string()),
+        })
+    }
 }
 
 /// What a driver tells the control plane about one deployment. Each maps onto one
@@ -391,6 +430,7 @@ pub(crate) mod tests {
             datasets: vec!["vision/imagenet/train@v2".to_string()],
             env: BTreeMap::from([("DFS_URL".to_string(), "http://10.0.0.5:9000".to_string())]),
             command: None,
+            ready: None,
         }
     }
 

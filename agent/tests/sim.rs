@@ -42,6 +42,7 @@ fn assignment(dep: &str, node: &str, gpus: Vec<String>) -> Assignment {
         datasets: vec![],
         env: BTreeMap::new(),
         command: None,
+        ready: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn assignment(dep: &str, node: &str) -> Assignment {
         datasets: vec![],
         env: BTreeMap::new(),
         command: None,
+        ready: None,
     }
 }
 

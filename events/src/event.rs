@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{
     CandidateScore, ContainerUsage, DatasetCategory, EnvironmentSpec, LibraryCatalog,
-    NodeFingerprint, PlacementPolicy, Quota, RejectCount, Role, ServiceRegistration, Usage,
+    LibraryService, NodeFingerprint, PlacementPolicy, Quota, RejectCount, Role,
+    ServiceRegistration, Usage,
 };
 
 /// Everything that ever happens in DCloud. Past-tense names only.
@@ -334,6 +335,12 @@ pub enum Event {
         name: String,
         timeout_ms: u64,
     },
+    /// The services the libraries of catalog `os` declare (the document's `services`).
+    /// Follows the `CatalogUpserted` it belongs to (an upsert without them clears them).
+    CatalogServicesSet {
+        os: String,
+        services: Vec<LibraryService>,
+    },
 }
 
 impl Event {
@@ -392,6 +399,7 @@ impl Event {
             Event::ContainerOutput { .. } => "ContainerOutput",
             Event::RequestKeyRecorded { .. } => "RequestKeyRecorded",
             Event::TemplateIdleTimeoutSet { .. } => "TemplateIdleTimeoutSet",
+            Event::CatalogServicesSet { .. } => "CatalogServicesSet",
         }
     }
 
@@ -407,6 +415,7 @@ impl Event {
             | TemplateDeleted { name }
             | TemplateIdleTimeoutSet { name, .. } => format!("template:{name}"),
             CatalogUpserted { catalog } => format!("catalog:{}", catalog.os),
+            CatalogServicesSet { os, .. } => format!("catalog:{os}"),
             DatasetsRegistered { category } => format!("dataset:{}", category.category),
             DatasetRemoved { category, .. } => format!("dataset:{category}"),
             ServiceRegistered { service } => format!("service:{}", service.name),
@@ -493,6 +502,7 @@ impl Event {
             | TemplateDeleted { .. }
             | TemplateIdleTimeoutSet { .. }
             | CatalogUpserted { .. }
+            | CatalogServicesSet { .. }
             | DatasetsRegistered { .. }
             | DatasetRemoved { .. }
             | ServiceRegistered { .. }
@@ -537,6 +547,7 @@ impl Event {
             | TemplateDeleted { .. }
             | TemplateIdleTimeoutSet { .. }
             | CatalogUpserted { .. }
+            | CatalogServicesSet { .. }
             | DatasetsRegistered { .. }
             | DatasetRemoved { .. }
             | ServiceRegistered { .. }

@@ -113,6 +113,22 @@ stored! {
         pub libraries: BTreeMap<String, Vec<String>>,
     }
 
+    /// How a library's service starts and is reached (the catalog's `services`): the
+    /// container runs `command`, the service listens on `port` inside it, and it is
+    /// ready when a TCP connect (or, with `http_path`, an HTTP GET answering 2xx/3xx)
+    /// succeeds. With `token_env`, each deployment gets its own token in that variable,
+    /// and only its owner is shown the URL that carries it.
+    pub struct LibraryService {
+        /// The library (of the catalog's specifications) that declares it.
+        pub library: String,
+        pub command: Vec<String>,
+        pub port: u16,
+        pub http_path: Option<String>,
+        pub token_env: Option<String>,
+        /// The path users open (`/tree`); `/` when not declared.
+        pub open_path: String,
+    }
+
     /// The library contract for one os (admin only: it holds shell commands).
     pub struct LibraryCatalog {
         pub os: String,

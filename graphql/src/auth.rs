@@ -254,6 +254,7 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ServiceDeregistered { .. }
         | ServiceExpired { .. } => a.role == Role::User,
         CatalogUpserted { .. }
+        | CatalogServicesSet { .. }
         | TokenCreated { .. }
         | TokenRevoked { .. }
         | TokenCreatedV2 { .. }

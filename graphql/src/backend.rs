@@ -76,6 +76,13 @@ pub trait Backend: Send + Sync + 'static {
     /// 32 fresh random bytes, the secret of a new token.
     fn new_secret(&self) -> [u8; 32];
 
+    /// The secret token of a deployment's service (Jupyter's `token`), derived from a
+    /// server secret so that it is never written into the log. `None`: this backend
+    /// hands out no tokens (services then run without one).
+    fn service_token(&self, _deployment_id: &str) -> Option<String> {
+        None
+    }
+
     /// The settings commands are decided with (the schema reads the default base
     /// images, to give agents the same recipe `decide` hashed).
     fn settings(&self) -> Settings {

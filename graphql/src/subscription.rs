@@ -281,7 +281,9 @@ impl Subscription {
         let clock = backend.clone();
         let interest = Interest::Assignments(node_id.to_string());
         filtered(ctx, backend, from, interest, move |state, env| {
-            tracker.next(state, env, clock.now_ms())
+            let mut item = tracker.next(state, env, clock.now_ms())?;
+            crate::types::assignment::add_service_token(&mut item, &*clock);
+            Some(item)
         })
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use dcloud_events::model::{
-    ContainerUsage, DatasetCategory, EnvironmentSpec, LanguageSpec, LibraryCatalog,
+    ContainerUsage, DatasetCategory, EnvironmentSpec, LanguageSpec, LibraryCatalog, LibraryService,
     NodeFingerprint, PlacementPolicy, PortPublish, Quota, Resources, Role, ServiceRegistration,
     StorageMount, Usage,
 };
@@ -51,6 +51,12 @@ pub enum Command {
     // ── catalogs and services ────────────────────────────────────────────────
     UpsertCatalog {
         catalog: LibraryCatalog,
+    },
+    /// The services the libraries of catalog `os` declare (its document's `services`),
+    /// right after the catalog's `UpsertCatalog`.
+    SetCatalogServices {
+        os: String,
+        services: Vec<LibraryService>,
     },
     RegisterDatasets {
         category: DatasetCategory,

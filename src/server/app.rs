@@ -47,6 +47,9 @@ struct Inner {
     stop: watch::Sender<bool>,
 }
 
+/// The key derivation context of per-deployment service tokens (Jupyter's token).
+const SERVICE_TOKEN_CONTEXT: &str = "dcloud 2026 per-deployment service tokens v1";
+
 impl AppState {
     /// Opens the log in `config.data`, recovers the state, starts the writer, and
     /// creates the first admin token when none exists (returned, and written to
@@ -65,6 +68,8 @@ impl AppState {
         );
         let app = AppState::new(writer, log, config);
         let signer = CheckpointSigner::load_or_create(&config.data)?;
+        app.backend()
+            .set_service_key(signer.derive_key(SERVICE_TOKEN_CONTEXT));
         let path = config
             .checkpoint_file
             .clone()

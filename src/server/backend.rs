@@ -28,6 +28,8 @@ pub struct ServerBackend {
     liveness: Arc<Liveness>,
     sessions: SessionHub,
     usage: Arc<UsageHistory>,
+    /// Derives each deployment's service token (set once the server key is loaded).
+    service_key: std::sync::OnceLock<[u8; 32]>,
 }
 
 impl ServerBackend {
@@ -47,7 +49,13 @@ impl ServerBackend {
             liveness,
             sessions: SessionHub::default(),
             usage: Arc::default(),
+            service_key: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The key service tokens are derived with (the first one set stays).
+    pub fn set_service_key(&self, key: [u8; 32]) {
+        let _ = self.service_key.set(key);
     }
 
     /// The logs and exec relay.
@@ -240,6 +248,12 @@ impl Backend for ServerBackend {
 
     fn settings(&self) -> Settings {
         self.settings.clone()
+    }
+
+    fn service_token(&self, deployment_id: &str) -> Option<String> {
+        let key = self.service_key.get()?;
+        let mac = blake3::keyed_hash(key, deployment_id.as_bytes());
+        Some(hex::encode(&mac.as_bytes()[..16]))
     }
 
     fn checkpoint(&self) -> Option<dcloud_graphql::query::HeadCheckpoint> {

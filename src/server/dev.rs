@@ -75,9 +75,21 @@ pub async fn load_starter(app: &AppState) -> anyhow::Result<bool> {
     let mut idle = config::idle_timeouts(STARTER_TEMPLATES, Format::Json)
         .map_err(|e| anyhow::anyhow!("starter templates: {e:?}"))?
         .into_iter();
+    let mut services = config::catalog_services(STARTER_CATALOG, Format::Json)
+        .map_err(|e| anyhow::anyhow!("starter catalog: {e:?}"))?
+        .into_iter();
     for doc in starter_documents()? {
+        let mut then = None;
         let cmd = match doc {
-            Document::Catalog(catalog) => Command::UpsertCatalog { catalog },
+            Document::Catalog(catalog) => {
+                if let Some(Some(services)) = services.next() {
+                    then = Some(Command::SetCatalogServices {
+                        os: catalog.os.clone(),
+                        services,
+                    });
+                }
+                Command::UpsertCatalog { catalog }
+            }
             Document::Template(spec) => Command::SaveTemplate {
                 name: spec.name.clone(),
                 spec,
@@ -85,10 +97,12 @@ pub async fn load_starter(app: &AppState) -> anyhow::Result<bool> {
             },
             other => anyhow::bail!("unexpected starter document {other:?}"),
         };
-        app.backend()
-            .submit_cmd(cmd, Actor::system(), "dev:starter".into())
-            .await
-            .context("loading the starter catalog and templates")?;
+        for cmd in std::iter::once(cmd).chain(then) {
+            app.backend()
+                .submit_cmd(cmd, Actor::system(), "dev:starter".into())
+                .await
+                .context("loading the starter catalog and templates")?;
+        }
     }
     info!("starter catalog and templates loaded");
     Ok(true)

@@ -76,12 +76,15 @@ pub fn container_body(
         1_000_000, // 1 millicore = 10^6 nano CPUs
     )?;
 
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (LABEL_DEPLOYMENT.to_string(), a.deployment_id.clone()),
         (LABEL_NODE.to_string(), config.node_id.clone()),
         (LABEL_ENVIRONMENT.to_string(), a.env_id.clone()),
         (LABEL_IMAGE.to_string(), a.image_tag.clone()),
     ]);
+    if let Some(ready) = &a.ready {
+        labels.insert(crate::driver::LABEL_READY.to_string(), ready.label());
+    }
 
     // The server sends the DCLOUD_* ids with the assignment; they are added here only
     // when missing, so each variable appears once.

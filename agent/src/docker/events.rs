@@ -154,7 +154,25 @@ impl DockerDriver {
         };
         let mut reports = Vec::new();
         match event {
-            EngineEvent::Started => reports.push((dep, Report::Started)),
+            EngineEvent::Started => {
+                // A declared service counts as started once its check passes.
+                let ready = msg
+                    .actor
+                    .as_ref()
+                    .and_then(|a| a.attributes.as_ref())
+                    .and_then(|at| at.get(crate::driver::LABEL_READY))
+                    .and_then(|label| crate::driver::Readiness::parse(label));
+                match ready {
+                    Some(ready) => super::ready::report_when_ready(
+                        self.docker.clone(),
+                        id.clone(),
+                        dep,
+                        ready,
+                        tx.clone(),
+                    ),
+                    None => reports.push((dep, Report::Started)),
+                }
+            }
             EngineEvent::Oom => {
                 oom_seen.insert(id.clone());
                 // Looked at a little later, off the event loop: when the main process

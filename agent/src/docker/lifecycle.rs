@@ -58,7 +58,7 @@ impl DockerDriver {
                 // Adopted (after a restart, or a re-assignment to this node while it
                 // was away): say so, so that the control plane knows it runs.
                 debug!(deployment = %a.deployment_id, "already running");
-                send(Report::Started).await;
+                self.report_started(a, &name, tx).await;
                 return Ok(());
             }
         }
@@ -94,7 +94,7 @@ impl DockerDriver {
         };
         if running {
             debug!(deployment = %a.deployment_id, container = %id, "already running");
-            send(Report::Started).await;
+            self.report_started(a, &id, tx).await;
             return Ok(());
         }
         self.call("start container", || self.docker.start_container(&id, None))
@@ -104,9 +104,25 @@ impl DockerDriver {
         // order with the container's exit (a short-lived container may die before this
         // call returns). Without one, report it here.
         if self.watchers.load(Ordering::SeqCst) == 0 {
-            send(Report::Started).await;
+            self.report_started(a, &id, tx).await;
         }
         Ok(())
+    }
+
+    /// `Started` now, or for a declared service once its readiness check passes.
+    async fn report_started(&self, a: &Assignment, container: &str, tx: &ReportSender) {
+        match &a.ready {
+            Some(ready) => super::ready::report_when_ready(
+                self.docker.clone(),
+                container.to_string(),
+                a.deployment_id.clone(),
+                ready.clone(),
+                tx.clone(),
+            ),
+            None => {
+                let _ = tx.send((a.deployment_id.clone(), Report::Started)).await;
+            }
+        }
     }
 
     pub(super) async fn inspect(

@@ -6,6 +6,7 @@ mod build;
 mod container;
 mod events;
 mod lifecycle;
+mod ready;
 mod sessions;
 
 use std::collections::HashMap;

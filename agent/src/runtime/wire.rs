@@ -11,14 +11,14 @@ use dcloud_events::model::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::driver::{Assignment, Report};
+use crate::driver::{Assignment, Readiness, Report};
 
 /// The fields of an `Assignment` the agent reads.
 const ASSIGNMENT_FIELDS: &str = "seq kind deploymentId nodeId status run { deploymentId \
 environmentId image dockerfile steps recipeError \
 resources { cpuMillis memoryBytes gpus storageBytes } gpus \
 ports { external internal protocol } storage { target sizeBytes lifecycle } \
-datasets env { name value } }";
+datasets env { name value } service { name command port readyHttpPath } }";
 
 pub const REGISTER_NODE: &str = "mutation($nodeId: ID!, $fingerprint: FingerprintInput!) { \
 registerNode(nodeId: $nodeId, fingerprint: $fingerprint) { id } }";
@@ -105,6 +105,19 @@ pub struct RunSpec {
     pub datasets: Vec<String>,
     #[serde(default)]
     pub env: Vec<EnvJson>,
+    /// The library's service: its command, and the check that makes it ready.
+    #[serde(default)]
+    pub service: Option<ServiceJson>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceJson {
+    pub name: String,
+    pub command: Vec<String>,
+    pub port: u16,
+    #[serde(default)]
+    pub ready_http_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -186,7 +199,11 @@ impl RunSpec {
                 .iter()
                 .map(|e| (e.name.clone(), e.value.clone()))
                 .collect::<BTreeMap<_, _>>(),
-            command: None,
+            command: self.service.as_ref().map(|s| s.command.clone()),
+            ready: self.service.as_ref().map(|s| Readiness {
+                port: s.port,
+                http_path: s.ready_http_path.clone(),
+            }),
         }
     }
 }

@@ -101,6 +101,7 @@ impl World {
             datasets: vec![],
             env: BTreeMap::from([("DFS_URL".to_string(), "http://10.0.0.5:9000".to_string())]),
             command: Some(vec!["sh".into(), "-c".into(), command.into()]),
+            ready: None,
         }
     }
 

@@ -206,6 +206,7 @@ pub(crate) async fn apply(
 ) -> Result<ApplyResult, ApiError> {
     let docs = config::parse_document(document, format.into()).map_err(invalid)?;
     let idle = config::idle_timeouts(document, format.into()).map_err(invalid)?;
+    let services = config::catalog_services(document, format.into()).map_err(invalid)?;
     let many = docs.len() > 1;
     let mut out = ApplyResult {
         documents: Vec::with_capacity(docs.len()),
@@ -228,6 +229,14 @@ pub(crate) async fn apply(
             other => other,
         };
         if let Some(cmd) = cmd {
+            out.events += submit(ctx, cmd).await.map_err(located)?.len();
+        }
+        if let (DocumentKind::Catalog, Some(Some(services))) = (kind, services.get(index)) {
+            // Recorded next to the catalog just written (the catalog type is frozen).
+            let cmd = Command::SetCatalogServices {
+                os: id.clone(),
+                services: services.clone(),
+            };
             out.events += submit(ctx, cmd).await.map_err(located)?.len();
         }
         if let (DocumentKind::Environment, Some(Some(timeout_ms))) = (kind, idle.get(index)) {

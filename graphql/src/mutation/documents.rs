@@ -209,10 +209,18 @@ impl DocumentMutation {
         format: Option<DocumentFormat>,
     ) -> Result<CatalogObj> {
         let run = async {
-            let catalog = config::parse_catalog(&document, format.unwrap_or_default().into())
-                .map_err(invalid)?;
+            let format = format.unwrap_or_default().into();
+            let catalog = config::parse_catalog(&document, format).map_err(invalid)?;
+            let services = config::catalog_services(&document, format).map_err(invalid)?;
             let os = catalog.os.clone();
             submit(ctx, Command::UpsertCatalog { catalog }).await?;
+            if let Some(Some(services)) = services.into_iter().next() {
+                let cmd = Command::SetCatalogServices {
+                    os: os.clone(),
+                    services,
+                };
+                submit(ctx, cmd).await?;
+            }
             live(ctx, |r| {
                 let c = r
                     .state

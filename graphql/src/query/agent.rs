@@ -47,9 +47,13 @@ impl AgentQuery {
                 if r.state.node(&node_id).is_none() {
                     return Err(ApiError::not_found("node", &node_id));
                 }
+                let mut items = current_assignments(r.state, &node_id, &settings, now_ms);
+                for item in &mut items {
+                    crate::types::assignment::add_service_token(item, &**backend);
+                }
                 Ok(NodeAssignments {
                     seq: r.state.last_seq(),
-                    items: current_assignments(r.state, &node_id, &settings, now_ms),
+                    items,
                 })
             })
         };

@@ -60,6 +60,50 @@ pub struct RunSpec {
     pub env: Vec<EnvVar>,
     /// Container labels (`dcloud.deployment`, `dcloud.node`, `dcloud.environment`).
     pub labels: Vec<Label>,
+    /// The service the container runs, when one of its libraries declares one: run
+    /// its command, and report the container running only once it is ready.
+    pub service: Option<RunService>,
+}
+
+/// A library's service, as the agent runs and checks it.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct RunService {
+    /// The library that declares it (`jupyter-notebook`).
+    pub name: String,
+    /// The container's command.
+    pub command: Vec<String>,
+    /// The port it listens on inside the container.
+    pub port: u16,
+    /// Ready when a GET of this path answers 2xx or 3xx; null: when a TCP connect does.
+    pub ready_http_path: Option<String>,
+    /// The variable that carries the deployment's token (already in `env`).
+    pub token_env: Option<String>,
+}
+
+/// The service of a spec: the first of its libraries (in the document's order) whose
+/// catalog declares one.
+pub(crate) fn declared_service<'a>(
+    state: &'a State,
+    spec: &dcloud_events::model::EnvironmentSpec,
+) -> Option<&'a dcloud_events::model::LibraryService> {
+    let services = state.catalog_services.get(&spec.os)?;
+    spec.languages
+        .iter()
+        .flat_map(|l| l.libraries.iter())
+        .find_map(|lib| services.iter().find(|s| &s.library == lib))
+}
+
+/// Puts the deployment's service token into the run spec's environment (the backend
+/// derives it; it is never in the log).
+pub(crate) fn add_service_token(a: &mut Assignment, backend: &dyn crate::Backend) {
+    let Some(run) = a.run.as_mut() else { return };
+    let Some(name) = run.service.as_ref().and_then(|s| s.token_env.clone()) else {
+        return;
+    };
+    if let Some(token) = backend.service_token(&run.deployment_id) {
+        run.env.retain(|v| v.name != name);
+        run.env.push(EnvVar { name, value: token });
+    }
 }
 
 #[derive(SimpleObject, Clone, Debug)]
@@ -178,6 +222,13 @@ pub(crate) fn run_spec(
             label("dcloud.node", node_id),
             label("dcloud.environment", &d.env_id),
         ],
+        service: declared_service(state, spec).map(|s| RunService {
+            name: s.library.clone(),
+            command: s.command.clone(),
+            port: s.port,
+            ready_http_path: s.http_path.clone(),
+            token_env: s.token_env.clone(),
+        }),
     })
 }
 

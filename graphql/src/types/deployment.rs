@@ -68,8 +68,21 @@ pub struct DeploymentEndpoint {
     /// `http://ADDRESS:EXTERNAL/` for a TCP port of a placed deployment whose node has
     /// reported its address; null otherwise.
     pub url: Option<String>,
-    /// The service answers: the deployment is running (its main process is up).
+    /// The deployment is running: its main process is up and, for a declared service,
+    /// its readiness check passed.
     pub ready: bool,
+    /// The URL carries the deployment's service token (shown to its owner and admins
+    /// only; others see the URL without it).
+    pub token_included: bool,
+}
+
+/// What a deployment's endpoints need of its declared service.
+#[derive(Clone, Debug)]
+pub(crate) struct EndpointService {
+    name: String,
+    port: u16,
+    open_path: String,
+    has_token: bool,
 }
 
 /// Something that happened to a deployment without ending it.
@@ -90,6 +103,7 @@ pub struct DeploymentObj {
     pub(crate) node_hostname: Option<String>,
     /// The address of the node it is placed on, while it holds resources there.
     pub(crate) node_address: Option<String>,
+    pub(crate) service: Option<EndpointService>,
 }
 
 impl DeploymentObj {
@@ -106,31 +120,53 @@ impl DeploymentObj {
             .filter(|_| d.status.holds_resources())
             .and_then(|n| state.node(n))
             .and_then(|n| n.address.clone());
+        let service = state.deployment_spec(d).and_then(|spec| {
+            let s = super::assignment::declared_service(state, spec)?;
+            Some(EndpointService {
+                name: s.library.clone(),
+                port: s.port,
+                open_path: s.open_path.clone(),
+                has_token: s.token_env.is_some(),
+            })
+        });
         DeploymentObj {
             d: d.clone(),
             env_name,
             node_hostname,
             node_address,
+            service,
         }
     }
 }
 
-/// The endpoints of `d` when its node is reached at `address`.
-pub fn endpoints(d: &Deployment, address: Option<&str>) -> Vec<DeploymentEndpoint> {
+/// The endpoints of `d` when its node is reached at `address`; the port of its
+/// declared `service` is named after it and opens at its path, with `token` (only
+/// given for callers who may use it).
+pub(crate) fn endpoints(
+    d: &Deployment,
+    address: Option<&str>,
+    service: Option<&EndpointService>,
+    token: Option<&str>,
+) -> Vec<DeploymentEndpoint> {
     let running = d.status == state::DeploymentStatus::Running;
     d.ports
         .iter()
         .map(|p| {
             let tcp = p.protocol == dcloud_events::model::Protocol::Tcp;
+            let service = service.filter(|s| tcp && s.port == p.internal);
+            let path = service.map_or("/", |s| s.open_path.as_str());
+            let token = token.filter(|_| service.is_some_and(|s| s.has_token));
+            let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
             DeploymentEndpoint {
-                name: format!("port-{}", p.internal),
+                name: service.map_or_else(|| format!("port-{}", p.internal), |s| s.name.clone()),
                 protocol: p.protocol.as_str().to_string(),
                 internal_port: p.internal,
                 external_port: p.external,
                 url: address
                     .filter(|_| tcp)
-                    .map(|a| format!("http://{}:{}/", url_host(a), p.external)),
+                    .map(|a| format!("http://{}:{}{path}{query}", url_host(a), p.external)),
                 ready: running,
+                token_included: token.is_some(),
             }
         })
         .collect()
@@ -295,9 +331,25 @@ impl DeploymentObj {
         self.d.container_id.as_deref()
     }
 
-    /// Each published port as users reach it (`http://NODE-ADDRESS:EXTERNAL/`).
-    async fn endpoints(&self) -> Vec<DeploymentEndpoint> {
-        endpoints(&self.d, self.node_address.as_deref())
+    /// Each published port as users reach it (`http://NODE-ADDRESS:EXTERNAL/`); the
+    /// port of a declared service opens at its path, and for the deployment's owner
+    /// and admins carries its token (`?token=…`).
+    async fn endpoints(&self, ctx: &async_graphql::Context<'_>) -> Vec<DeploymentEndpoint> {
+        let token = match (crate::auth::actor(ctx), crate::schema::backend(ctx)) {
+            (Ok(a), Ok(backend))
+                if a.role == dcloud_events::model::Role::Admin
+                    || (a.role == dcloud_events::model::Role::User && a.name == self.d.owner) =>
+            {
+                backend.service_token(&self.d.id)
+            }
+            _ => None,
+        };
+        endpoints(
+            &self.d,
+            self.node_address.as_deref(),
+            self.service.as_ref(),
+            token.as_deref(),
+        )
     }
 
     /// What happened without ending it (OOM kills inside, stale containers removed),

@@ -20,6 +20,8 @@ pub(crate) const CATALOG_FIELDS: &[&str] = &[
     "creation_time",
     "last_updation_time",
     "config_id",
+    // Read by `library_service::catalog_services`, beside the catalog.
+    "services",
 ];
 const LANGUAGE_FIELDS: &[&str] = &["installation-steps", "libraries"];
 

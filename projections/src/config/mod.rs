@@ -18,6 +18,7 @@ mod export;
 mod extjson;
 mod host;
 mod idle;
+mod library_service;
 mod read;
 mod recipe;
 mod references;
@@ -40,6 +41,7 @@ pub use export::{
 };
 pub use extjson::{format_datetime, parse_datetime};
 pub use idle::{format_idle_timeout, idle_timeouts, parse_idle_timeout_ms, IDLE_TIMEOUT_FIELD};
+pub use library_service::{catalog_services, SERVICES_FIELD};
 pub use recipe::{default_base_images, recipe, recipe_for, Recipe};
 pub use references::check_references;
 pub use size::{

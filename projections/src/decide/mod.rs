@@ -56,6 +56,9 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             overrides,
         } => environments::create_from_template(&mut s, env_id, template, overrides)?,
         Command::UpsertCatalog { catalog } => registry::upsert_catalog(&mut s, catalog)?,
+        Command::SetCatalogServices { os, services } => {
+            registry::set_catalog_services(&mut s, os, services)?
+        }
         Command::RegisterDatasets { category } => registry::register_datasets(&mut s, category)?,
         Command::RemoveDataset {
             category,

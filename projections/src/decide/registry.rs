@@ -1,7 +1,9 @@
 //! The library catalogs (admin only: they hold shell commands), the dataset catalog
 //! (admins and the `dfs-server` service), the service registry, and access tokens.
 
-use dcloud_events::model::{DatasetCategory, LibraryCatalog, Role, ServiceRegistration};
+use dcloud_events::model::{
+    DatasetCategory, LibraryCatalog, LibraryService, Role, ServiceRegistration,
+};
 use dcloud_events::Event;
 
 use super::{admin_only, forbidden, not_found, Scratch};
@@ -24,6 +26,37 @@ pub(super) fn upsert_catalog(
     }
     s.emit(Event::CatalogUpserted {
         catalog: catalog.clone(),
+    });
+    Ok(())
+}
+
+/// Services for the libraries of an existing catalog, each naming one of its libraries.
+pub(super) fn set_catalog_services(
+    s: &mut Scratch<'_>,
+    os: &str,
+    services: &[LibraryService],
+) -> Result<(), DomainError> {
+    admin_only(s.ctx, "changing a library catalog")?;
+    let catalog = s
+        .state
+        .catalogs
+        .get(os)
+        .ok_or_else(|| not_found("catalog", os))?;
+    for service in services {
+        let known = catalog
+            .specifications
+            .values()
+            .any(|l| l.libraries.contains_key(&service.library));
+        if !known {
+            return Err(invalid(
+                &format!("services.{}", service.library),
+                "is not a library of this catalog's specifications",
+            ));
+        }
+    }
+    s.emit(Event::CatalogServicesSet {
+        os: os.to_string(),
+        services: services.to_vec(),
     });
     Ok(())
 }

@@ -175,6 +175,12 @@ impl State {
             }
             Event::CatalogUpserted { catalog } => {
                 self.catalogs.insert(catalog.os.clone(), catalog.clone());
+                self.catalog_services.remove(&catalog.os);
+            }
+            Event::CatalogServicesSet { os, services } => {
+                if self.catalogs.contains_key(os) && !services.is_empty() {
+                    self.catalog_services.insert(os.clone(), services.clone());
+                }
             }
             Event::DatasetsRegistered { category } => self.datasets.register(category),
             Event::DatasetRemoved {

@@ -11,7 +11,7 @@ mod snapshot;
 
 use std::collections::BTreeMap;
 
-use dcloud_events::model::{LibraryCatalog, Quota};
+use dcloud_events::model::{LibraryCatalog, LibraryService, Quota};
 use serde::Serialize;
 
 pub use catalog::{
@@ -51,6 +51,8 @@ pub struct State {
     pub templates: BTreeMap<String, Template>,
     /// Library catalog per os.
     pub catalogs: BTreeMap<String, LibraryCatalog>,
+    /// The services the libraries of each os's catalog declare.
+    pub catalog_services: BTreeMap<String, Vec<LibraryService>>,
     pub datasets: DatasetCatalog,
     pub services: BTreeMap<String, Service>,
     pub deployments: BTreeMap<String, Deployment>,

@@ -11,7 +11,8 @@ use super::State;
 const MAGIC: &[u8; 7] = b"DCSTATE";
 /// 2: tokens gained `expires_ms`, the state gained `join_tokens`; deployments gained
 /// `warnings` and `quota_wait`, the state `quotas`. 3: all of these together (earlier
-/// snapshots are skipped and the log replayed). 4: templates gained `idle_timeout_ms`.
+/// snapshots are skipped and the log replayed). 4: templates gained `idle_timeout_ms`,
+/// the state `catalog_services`.
 const FORMAT: u8 = 4;
 const HEADER: usize = 8;
 
