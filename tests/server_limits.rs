@@ -199,3 +199,31 @@ async fn the_field_limit_holds_over_http() {
         r.body
     );
 }
+
+#[tokio::test]
+async fn failed_joins_count_as_failed_authentications_of_the_address() {
+    let f = fixture(Limits {
+        auth_failures_per_minute: 2,
+        ..Limits::default()
+    })
+    .await;
+    let join = "mutation($t: String!, $n: ID!) { joinNode(joinToken: $t, nodeId: $n) { nodeId } }";
+    let bad = json!({ "t": format!("dcj_{}", "0".repeat(64)), "n": "n1" });
+    for _ in 0..2 {
+        let r = post(&f.app, None, join, bad.clone()).await;
+        assert_eq!(r.code(), "FORBIDDEN", "{}", r.body);
+    }
+    let r = post(&f.app, None, join, bad.clone()).await;
+    r.assert_limited("the third bad join token");
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed authentications"),
+        "{}",
+        r.body
+    );
+    // The address is limited for tokens too, as after bad bearer tokens.
+    let r = post(&f.app, Some(&f.admin), "{ me { name } }", json!({})).await;
+    r.assert_limited("a good token from the same address");
+}

@@ -165,7 +165,19 @@ pub(super) async fn post(
             )
         }
     };
-    if has_mutation(&request.query) {
+    // A mutation without a token (`joinNode` with a join token) is an authentication
+    // attempt: it is held to the failed-authentication limit of its address, and a
+    // refused one counts against it; writes with a token are held to their token's.
+    let anonymous_write = matches!(caller, Caller::Anonymous) && has_mutation(&request.query);
+    if anonymous_write {
+        if let Err(ms) = app.guards().auth_failures.check(&key.addr) {
+            let err = ApiError::RateLimited {
+                message: "too many failed authentications from this address".into(),
+                retry_after_ms: ms,
+            };
+            return api_error_response(&err, &request_id.0);
+        }
+    } else if has_mutation(&request.query) {
         if let Err(ms) = app.guards().writes.take(&key.key()) {
             let err = ApiError::RateLimited {
                 message: format!(
@@ -181,7 +193,8 @@ pub(super) async fn post(
         Some(k) => request.data(dcloud_graphql::IdempotencyKey::new(k)),
         None => request,
     };
-    execute(&app, caller, request_id, request).await
+    let failed_auth = anonymous_write.then_some(key.addr.as_str());
+    execute(&app, caller, request_id, request, failed_auth).await
 }
 
 pub(super) async fn get(
@@ -211,14 +224,17 @@ pub(super) async fn get(
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&app, caller, request_id, request).await
+    execute(&app, caller, request_id, request, None).await
 }
 
+/// Runs `request`; with `failed_auth` (the address of an anonymous write), a refusal
+/// (`FORBIDDEN`, `UNAUTHENTICATED`) counts as a failed authentication of that address.
 async fn execute(
     app: &AppState,
     caller: Caller,
     request_id: RequestId,
     request: async_graphql::Request,
+    failed_auth: Option<&str>,
 ) -> Response {
     let actor = match caller {
         Caller::BadToken => return unauthenticated(),
@@ -232,7 +248,22 @@ async fn execute(
     }
     let timeout = app.guards().limits().request_timeout;
     match within(timeout, app.schema().execute(request)).await {
-        Ok(response) => async_graphql_axum::GraphQLResponse::from(response).into_response(),
+        Ok(response) => {
+            if let Some(addr) = failed_auth {
+                let refused = response.errors.iter().any(|e| {
+                    let code = e.extensions.as_ref().and_then(|x| x.get("code"));
+                    matches!(
+                        code,
+                        Some(async_graphql::Value::String(c))
+                            if c == "FORBIDDEN" || c == "UNAUTHENTICATED"
+                    )
+                });
+                if refused {
+                    let _ = app.guards().auth_failures.take(addr);
+                }
+            }
+            async_graphql_axum::GraphQLResponse::from(response).into_response()
+        }
         Err(err) => api_error_response(&err, &id),
     }
 }
