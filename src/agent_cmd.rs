@@ -342,6 +342,8 @@ async fn node_token(
 
 pub fn run(args: AgentArgs, global: &Global) -> anyhow::Result<ExitCode> {
     crate::init_tracing("info");
+    // A simulated fleet holds connections for many nodes.
+    crate::fd_limit::raise_fd_limit();
     let token = match (&global.token, &args.join_token) {
         (Some(t), _) => t.clone(),
         (None, Some(_)) => String::new(),

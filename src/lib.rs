@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 pub mod durable_file;
+pub mod fd_limit;
 pub mod offline;
 pub mod request_keys;
 pub mod storage;

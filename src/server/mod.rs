@@ -137,6 +137,7 @@ pub struct Server {
 /// and serves the router and the timers until [`Server::shutdown`] or a fatal
 /// storage error.
 pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+    crate::fd_limit::raise_fd_limit();
     // Bind first: a taken port must not cost the first start its admin token.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
