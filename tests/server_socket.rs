@@ -220,3 +220,56 @@ async fn server_end_to_end_on_a_socket() {
 const REGISTER: &str = "mutation($id: ID!) { registerNode(nodeId: $id, fingerprint: {
     hostname: \"h\", os: \"ubuntu\", agentVersion: \"t\",
     capacity: { cpuMillis: 4000, memoryBytes: 8000000000, storageBytes: 100000000000 } }) { id } }";
+
+/// Mutations sent over the websocket are held to the token's write limit, as over POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_the_websocket_are_rate_limited() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut c = config(dir.path());
+    // One write a second, bursts of two.
+    c.limits.writes_per_second = 1;
+    let server = start(c).await.expect("server starts");
+    let url = server.url();
+    let admin = server.admin_token.clone().expect("admin token");
+    let mut ws = connect(&url).await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {admin}")}}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "connection_ack");
+    let mut codes = Vec::new();
+    for id in 1..=3 {
+        send(
+            &mut ws,
+            json!({"id": id.to_string(), "type": "subscribe",
+                "payload": {"query": "mutation { retryPending }"}}),
+        )
+        .await;
+        // `next` (data or errors) then `complete`, or `error`.
+        loop {
+            let m = next_json(&mut ws).await;
+            match m["type"].as_str() {
+                Some("next") => {
+                    let code = m["payload"]["errors"][0]["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("OK")
+                        .to_string();
+                    codes.push(code);
+                }
+                Some("error") => {
+                    let code = m["payload"][0]["extensions"]["code"]
+                        .as_str()
+                        .unwrap_or("ERROR")
+                        .to_string();
+                    codes.push(code);
+                    break;
+                }
+                Some("complete") => break,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(codes, ["OK", "OK", "RATE_LIMITED"], "{codes:?}");
+    server.shutdown().await;
+}

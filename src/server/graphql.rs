@@ -308,7 +308,7 @@ pub(super) fn api_error_response(err: &ApiError, request_id: &str) -> Response {
 
 /// Whether the document holds a mutation (unparsable documents are left to the
 /// executor, which reports the syntax error).
-fn has_mutation(query: &str) -> bool {
+pub(super) fn has_mutation(query: &str) -> bool {
     async_graphql::parser::parse_query(query).is_ok_and(|doc| {
         doc.operations
             .iter()

@@ -247,27 +247,26 @@ impl Executor for CountingExecutor {
             .and_then(|d| d.get(&std::any::TypeId::of::<SubscriberKey>()))
             .and_then(|k| k.downcast_ref::<SubscriberKey>())
             .map_or_else(String::new, |k| k.0.clone());
+        // Mutations over the socket are held to the token's write limit, as over POST.
+        if super::graphql::has_mutation(&request.query) {
+            if let Err(ms) = self.guards.writes.take(&key) {
+                let err = ApiError::RateLimited {
+                    message: format!(
+                        "more than {} writes per second for this token",
+                        self.guards.limits().writes_per_second
+                    ),
+                    retry_after_ms: ms,
+                };
+                return error_stream(&err, &request, session_data.as_deref());
+            }
+        }
         let max = self.guards.limits().max_subscriptions_per_token;
         let Some(slot) = self.guards.subscriptions.acquire(&key, max) else {
             let err = ApiError::Overloaded {
                 message: format!("{max} subscriptions are already open for this token"),
                 retry_after_ms: 1000,
             };
-            let id = request
-                .data
-                .get(&std::any::TypeId::of::<RequestId>())
-                .or_else(|| {
-                    session_data
-                        .as_ref()
-                        .and_then(|d| d.get(&std::any::TypeId::of::<RequestId>()))
-                })
-                .and_then(|r| r.downcast_ref::<RequestId>())
-                .map_or_else(|| "-".to_string(), |r| r.0.clone());
-            let e = dcloud_graphql::to_graphql_error(&err, &id);
-            let response = async_graphql::Response::from_errors(vec![
-                e.into_server_error(async_graphql::Pos::default())
-            ]);
-            return futures::stream::once(async move { response }).boxed();
+            return error_stream(&err, &request, session_data.as_deref());
         };
         self.metrics.subscription_opened();
         let guard = OpenGuard(self.metrics.clone());
@@ -279,6 +278,25 @@ impl Executor for CountingExecutor {
             })
             .boxed()
     }
+}
+
+/// One response holding `err` (with the request's id), as a stream.
+fn error_stream(
+    err: &ApiError,
+    request: &async_graphql::Request,
+    session_data: Option<&Data>,
+) -> BoxStream<'static, async_graphql::Response> {
+    let id = request
+        .data
+        .get(&std::any::TypeId::of::<RequestId>())
+        .or_else(|| session_data.and_then(|d| d.get(&std::any::TypeId::of::<RequestId>())))
+        .and_then(|r| r.downcast_ref::<RequestId>())
+        .map_or_else(|| "-".to_string(), |r| r.0.clone());
+    let e = dcloud_graphql::to_graphql_error(err, &id);
+    let response = async_graphql::Response::from_errors(vec![
+        e.into_server_error(async_graphql::Pos::default())
+    ]);
+    futures::stream::once(async move { response }).boxed()
 }
 
 /// Counts one open websocket connection while it lives.
