@@ -259,8 +259,14 @@ pub struct WriterConfig {
     pub settings: Settings,
     /// Store a snapshot of the state every this many events (0: never).
     pub snapshot_every: u64,
+    /// After storing one, keep only the newest this many snapshots (0: keep all).
+    pub keep_snapshots: usize,
     pub clock: Clock,
 }
+
+/// Snapshots kept by default: the newest few cover a restart and recent `at(seq:)`
+/// reads; older points in history are rebuilt from an earlier snapshot or the log.
+pub const DEFAULT_KEEP_SNAPSHOTS: usize = 3;
 
 /// Starts the writer thread over `log`, with `state` already recovered from it.
 pub fn spawn(log: Arc<dyn EventLog>, state: State, config: WriterConfig) -> WriterHandle {
@@ -337,7 +343,7 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig, mut worki
                     since_snapshot += appended;
                     if config.snapshot_every > 0 && since_snapshot >= config.snapshot_every {
                         since_snapshot = 0;
-                        snapshot(h, &working);
+                        snapshot(h, &working, config.keep_snapshots);
                     }
                     None
                 }
@@ -575,10 +581,20 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Stores a snapshot of the working copy, which equals the live state between batches.
-fn snapshot(h: &Shared, state: &State) {
+fn snapshot(h: &Shared, state: &State, keep: usize) {
     let (seq, bytes) = (state.last_seq(), state.to_snapshot_bytes());
     match h.log.save_snapshot(seq, &bytes) {
         Ok(()) => info!(seq, bytes = bytes.len(), "snapshot stored"),
-        Err(e) => warn!(seq, error = %e, "snapshot not stored; the log is still the truth"),
+        Err(e) => {
+            warn!(seq, error = %e, "snapshot not stored; the log is still the truth");
+            return;
+        }
+    }
+    if keep > 0 {
+        match h.log.prune_snapshots(keep) {
+            Ok(0) => {}
+            Ok(n) => info!(removed = n, kept = keep, "older snapshots removed"),
+            Err(e) => warn!(error = %e, "older snapshots not removed"),
+        }
     }
 }

@@ -113,6 +113,7 @@ async fn a_flood_past_the_writer_queue_is_refused_with_overloaded() {
     let config = WriterConfig {
         settings: Settings::default(),
         snapshot_every: 0,
+        keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
         clock: Arc::new(|| 1_700_000_000_000),
     };
     let writer = spawn_writer_with(log, State::new(), config, limits);

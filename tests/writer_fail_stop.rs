@@ -88,6 +88,7 @@ fn fixture() -> Fixture {
     let config = WriterConfig {
         settings: Settings::default(),
         snapshot_every: 0,
+        keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
         clock: system_clock(),
     };
     let writer = dcloud::spawn_writer(log.clone(), State::default(), config);

@@ -46,6 +46,7 @@ fn main() {
         WriterConfig {
             settings: Settings::default(),
             snapshot_every: 0,
+            keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
             clock: system_clock(),
         },
     );

@@ -101,6 +101,7 @@ async fn setup(dir: &std::path::Path, nodes: usize) -> WriterHandle {
     let config = WriterConfig {
         settings: Settings::default(),
         snapshot_every: 0,
+        keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
         clock: system_clock(),
     };
     let writer = dcloud::spawn_writer(log, state, config);

@@ -125,6 +125,7 @@ pub fn writer_load(dir: &Path, seed: u64) -> anyhow::Result<()> {
         let config = WriterConfig {
             settings: Settings::default(),
             snapshot_every: 500,
+            keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
             clock: system_clock(),
         };
         let log: Arc<dyn EventLog> = log;

@@ -269,6 +269,7 @@ pub fn start_writer(dir: &Path, snapshot_every: u64) -> WriterHandle {
     let config = WriterConfig {
         settings: Settings::default(),
         snapshot_every,
+        keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
         clock,
     };
     dcloud::spawn_writer(log, state, config)

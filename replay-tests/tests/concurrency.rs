@@ -18,6 +18,7 @@ async fn a_thousand_concurrent_deploys_against_room_for_five_hundred() {
     let config = WriterConfig {
         settings: Settings::default(),
         snapshot_every: 0,
+        keep_snapshots: dcloud::writer::DEFAULT_KEEP_SNAPSHOTS,
         clock: system_clock(),
     };
     let writer = dcloud::spawn_writer(log, state, config);

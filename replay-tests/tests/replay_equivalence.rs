@@ -88,5 +88,15 @@ proptest! {
         prop_assert_eq!(from_empty.last_seq(), live.1);
         prop_assert_eq!(from_empty.digest(), live.0, "replay from empty differs from live");
         prop_assert_eq!(from_snapshot.digest(), live.0, "snapshot {:?} + tail differs from live", snap);
+        // Only the newest snapshots are kept, and recovery used the newest.
+        let seqs = dcloud::store::open_log(tmp.path()).unwrap().snapshot_seqs().unwrap();
+        let keep = dcloud::writer::DEFAULT_KEEP_SNAPSHOTS;
+        prop_assert!(seqs.len() <= keep, "{} snapshots kept: {:?}", seqs.len(), seqs);
+        // A snapshot is taken once 7 or more events were appended since the last (one
+        // command appends at most a few), so 12 events each leaves room for batches.
+        if live.1 >= 12 * (keep as u64 + 1) {
+            prop_assert_eq!(seqs.len(), keep, "older snapshots were not removed: {:?}", seqs);
+        }
+        prop_assert_eq!(seqs.last().copied(), snap);
     }
 }

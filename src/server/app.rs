@@ -63,6 +63,7 @@ impl AppState {
             WriterConfig {
                 settings: config.settings.clone(),
                 snapshot_every: config.snapshot_every,
+                keep_snapshots: config.keep_snapshots,
                 clock: system_clock(),
             },
         );

@@ -31,6 +31,9 @@ pub struct ServerArgs {
     /// Store a snapshot of the state every N events (0: never) [default: 10000].
     #[arg(long, env = "DCLOUD_SNAPSHOT_EVERY")]
     pub snapshot_every: Option<u64>,
+    /// Keep the newest N snapshots, removing older ones (0: keep all) [default: 3].
+    #[arg(long, env = "DCLOUD_KEEP_SNAPSHOTS")]
+    pub keep_snapshots: Option<usize>,
     /// A node unheard of this long (ms) is lost [default: 15000].
     #[arg(long, env = "DCLOUD_NODE_TTL_MS")]
     pub node_ttl_ms: Option<i64>,
@@ -93,6 +96,7 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub dev_mode: Option<bool>,
     pub snapshot_every: Option<u64>,
+    pub keep_snapshots: Option<usize>,
     pub node_ttl_ms: Option<i64>,
     pub heartbeat_log_interval_ms: Option<i64>,
     pub liveness_tick_ms: Option<u64>,
@@ -144,6 +148,9 @@ impl ServerArgs {
         c.dev_mode = self.dev_mode.or(file.dev_mode).unwrap_or(false);
         if let Some(v) = self.snapshot_every.or(file.snapshot_every) {
             c.snapshot_every = v;
+        }
+        if let Some(v) = self.keep_snapshots.or(file.keep_snapshots) {
+            c.keep_snapshots = v;
         }
         if let Some(v) = self.node_ttl_ms.or(file.node_ttl_ms) {
             anyhow::ensure!(v > 0, "node-ttl-ms must be positive, got {v}");

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub settings: dcloud_projections::Settings,
     /// Store a snapshot of the state every this many events (0: never).
     pub snapshot_every: u64,
+    /// Snapshots kept (the newest; 0: all).
+    pub keep_snapshots: usize,
     /// How often silent nodes are looked for (a node is lost after `settings.node_ttl_ms`).
     pub liveness_tick: Duration,
     /// How often expired services are expired and the pending queue is retried.
@@ -96,6 +98,7 @@ impl ServerConfig {
             dev_mode: false,
             settings: dcloud_projections::Settings::default(),
             snapshot_every: 10_000,
+            keep_snapshots: crate::writer::DEFAULT_KEEP_SNAPSHOTS,
             liveness_tick: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),
             idle_every: Duration::from_secs(30),
