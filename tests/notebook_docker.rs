@@ -32,6 +32,21 @@ fn free_port() -> u16 {
 
 struct Agent(Child);
 
+/// `dcloud agent --driver docker` keeping its node id in `state`.
+fn start_agent(url: &str, admin: &str, state: &std::path::Path) -> Agent {
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_dcloud"))
+            .args(["agent", "--server", url, "--token", admin])
+            .args(["--driver", "docker", "--heartbeat-interval", "500ms"])
+            .args(["--address", "127.0.0.1", "--state-dir"])
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dcloud agent starts"),
+    )
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -57,7 +72,8 @@ fn catalog() -> String {
         "base-image": JUPYTER,
         "init-steps": ["true"],
         "specifications": {"python": {"installation-steps": [],
-            "libraries": {"jupyter-notebook": ["true"], "quitter": ["true"]}}},
+            "libraries": {"jupyter-notebook": ["true"], "quitter": ["true"],
+                "slowpoke": ["true"]}}},
         "services": {
             "jupyter-notebook": {
                 "command": ["jupyter-notebook", "--ip=0.0.0.0", "--port=8888",
@@ -68,7 +84,8 @@ fn catalog() -> String {
             "quitter": {
                 "command": ["sh", "-c", "echo giving up; exit 3"],
                 "port": 9999, "ready": "tcp"
-            }
+            },
+            "slowpoke": {"command": ["sleep", "3600"], "port": 9999, "ready": "tcp"}
         }
     })
     .to_string()
@@ -101,17 +118,8 @@ async fn the_notebook_template_serves_jupyter_at_its_url_for_its_owner() {
     let server = start(config).await.expect("server starts");
     let url = server.url();
     let admin = server.admin_token.clone().expect("admin token");
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_dcloud"))
-            .args(["agent", "--server", &url, "--token", &admin])
-            .args(["--driver", "docker", "--heartbeat-interval", "500ms"])
-            .args(["--address", "127.0.0.1", "--state-dir"])
-            .arg(dir.path().join("agent"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dcloud agent starts"),
-    );
+    let state = dir.path().join("agent");
+    let mut agent = start_agent(&url, &admin, &state);
     let deadline = Instant::now() + Duration::from_secs(60);
     while gql(&url, &admin, "{ counts { nodes } }", json!({})).await["counts"]["nodes"] != json!(1)
     {
@@ -217,11 +225,81 @@ async fn the_notebook_template_serves_jupyter_at_its_url_for_its_owner() {
         "{d}"
     );
 
+    // A service that never gets ready: its container runs, the deployment is not
+    // RUNNING, not even after the agent restarts and its reconcile finds the container
+    // running; once the service listens, it is.
+    let env = gql(
+        &url,
+        &alice,
+        apply,
+        json!({"d": environment("slowpoke", "slowpoke", free_port(), 9999)}),
+    )
+    .await["apply"]["documents"][0]["id"]
+        .as_str()
+        .expect("env id")
+        .to_string();
+    let slow = gql(&url, &alice, deploy, json!({"e": env})).await["deploy"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    wait_for(&url, &admin, &slow, "CREATED").await;
+    let container = containers_of(&slow).trim().to_string();
+    let running = |c: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", c])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim() == "true"
+    };
+    assert!(
+        running(&container),
+        "the container of {slow} is not running"
+    );
+    drop(agent);
+    agent = start_agent(&url, &admin, &state);
+    // The restarted agent has reconciled once it reports its node again.
+    let q = "query($id: ID!) { deployment(id: $id) { nodeId } }";
+    let node = gql(&url, &admin, q, json!({"id": slow})).await["deployment"]["nodeId"].clone();
+    let seen = |v: &Value| v["node"]["lastSeenMs"].as_i64().unwrap_or(0);
+    let q = "query($n: ID!) { node(id: $n) { lastSeenMs } }";
+    let before = seen(&gql(&url, &admin, q, json!({"n": node})).await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen(&gql(&url, &admin, q, json!({"n": node})).await) <= before {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted agent never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, history) = docker_support::status_of(&url, &admin, &slow).await;
+    assert_eq!(status, "CREATED", "{history:?}");
+    assert_eq!(
+        containers_of(&slow).trim(),
+        container,
+        "the container was replaced"
+    );
+    assert!(running(&container), "the container stopped");
+    let listen = Command::new("docker")
+        .args([
+            "exec",
+            "-d",
+            &container,
+            "python3",
+            "-m",
+            "http.server",
+            "9999",
+        ])
+        .status()
+        .expect("docker exec");
+    assert!(listen.success());
+    wait_for(&url, &admin, &slow, "RUNNING").await;
+
     let stop = "mutation($id: ID!) { stop(deploymentId: $id) { status } }";
-    for dep in [&id, &quit] {
+    for dep in [&id, &quit, &slow] {
         gql(&url, &admin, stop, json!({"id": dep})).await;
     }
-    for dep in [&id, &quit] {
+    for dep in [&id, &quit, &slow] {
         wait_for(&url, &admin, dep, "STOPPED").await;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !containers_of(dep).is_empty() {
@@ -229,5 +307,6 @@ async fn the_notebook_template_serves_jupyter_at_its_url_for_its_owner() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    drop(agent);
     server.shutdown().await;
 }

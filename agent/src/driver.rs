@@ -257,6 +257,23 @@ pub trait Driver: Send + Sync {
     /// All containers carrying this node's label, running or not.
     fn list(&self) -> BoxFuture<'_, Result<Vec<Observed>, AgentError>>;
 
+    /// Reports `Started` for the running container `container_id` of `deployment_id`:
+    /// at once, or, with `ready` (a declared service), once the check passes. The one
+    /// way a driver or the reconciler says a container runs. The default reports at
+    /// once (a driver with no processes to check, like the simulated one).
+    fn report_running<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        container_id: &'a str,
+        ready: Option<&'a Readiness>,
+        tx: &'a ReportSender,
+    ) -> BoxFuture<'a, ()> {
+        let _ = (container_id, ready);
+        Box::pin(async move {
+            let _ = tx.send((deployment_id.to_string(), Report::Started)).await;
+        })
+    }
+
     /// Current usage of each running container.
     fn stats(&self) -> BoxFuture<'_, Result<Vec<ContainerUsage>, AgentError>>;
 

@@ -19,7 +19,9 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt};
 use tracing::{info, warn};
 
-use crate::driver::{container_name, Assignment, Driver, Observed, Report, ReportSender};
+use crate::driver::{
+    container_name, Assignment, Driver, Observed, Readiness, Report, ReportSender,
+};
 use crate::error::AgentError;
 
 /// One step towards the assigned state.
@@ -50,6 +52,9 @@ pub enum Action {
     ReportRunning {
         deployment_id: String,
         container_id: String,
+        /// The assignment's readiness check: a declared service is reported running
+        /// only once it passes ([`Driver::report_running`]).
+        ready: Option<Readiness>,
     },
 }
 
@@ -111,6 +116,7 @@ pub fn plan(assigned: &[Assignment], observed: &[Observed]) -> Vec<Action> {
             rest.push(Action::ReportRunning {
                 deployment_id: a.deployment_id.clone(),
                 container_id: keep.container_id.clone(),
+                ready: a.ready.clone(),
             });
         } else if let Some(code) = keep.exit_code {
             rest.push(Action::ReportExited {
@@ -282,9 +288,12 @@ impl Reconciler {
                 Action::ReportRunning {
                     deployment_id,
                     container_id,
+                    ready,
                 } => {
                     if self.reported_running.insert(container_id.clone()) {
-                        let _ = tx.send((deployment_id.clone(), Report::Started)).await;
+                        driver
+                            .report_running(deployment_id, container_id, ready.as_ref(), tx)
+                            .await;
                     }
                 }
             }
@@ -374,7 +383,8 @@ mod tests {
             plan(&assigned, &[obs("d1", "c1", true, None)]),
             vec![Action::ReportRunning {
                 deployment_id: "d1".into(),
-                container_id: "c1".into()
+                container_id: "c1".into(),
+                ready: None
             }]
         );
     }
@@ -466,7 +476,8 @@ mod tests {
                 },
                 Action::ReportRunning {
                     deployment_id: "d1".into(),
-                    container_id: "c2".into()
+                    container_id: "c2".into(),
+                    ready: None
                 }
             ]
         );

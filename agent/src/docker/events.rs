@@ -163,13 +163,10 @@ impl DockerDriver {
                     .and_then(|at| at.get(crate::driver::LABEL_READY))
                     .and_then(|label| crate::driver::Readiness::parse(label));
                 match ready {
-                    Some(ready) => super::ready::report_when_ready(
-                        self.docker.clone(),
-                        id.clone(),
-                        dep,
-                        ready,
-                        tx.clone(),
-                    ),
+                    Some(_) => {
+                        self.report_running_now_or_when_ready(&dep, &id, ready.as_ref(), tx)
+                            .await
+                    }
                     None => reports.push((dep, Report::Started)),
                 }
             }

@@ -19,8 +19,8 @@ use tracing::{debug, info};
 
 use crate::docker::{container_body, status_of, DockerDriver};
 use crate::driver::{
-    container_name, Assignment, Observed, Report, ReportSender, LABEL_DEPLOYMENT, LABEL_IMAGE,
-    LABEL_NODE,
+    container_name, Assignment, Observed, Readiness, Report, ReportSender, LABEL_DEPLOYMENT,
+    LABEL_IMAGE, LABEL_NODE,
 };
 use crate::error::AgentError;
 
@@ -109,18 +109,30 @@ impl DockerDriver {
         Ok(())
     }
 
-    /// `Started` now, or for a declared service once its readiness check passes.
     async fn report_started(&self, a: &Assignment, container: &str, tx: &ReportSender) {
-        match &a.ready {
+        self.report_running_now_or_when_ready(&a.deployment_id, container, a.ready.as_ref(), tx)
+            .await;
+    }
+
+    /// `Started` now, or for a declared service once its readiness check passes (see
+    /// `Driver::report_running`).
+    pub(super) async fn report_running_now_or_when_ready(
+        &self,
+        deployment_id: &str,
+        container: &str,
+        ready: Option<&Readiness>,
+        tx: &ReportSender,
+    ) {
+        match ready {
             Some(ready) => super::ready::report_when_ready(
                 self.docker.clone(),
                 container.to_string(),
-                a.deployment_id.clone(),
+                deployment_id.to_string(),
                 ready.clone(),
                 tx.clone(),
             ),
             None => {
-                let _ = tx.send((a.deployment_id.clone(), Report::Started)).await;
+                let _ = tx.send((deployment_id.to_string(), Report::Started)).await;
             }
         }
     }

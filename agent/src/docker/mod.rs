@@ -266,6 +266,17 @@ impl Driver for DockerDriver {
         self.ensure(assignment, tx).boxed()
     }
 
+    fn report_running<'a>(
+        &'a self,
+        deployment_id: &'a str,
+        container_id: &'a str,
+        ready: Option<&'a crate::driver::Readiness>,
+        tx: &'a ReportSender,
+    ) -> BoxFuture<'a, ()> {
+        self.report_running_now_or_when_ready(deployment_id, container_id, ready, tx)
+            .boxed()
+    }
+
     fn stop<'a>(
         &'a self,
         deployment_id: &'a str,

@@ -17,9 +17,10 @@ use crate::driver::{Readiness, Report, ReportSender};
 const EVERY: Duration = Duration::from_millis(250);
 /// One try's limit.
 const TRY_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a service may take to become ready before a warning is logged (the
-/// checks go on while the container runs).
+/// How long a service may take to become ready before a warning is logged; the checks
+/// go on while the container runs, from then on every [`SLOW_EVERY`].
 const SLOW: Duration = Duration::from_secs(120);
+const SLOW_EVERY: Duration = Duration::from_secs(5);
 
 /// Reports `Started` for `deployment` once `ready` passes on `container`; gives up
 /// silently when the container stops running or is gone.
@@ -58,11 +59,12 @@ pub(super) fn report_when_ready(
                     return;
                 }
             }
-            if !warned && started.elapsed() > SLOW {
+            let slow = started.elapsed() > SLOW;
+            if slow && !warned {
                 warned = true;
                 warn!(%deployment, check = %ready.label(), "service not ready yet");
             }
-            tokio::time::sleep(EVERY).await;
+            tokio::time::sleep(if slow { SLOW_EVERY } else { EVERY }).await;
         }
     });
 }
