@@ -87,7 +87,12 @@ struct Planned {
 }
 
 /// The command one document becomes, as the caller and against the live state.
-fn plan(ctx: &Context<'_>, doc: Document) -> Result<Planned, ApiError> {
+/// `idle_timeout_ms`: the document's `idle-timeout` (read beside the spec).
+fn plan(
+    ctx: &Context<'_>,
+    doc: Document,
+    idle_timeout_ms: Option<u64>,
+) -> Result<Planned, ApiError> {
     let backend = backend(ctx)?;
     let a = actor(ctx)?;
     let state = backend.state();
@@ -146,8 +151,7 @@ fn plan(ctx: &Context<'_>, doc: Document) -> Result<Planned, ApiError> {
                 Some(Command::SaveTemplate {
                     name: name.clone(),
                     spec,
-                    // Filled in by `apply` from the document's `idle-timeout`.
-                    idle_timeout_ms: None,
+                    idle_timeout_ms,
                 }),
                 DocumentKind::Template,
                 name,
@@ -219,15 +223,7 @@ pub(crate) async fn apply(
             kind,
             id,
             action,
-        } = plan(ctx, doc).map_err(located)?;
-        let cmd = match cmd {
-            Some(Command::SaveTemplate { name, spec, .. }) => Some(Command::SaveTemplate {
-                name,
-                spec,
-                idle_timeout_ms: idle.get(index).copied().flatten(),
-            }),
-            other => other,
-        };
+        } = plan(ctx, doc, idle.get(index).copied().flatten()).map_err(located)?;
         if let Some(cmd) = cmd {
             out.events += submit(ctx, cmd).await.map_err(located)?.len();
         }
