@@ -108,6 +108,10 @@ pub struct AgentArgs {
     /// Grace between SIGTERM and SIGKILL when stopping a container.
     #[arg(long, default_value = "10s")]
     pub stop_grace: String,
+    /// How often the storage of running deployments is measured against the sizes
+    /// asked for (`60s`).
+    #[arg(long, default_value = "60s")]
+    pub volume_interval: String,
     /// Join with this join token: each node of the process is given its own agent
     /// token, kept in --state-dir (`node-<id>.token`, mode 0600) and used from then on.
     #[arg(long, env = "DCLOUD_JOIN_TOKEN", hide_env_values = true)]
@@ -156,6 +160,7 @@ impl AgentArgs {
             reserve_storage: "0".into(),
             heartbeat_interval: "5s".into(),
             stop_grace: "10s".into(),
+            volume_interval: "60s".into(),
             join_token: None,
         }
     }
@@ -164,6 +169,7 @@ impl AgentArgs {
         Ok(RuntimeConfig {
             heartbeat_interval: duration("--heartbeat-interval", &self.heartbeat_interval)?,
             grace: duration("--stop-grace", &self.stop_grace)?,
+            volume_interval: duration("--volume-interval", &self.volume_interval)?,
             data_dir: self.data.clone(),
             connection_per_node: self.driver == AgentDriver::Sim
                 && self.sim_connections == SimConnections::PerNode,

@@ -4,8 +4,10 @@
 //! OOM-killed inside a running container leaves the deployment running with its
 //! resources booked; an agent SIGKILLed and restarted after the node TTL converges
 //! (one state, one container, on the node the server names); two agents on one engine
-//! keep their own containers through 30 s of reconciling; stopping everything leaves
-//! no container behind.
+//! keep their own containers through 30 s of reconciling, and so do two clusters'
+//! agents with one node id; a dataset on shared storage is mounted from it on a node
+//! that does not hold it; storage use is measured against its size and shown by
+//! `status`; stopping everything leaves no container behind.
 #![cfg(feature = "docker-tests")]
 
 use std::path::Path;
@@ -108,6 +110,11 @@ impl Drop for Agent {
 /// `dcloud agent --driver docker` with its own state directory (no `--node-id`: the
 /// agent makes its id and keeps it there) and address 127.0.0.1.
 fn start_agent(url: &str, token: &str, state: &Path) -> Agent {
+    start_agent_with(url, token, state, &[])
+}
+
+/// [`start_agent`] with more flags.
+fn start_agent_with(url: &str, token: &str, state: &Path, extra: &[&str]) -> Agent {
     let child = Command::new(env!("CARGO_BIN_EXE_dcloud"))
         .args([
             "agent", "--server", url, "--token", token, "--driver", "docker",
@@ -115,6 +122,7 @@ fn start_agent(url: &str, token: &str, state: &Path) -> Agent {
         .args(["--heartbeat-interval", "500ms", "--address", "127.0.0.1"])
         .arg("--state-dir")
         .arg(state)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -456,5 +464,311 @@ async fn two_agents_on_one_engine_keep_their_own_containers() {
         agent.kill().expect("stop the agent");
         agent.wait().expect("reap the agent");
     }
+    server.shutdown().await;
+}
+
+/// The labels of a deployment's container.
+fn labels_of(container: &str) -> Value {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{json .Config.Labels}}", container])
+        .output()
+        .expect("docker inspect");
+    serde_json::from_slice(&out.stdout).expect("labels")
+}
+
+async fn cluster_id(url: &str, token: &str) -> String {
+    gql(url, token, "{ clusterId }", json!({})).await["clusterId"]
+        .as_str()
+        .expect("the server names its cluster")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_clusters_on_one_engine_with_one_node_id_keep_their_own_containers() {
+    make_sleeper_image();
+    let (dir_a, server_a, url_a, admin_a) = server(None).await;
+    let (dir_b, server_b, url_b, admin_b) = server(None).await;
+    let (cluster_a, cluster_b) = (
+        cluster_id(&url_a, &admin_a).await,
+        cluster_id(&url_b, &admin_b).await,
+    );
+    assert_ne!(cluster_a, cluster_b, "each log names its own cluster");
+    let node = format!("shared-{}", nonce() % 1_000_000);
+    let flags = ["--node-id", node.as_str()];
+    let state_a = dir_a.path().join("agent");
+    let mut agent_a = start_agent_with(&url_a, &admin_a, &state_a, &flags);
+    wait_nodes(&url_a, &admin_a, 1).await;
+    let env_a = environment(&url_a, &admin_a, SLEEPER, "cluster-a", json!({})).await;
+    let dep_a = deploy(&url_a, &admin_a, &env_a).await;
+    wait_for(&url_a, &admin_a, &dep_a, "RUNNING").await;
+    let container_a = containers_of(&dep_a);
+    assert_eq!(container_a.lines().count(), 1, "{container_a}");
+    assert_eq!(
+        labels_of(&container_a)["dcloud.cluster"],
+        cluster_a.as_str()
+    );
+
+    // Cluster B's agent, with the same node id on the same engine, reconciles at
+    // start: cluster A's container is not its own and stays.
+    let state_b = dir_b.path().join("agent");
+    let mut agent_b = start_agent_with(&url_b, &admin_b, &state_b, &flags);
+    wait_nodes(&url_b, &admin_b, 1).await;
+    let env_b = environment(&url_b, &admin_b, SLEEPER, "cluster-b", json!({})).await;
+    let dep_b = deploy(&url_b, &admin_b, &env_b).await;
+    wait_for(&url_b, &admin_b, &dep_b, "RUNNING").await;
+    let container_b = containers_of(&dep_b);
+    assert_eq!(
+        labels_of(&container_b)["dcloud.cluster"],
+        cluster_b.as_str()
+    );
+    assert_eq!(labels_of(&container_b)["dcloud.node"], node.as_str());
+
+    // Each agent restarted (a reconcile at start) leaves the other's container alone.
+    for (agent, url, admin, state) in [
+        (&mut agent_b, &url_b, &admin_b, &state_b),
+        (&mut agent_a, &url_a, &admin_a, &state_a),
+    ] {
+        agent.kill().expect("kill the agent");
+        agent.wait().expect("reap it");
+        *agent = start_agent_with(url, admin, state, &flags);
+    }
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        assert_eq!(containers_of(&dep_a), container_a, "cluster A's container");
+        assert_eq!(containers_of(&dep_b), container_b, "cluster B's container");
+        assert_eq!(
+            deployment(&url_a, &admin_a, &dep_a).await["status"],
+            "RUNNING"
+        );
+        assert_eq!(
+            deployment(&url_b, &admin_b, &dep_b).await["status"],
+            "RUNNING"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Stopping one cluster's deployment removes its container only.
+    stop_all(&url_b, &admin_b, std::slice::from_ref(&dep_b)).await;
+    assert_eq!(containers_of(&dep_a), container_a);
+    stop_all(&url_a, &admin_a, std::slice::from_ref(&dep_a)).await;
+    for agent in [&mut agent_a, &mut agent_b] {
+        agent.kill().expect("stop the agent");
+        agent.wait().expect("reap the agent");
+    }
+    server_a.shutdown().await;
+    server_b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dataset_on_shared_storage_is_mounted_on_a_node_that_does_not_hold_it() {
+    make_sleeper_image();
+    let (dir, server, url, admin) = server(None).await;
+    // The node's own dataset root is empty; the shared store is a folder every node
+    // would mount (here: bound by the engine's local driver).
+    let root = dir.path().join("node-datasets");
+    let shared = dir.path().join("shared/vision");
+    std::fs::create_dir_all(&root).expect("dataset root");
+    std::fs::create_dir_all(shared.join("coco/val@2017")).expect("shared dataset");
+    std::fs::write(shared.join("coco/val@2017/labels.txt"), "cat\ndog\n").expect("data");
+    let state = dir.path().join("agent");
+    let mut agent = start_agent_with(
+        &url,
+        &admin,
+        &state,
+        &["--dataset-root", root.to_str().expect("utf-8")],
+    );
+    wait_nodes(&url, &admin, 1).await;
+
+    let category = |name: &str, shared: Value| {
+        let mut doc = json!({"category-name": name, "db": [{"db-name": "coco",
+            "dataset": [{"dataset-name": "val", "version": "2017"}]}]});
+        if !shared.is_null() {
+            doc["shared-storage"] = shared;
+        }
+        doc
+    };
+    let docs = json!([
+        category(
+            "vision",
+            json!({"type": "none", "o": "bind",
+            "device": shared.to_str().expect("utf-8")})
+        ),
+        category("audio", Value::Null),
+    ]);
+    let q = "mutation($d: String!) { apply(document: $d) { events } }";
+    gql(&url, &admin, q, json!({"d": docs.to_string()})).await;
+    let catalog = gql(
+        &url,
+        &admin,
+        "{ datasets { category sharedStorage { type device } } }",
+        json!({}),
+    )
+    .await;
+    let vision = catalog["datasets"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["category"] == "vision")
+        .expect("vision")
+        .clone();
+    assert_eq!(vision["sharedStorage"]["type"], "none", "{catalog}");
+
+    let dataset = |c: &str| {
+        json!([{"category-name": c, "db": [{"db-name": "coco",
+        "dataset": [{"dataset-name": "val", "version": "2017"}]}]}])
+    };
+    let env = environment(
+        &url,
+        &admin,
+        SLEEPER,
+        "shared-data",
+        json!({"dataset": dataset("vision")}),
+    )
+    .await;
+    let id = deploy(&url, &admin, &env).await;
+    wait_for(&url, &admin, &id, "RUNNING").await;
+    let container = containers_of(&id);
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "cat",
+            "/datasets/vision/coco/val@2017/labels.txt",
+        ])
+        .output()
+        .expect("docker exec");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "cat\ndog\n",
+        "{out:?}"
+    );
+    // Read-only inside the container.
+    let out = Command::new("docker")
+        .args([
+            "exec",
+            &container,
+            "touch",
+            "/datasets/vision/coco/val@2017/x",
+        ])
+        .output()
+        .expect("docker exec");
+    assert!(!out.status.success(), "the dataset is mounted read-only");
+
+    // A category on nodes' disks that no node holds keeps its deployment pending.
+    let local = environment(
+        &url,
+        &admin,
+        SLEEPER,
+        "local-data",
+        json!({"dataset": dataset("audio")}),
+    )
+    .await;
+    let waiting = deploy(&url, &admin, &local).await;
+    let q = "query($id: ID!) { deployment(id: $id) { status pendingReasons { reason } } }";
+    let d = gql(&url, &admin, q, json!({"id": waiting})).await["deployment"].clone();
+    assert_eq!(d["status"], "PENDING", "{d}");
+    assert_eq!(
+        d["pendingReasons"][0]["reason"], "missing dataset audio/coco/val@2017",
+        "{d}"
+    );
+
+    let stop = "mutation($id: ID!) { stop(deploymentId: $id) { status } }";
+    gql(&url, &admin, stop, json!({"id": waiting})).await;
+    stop_all(&url, &admin, std::slice::from_ref(&id)).await;
+    let out = Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", "name=dcloud-ds-"])
+        .output()
+        .expect("docker volume ls");
+    for volume in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", volume])
+            .output();
+    }
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap the agent");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn storage_use_is_watched_against_its_size_and_shown_by_status() {
+    make_sleeper_image();
+    let (dir, server, url, admin) = server(None).await;
+    let state = dir.path().join("agent");
+    let mut agent = start_agent_with(&url, &admin, &state, &["--volume-interval", "1s"]);
+    wait_nodes(&url, &admin, 1).await;
+    let storage =
+        json!({"storage": [{"target": "/data", "size": "64M", "lifecycle": "temporary"}]});
+    let env = environment(&url, &admin, SLEEPER, "watched", storage).await;
+    let id = deploy(&url, &admin, &env).await;
+    wait_for(&url, &admin, &id, "RUNNING").await;
+    let container = containers_of(&id);
+    let write = |mb: u32, name: &str| {
+        let out = Command::new("docker")
+            .args([
+                "exec",
+                &container,
+                "dd",
+                "if=/dev/zero",
+                &format!("of=/data/{name}"),
+                "bs=1M",
+                &format!("count={mb}"),
+            ])
+            .output()
+            .expect("docker exec");
+        assert!(out.status.success(), "{out:?}");
+    };
+    let volumes = || async {
+        let q = "query($id: ID!) { deployment(id: $id) { status volumes { target usedBytes sizeBytes enforced over } } }";
+        gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone()
+    };
+    let wait_used = |at_least: u64| {
+        let volumes = &volumes;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let d = volumes().await;
+                if d["volumes"][0]["usedBytes"]
+                    .as_u64()
+                    .is_some_and(|u| u >= at_least)
+                {
+                    return d;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "usage never reached {at_least}: {d}"
+                );
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    };
+    write(20, "a");
+    let d = wait_used(20 << 20).await;
+    let v = &d["volumes"][0];
+    assert_eq!(v["target"], "/data", "{d}");
+    assert_eq!(v["sizeBytes"], 64u64 << 20, "{d}");
+    // This engine's volumes sit on a filesystem without project quotas: watched.
+    assert_eq!(v["enforced"], false, "{d}");
+    assert_eq!(v["over"], false, "{d}");
+    let status = cli(&url, &admin, &["status", &id]);
+    assert!(
+        status.contains("/data") && status.contains("of 64M") && status.contains("watched"),
+        "{status}"
+    );
+
+    // Past its size: shown as over, and the deployment keeps running.
+    write(60, "b");
+    let d = wait_used(80 << 20).await;
+    assert_eq!(d["volumes"][0]["over"], true, "{d}");
+    assert_eq!(d["status"], "RUNNING", "{d}");
+    let status = cli(&url, &admin, &["status", &id]);
+    assert!(status.contains("OVER"), "{status}");
+    let json_out = cli(&url, &admin, &["status", &id, "--output", "json"]);
+    assert!(
+        json_out.contains("\"usedBytes\"") || json_out.contains("\"used_bytes\""),
+        "{json_out}"
+    );
+
+    stop_all(&url, &admin, std::slice::from_ref(&id)).await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap the agent");
     server.shutdown().await;
 }

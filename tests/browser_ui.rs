@@ -17,7 +17,7 @@ mod support;
 mod webdriver;
 
 use serde_json::json;
-use support::{seed, shots_dir, sign_in, snap, stop_and_confirm, wait_until, SERIAL};
+use support::{graphql, seed, shots_dir, sign_in, snap, stop_and_confirm, wait_until, SERIAL};
 use webdriver::{Driver, Session};
 
 const VALID: &str = "\
@@ -33,6 +33,10 @@ resources:
   cpu: \"0.5\"
   gpu: \"0\"
   storage: 2
+storage:
+  - target: /home/work
+    size: 64M
+    lifecycle: temporary
 ";
 
 const INVALID: &str = "\
@@ -132,6 +136,37 @@ async fn console_deploys_validates_and_audits_in_a_real_browser() {
     // At least two heartbeats: a line, not a dot.
     web.wait_for("#usage-chart circle:nth-of-type(2)", 40).await;
     snap(&web, &shots, "3-deployment.png").await;
+
+    // Storage use, as the node reports it, shows on the page (past its size here).
+    let id = web
+        .exec(
+            "return decodeURIComponent(location.hash.split('/').pop());",
+            json!([]),
+        )
+        .await;
+    let q = "query($id: ID!) { deployment(id: $id) { nodeId } }";
+    let node =
+        graphql(&http, &url, &admin, q, json!({"id": id})).await["deployment"]["nodeId"].clone();
+    let report = "mutation($n: ID!, $d: ID!, $v: [VolumeUsageInput!]!) { \
+        reportVolumeUsage(nodeId: $n, deploymentId: $d, volumes: $v) }";
+    let volumes = json!([{"target": "/home/work", "usedBytes": 80u64 << 20,
+        "sizeBytes": 64u64 << 20, "enforced": false}]);
+    graphql(
+        &http,
+        &url,
+        &admin,
+        report,
+        json!({"n": node, "d": id, "v": volumes}),
+    )
+    .await;
+    let row = web
+        .wait_for("#storage li[data-target='/home/work'][data-over=true]", 15)
+        .await;
+    let text = web.text(&row).await;
+    assert!(
+        text.contains("80 MiB of 64 MiB") && text.contains("over its size"),
+        "{text}"
+    );
 
     web.click(&web.wait_for("a[data-tab=deployments]", 5).await)
         .await;

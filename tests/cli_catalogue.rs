@@ -85,6 +85,13 @@ fn the_repository_examples_apply_as_their_kinds() {
         "{}",
         run.stdout
     );
+    let run = server.admin(&["apply", "-f", &example("datasets.yaml")]);
+    run.ok();
+    assert!(
+        run.stdout.contains("vision") && run.stdout.contains("audio"),
+        "{}",
+        run.stdout
+    );
     let run = server.admin(&["apply", "-f", &example("template.json")]);
     run.ok();
     assert!(

@@ -624,7 +624,7 @@ on(/^\/templates$/, async (view) => {
         (doc) => gql("mutation($d: String!) { saveTemplate(document: $d) { name } }", { d: doc }))) : null);
 });
 on(/^\/catalog$/, async (view) => {
-  const d = await gql("{ catalogs { os baseImage initSteps languages { name installationSteps libraries { name commands } } document } datasets { category dbs { name datasets { name version } } } }");
+  const d = await gql("{ catalogs { os baseImage initSteps languages { name installationSteps libraries { name commands } } document } datasets { category sharedStorage { type device } dbs { name datasets { name version } } } }");
   const admin = hasRole("ADMIN");
   fill(view, h("h2", { text: "Library catalog" }),
     d.catalogs.length ? h("div", {}, d.catalogs.map((c) => h("section", { class: "card", "data-catalog": c.os },
@@ -639,7 +639,9 @@ on(/^\/catalog$/, async (view) => {
           (doc) => gql("mutation($d: String!) { upsertCatalog(document: $d) { os } }", { d: doc })); $("textarea", f).value = pretty(c.document); return f; })()) : null)))
       : h("p", { class: "muted", text: "No catalog yet: deployments cannot build until one exists for their os." }),
     h("section", { class: "card" }, h("h3", { text: "Datasets" }),
-      h("ul", {}, d.datasets.flatMap((c) => c.dbs.flatMap((db) => db.datasets.map((x) => h("li", { class: "mono small", text: c.category + "/" + db.name + "/" + x.name + "@" + x.version }))))),
+      h("ul", { id: "dataset-list" }, d.datasets.flatMap((c) => c.dbs.flatMap((db) => db.datasets.map((x) => h("li", { class: "mono small", "data-shared": c.sharedStorage ? "true" : "false" },
+        c.category + "/" + db.name + "/" + x.name + "@" + x.version,
+        h("span", { class: "muted", text: c.sharedStorage ? " — shared storage (" + c.sharedStorage.type + " " + c.sharedStorage.device + "), every node mounts it" : " — on the nodes that hold it" })))))),
       d.datasets.length ? null : h("p", { class: "muted", text: "None registered." })),
     admin ? h("section", { class: "card" }, h("h3", { text: "Add or replace a catalog (admins)" }),
       docEditor("catalog-new", "Library catalog document (JSON or YAML)", "os: ubuntu", "Save catalog",

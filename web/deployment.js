@@ -6,7 +6,7 @@
 
 const DEP_FULL = `${DEP_ROW} policy requestedSeq nodeAgentId need ${RES} gpus ports { external internal protocol } image imageReady imageCached
   history { seq timeMs status } exitCode containerId failure { step command message }
-  pendingReasons { reason count }
+  pendingReasons { reason count } volumes { target usedBytes sizeBytes enforced over }
   placement { nodeId seq scoreMilli candidates runnersUp { nodeId scoreMilli } rejected { reason count } }`;
 const ENDPOINTS = "endpoints { name protocol internalPort externalPort url ready }";
 const depFields = () => DEP_FULL + (app.features.endpoints ? " " + ENDPOINTS : "");
@@ -77,6 +77,18 @@ function placementCard(dp, hosts) {
       h("dt", { text: "container" }), h("dd", { class: "mono small", text: dp.containerId || "—" })));
 }
 
+// Each storage target's use against its size, as its node last measured it.
+function storageCard(dp) {
+  const mib = (b) => (b / 1048576).toFixed(b < 10485760 ? 1 : 0) + " MiB";
+  const rows = (dp.volumes || []).map((v) => h("li", { "data-target": v.target, "data-over": v.over ? "true" : "false" },
+    h("span", { class: "mono", text: v.target }), " ",
+    v.sizeBytes > 0 ? h("meter", { min: 0, max: v.sizeBytes, high: v.sizeBytes * 0.9, value: Math.min(v.usedBytes, v.sizeBytes), title: mib(v.usedBytes) + " of " + mib(v.sizeBytes) }) : null, " ",
+    mib(v.usedBytes), v.sizeBytes > 0 ? " of " + mib(v.sizeBytes) + (v.enforced ? " (enforced by the engine)" : " (watched, not enforced)") : " (no size given)",
+    v.over ? h("strong", { class: "error", text: " over its size" }) : null));
+  return h("section", { class: "card", "aria-labelledby": "st-h" }, h("h3", { id: "st-h", text: "Storage" }),
+    rows.length ? h("ul", { id: "storage" }, rows) : h("p", { class: "muted", id: "storage-none", text: "No storage measured yet (the node measures it about once a minute while it runs)." }));
+}
+
 function deploymentTop(dp, hosts) {
   return h("div", {},
     h("p", {}, h("a", { href: "#/deployments", text: "← Deployments" })),
@@ -87,6 +99,7 @@ function deploymentTop(dp, hosts) {
       " · owner ", dp.owner, " · policy ", dp.policy.toLowerCase()),
     canWrite() && dp.live && dp.status !== "STOPPING" ? h("div", { class: "actions" }, h("button", { type: "button", class: "danger", id: "dep-stop", text: "Stop", onclick: () => stopDep(dp) })) : null,
     h("section", { class: "card", "aria-labelledby": "ep-h" }, h("h3", { id: "ep-h", text: "Open" }), endpointList(dp)),
+    (dp.volumes || []).length || dp.live ? storageCard(dp) : null,
     h("div", { class: "cols" },
       h("section", { class: "card", "aria-labelledby": "tl-h" }, h("h3", { id: "tl-h", text: "Timeline" }),
         h("ol", { class: "timeline", id: "timeline" }, dp.history.map((e) => h("li", {}, badge(e.status), " ", when(e.timeMs), h("span", { class: "muted small", text: " (event " + e.seq + ")" })))),

@@ -27,6 +27,10 @@ pub const LABEL_IMAGE: &str = "dcloud.image";
 /// Label carrying a container's readiness check ([`Readiness::label`]): its start is
 /// reported only once the check passes.
 pub const LABEL_READY: &str = "dcloud.ready";
+/// Label naming the cluster (the control plane's log) a container or volume belongs
+/// to: an agent touches only what carries its own cluster's id, so the agents of two
+/// clusters on one engine never remove each other's containers, even with one node id.
+pub const LABEL_CLUSTER: &str = "dcloud.cluster";
 /// Where datasets appear inside a container: `/datasets/<category>/<db>/<dataset>@<version>`.
 pub const DATASET_MOUNT_ROOT: &str = "/datasets";
 
@@ -50,8 +54,12 @@ pub struct Assignment {
     pub gpus: Vec<String>,
     pub ports: Vec<PortPublish>,
     pub storage: Vec<StorageMount>,
-    /// Dataset keys `category/db/dataset@version`, mounted read-only.
+    /// Dataset keys `category/db/dataset@version`, mounted read-only from the node's
+    /// dataset root.
     pub datasets: Vec<String>,
+    /// Datasets on shared storage, mounted read-only from it.
+    #[serde(default)]
+    pub shared_datasets: Vec<SharedDataset>,
     /// Environment variables for the container (service endpoints).
     pub env: BTreeMap<String, String>,
     /// Overrides the image's command.
@@ -59,6 +67,56 @@ pub struct Assignment {
     /// The declared service's readiness check: the container counts as started only
     /// once it passes.
     pub ready: Option<Readiness>,
+}
+
+/// A dataset on shared storage: the Docker `local` volume options of its category's
+/// storage (`type`, `device`, `o`); the dataset is the folder `db/dataset@version`
+/// under `device`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedDataset {
+    /// `category/db/dataset@version`.
+    pub key: String,
+    pub fs_type: String,
+    pub device: String,
+    pub options: String,
+}
+
+impl SharedDataset {
+    /// What the volume mounts: the category's device and the dataset's folder under it
+    /// (`:/export/vision` + `coco/val@2017`).
+    pub fn device_path(&self) -> Result<String, String> {
+        let rel = dataset_relative_path(&self.key)?;
+        let mut parts = rel.iter().skip(1).map(|c| c.to_string_lossy().into_owned());
+        let sub = parts.by_ref().collect::<Vec<_>>().join("/");
+        Ok(format!("{}/{sub}", self.device.trim_end_matches('/')))
+    }
+
+    /// The volume's name: `dcloud-ds-` and a hash of what it mounts, so one volume
+    /// serves every container of this dataset on the node.
+    pub fn volume_name(&self) -> Result<String, String> {
+        let device = self.device_path()?;
+        let mut h = blake3::Hasher::new();
+        for part in [
+            self.fs_type.as_str(),
+            device.as_str(),
+            self.options.as_str(),
+        ] {
+            h.update(part.as_bytes());
+            h.update(b"\0");
+        }
+        Ok(format!("dcloud-ds-{}", &h.finalize().to_hex()[..16]))
+    }
+}
+
+/// How full one storage target of a running deployment is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasuredVolume {
+    pub deployment_id: String,
+    /// The mount target inside the container.
+    pub target: String,
+    pub used_bytes: u64,
+    /// The engine holds it to the size asked for.
+    pub enforced: bool,
 }
 
 /// A service's readiness check: a TCP connect to `port` inside the container, or with
@@ -274,6 +332,19 @@ pub trait Driver: Send + Sync {
         })
     }
 
+    /// Tells the driver its cluster's id (from the server, right after registering):
+    /// from then on it labels what it creates with it and sees only what carries it.
+    /// The default ignores it (a driver with no engine shared with others).
+    fn set_cluster(&self, cluster_id: &str) {
+        let _ = cluster_id;
+    }
+
+    /// How full the storage targets of this node's running deployments are. The
+    /// default measures nothing (a driver with no volumes).
+    fn volume_usage(&self) -> BoxFuture<'_, Result<Vec<MeasuredVolume>, AgentError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Current usage of each running container.
     fn stats(&self) -> BoxFuture<'_, Result<Vec<ContainerUsage>, AgentError>>;
 
@@ -330,6 +401,16 @@ impl Assignment {
         for (i, d) in self.datasets.iter().enumerate() {
             dataset_relative_path(d)
                 .map_err(|reason| invalid(&format!("datasets[{i}]"), &reason))?;
+        }
+        for (i, d) in self.shared_datasets.iter().enumerate() {
+            d.device_path()
+                .map_err(|reason| invalid(&format!("shared_datasets[{i}].key"), &reason))?;
+            if d.fs_type.is_empty() || d.device.is_empty() {
+                return Err(invalid(
+                    &format!("shared_datasets[{i}]"),
+                    "needs a type and a device",
+                ));
+            }
         }
         for (i, p) in self.ports.iter().enumerate() {
             if p.external == 0 || p.internal == 0 {
@@ -445,6 +526,7 @@ pub(crate) mod tests {
                 lifecycle: Lifecycle::Persistent,
             }],
             datasets: vec!["vision/imagenet/train@v2".to_string()],
+            shared_datasets: vec![],
             env: BTreeMap::from([("DFS_URL".to_string(), "http://10.0.0.5:9000".to_string())]),
             command: None,
             ready: None,

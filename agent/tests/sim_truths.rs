@@ -40,6 +40,7 @@ fn assignment(dep: &str, node: &str) -> Assignment {
         ports: vec![],
         storage: vec![],
         datasets: vec![],
+        shared_datasets: vec![],
         env: BTreeMap::new(),
         command: None,
         ready: None,

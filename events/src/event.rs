@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{
     CandidateScore, ContainerUsage, DatasetCategory, EnvironmentSpec, LibraryCatalog,
     LibraryService, NodeFingerprint, PlacementPolicy, Quota, RejectCount, Role,
-    ServiceRegistration, Usage,
+    ServiceRegistration, SharedStorage, Usage, VolumeUsage,
 };
 
 /// Everything that ever happens in DCloud. Past-tense names only.
@@ -341,6 +341,26 @@ pub enum Event {
         os: String,
         services: Vec<LibraryService>,
     },
+    /// This log's cluster: written once, by the first server start (or the first
+    /// start after an upgrade). Agents label what they create with it and touch
+    /// nothing labelled with another cluster's id.
+    ClusterCreated {
+        cluster_id: String,
+    },
+    /// Where the datasets of `category` are kept when they are on shared storage
+    /// (`None`: on each node's own disk). Follows the `DatasetsRegistered` it belongs
+    /// to (a registration without it clears it).
+    DatasetStorageSet {
+        category: String,
+        shared: Option<SharedStorage>,
+    },
+    /// How full the storage of deployment `deployment_id` on `node_id` is, recorded
+    /// when it changed by enough to matter (or crossed its size).
+    VolumeUsageReported {
+        deployment_id: String,
+        node_id: String,
+        volumes: Vec<VolumeUsage>,
+    },
 }
 
 impl Event {
@@ -400,6 +420,9 @@ impl Event {
             Event::RequestKeyRecorded { .. } => "RequestKeyRecorded",
             Event::TemplateIdleTimeoutSet { .. } => "TemplateIdleTimeoutSet",
             Event::CatalogServicesSet { .. } => "CatalogServicesSet",
+            Event::ClusterCreated { .. } => "ClusterCreated",
+            Event::DatasetStorageSet { .. } => "DatasetStorageSet",
+            Event::VolumeUsageReported { .. } => "VolumeUsageReported",
         }
     }
 
@@ -460,6 +483,9 @@ impl Event {
             | DeploymentIdleStopped { deployment_id, .. } => format!("deployment:{deployment_id}"),
             EnvironmentIdleTimeoutSet { env_id, .. } => format!("environment:{env_id}"),
             RequestKeyRecorded { key, .. } => format!("request:{key}"),
+            ClusterCreated { cluster_id } => format!("cluster:{cluster_id}"),
+            DatasetStorageSet { category, .. } => format!("dataset:{category}"),
+            VolumeUsageReported { deployment_id, .. } => format!("deployment:{deployment_id}"),
         }
     }
 
@@ -492,7 +518,8 @@ impl Event {
             | ContainerOomWarning { deployment_id, .. }
             | StaleContainerRemoved { deployment_id, .. }
             | DeploymentQuotaWaiting { deployment_id, .. }
-            | ContainerOutput { deployment_id, .. } => Some(deployment_id),
+            | ContainerOutput { deployment_id, .. }
+            | VolumeUsageReported { deployment_id, .. } => Some(deployment_id),
             EnvironmentCreated { .. }
             | EnvironmentUpdated { .. }
             | EnvironmentDeactivated { .. }
@@ -521,7 +548,9 @@ impl Event {
             | JoinTokenCreated { .. }
             | NodeJoined { .. }
             | QuotaSet { .. }
-            | RequestKeyRecorded { .. } => None,
+            | RequestKeyRecorded { .. }
+            | ClusterCreated { .. }
+            | DatasetStorageSet { .. } => None,
         }
     }
 
@@ -584,7 +613,10 @@ impl Event {
             | JoinTokenCreated { .. }
             | NodeJoined { .. }
             | ContainerOutput { .. }
-            | RequestKeyRecorded { .. } => None,
+            | RequestKeyRecorded { .. }
+            | ClusterCreated { .. }
+            | DatasetStorageSet { .. }
+            | VolumeUsageReported { .. } => None,
         }
     }
 

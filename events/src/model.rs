@@ -226,6 +226,32 @@ stored! {
         /// Live deployments at once.
         pub deployments: Option<u32>,
     }
+
+    /// Where the datasets of a category live when they are on storage every node
+    /// reaches (NFS, CIFS, a path mounted on every host): the options of a Docker
+    /// `local` volume (`type`, `device`, `o`). Dataset `db/dataset@version` is the
+    /// folder of that name under the volume's root.
+    pub struct SharedStorage {
+        /// The filesystem type: `nfs`, `nfs4`, `cifs`, or `none` with `o: bind` for a
+        /// folder mounted at the same path on every node.
+        pub fs_type: String,
+        /// What is mounted: `:/export/datasets` for NFS, a host folder for a bind.
+        pub device: String,
+        /// Mount options: `addr=10.0.0.5,ro,nfsvers=4`; `bind` for a bind.
+        pub options: String,
+    }
+
+    /// How full one storage target of a deployment is, as its node measured it.
+    pub struct VolumeUsage {
+        /// The mount target inside the container (`/data`).
+        pub target: String,
+        pub used_bytes: u64,
+        /// The size the environment asked for (0: none given).
+        pub size_bytes: u64,
+        /// Whether the engine holds the volume to `size_bytes` (a filesystem quota);
+        /// otherwise the size is only watched.
+        pub enforced: bool,
+    }
 }
 
 impl Quota {

@@ -217,7 +217,8 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | DeploymentIdleStopped { deployment_id, .. }
         | ContainerOomWarning { deployment_id, .. }
         | DeploymentQuotaWaiting { deployment_id, .. }
-        | ContainerOutput { deployment_id, .. } => deployment(deployment_id),
+        | ContainerOutput { deployment_id, .. }
+        | VolumeUsageReported { deployment_id, .. } => deployment(deployment_id),
         EnvironmentIdleTimeoutSet { env_id, .. } => state
             .environments
             .get(env_id)
@@ -252,8 +253,11 @@ pub(crate) fn can_see_event(a: &Actor, state: &State, event: &Event) -> bool {
         | ServiceRegistered { .. }
         | ServiceRefreshed { .. }
         | ServiceDeregistered { .. }
-        | ServiceExpired { .. } => a.role == Role::User,
-        CatalogUpserted { .. }
+        | ServiceExpired { .. }
+        | ClusterCreated { .. } => a.role == Role::User,
+        // Shared storage's mount options may hold a share's password.
+        DatasetStorageSet { .. }
+        | CatalogUpserted { .. }
         | CatalogServicesSet { .. }
         | TokenCreated { .. }
         | TokenRevoked { .. }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use dcloud_events::model::{
     ContainerUsage, DatasetCategory, EnvironmentSpec, LanguageSpec, LibraryCatalog, LibraryService,
     NodeFingerprint, PlacementPolicy, PortPublish, Quota, Resources, Role, ServiceRegistration,
-    StorageMount, Usage,
+    SharedStorage, StorageMount, Usage, VolumeUsage,
 };
 use dcloud_events::Event;
 
@@ -102,6 +102,22 @@ pub enum Command {
         node_id: String,
         deployment_id: String,
         container_id: String,
+    },
+    /// How full the storage of a deployment on the reporting node is.
+    ReportVolumeUsage {
+        node_id: String,
+        deployment_id: String,
+        volumes: Vec<VolumeUsage>,
+    },
+    /// This log's cluster id, given once (the first server start).
+    CreateCluster {
+        cluster_id: String,
+    },
+    /// Where the datasets of `category` live: shared storage every node reaches, or
+    /// (`None`) each node's own disk. Admin only: the engine mounts what it names.
+    SetDatasetStorage {
+        category: String,
+        shared: Option<SharedStorage>,
     },
     /// The writer's timer names the nodes that missed the TTL.
     MarkNodesLost {

@@ -17,7 +17,7 @@ use dcloud_events::model::{
     CandidateScore, EnvironmentSpec, PlacementPolicy, PortPublish, RejectCount, Resources,
 };
 
-use crate::state::{dataset_keys, need_of, port_key, Node, Recip, Slot, State};
+use crate::state::{dataset_category, dataset_keys, need_of, port_key, Node, Recip, Slot, State};
 
 /// Bonus, in thousandths, for a node holding every requested dataset (pro rata).
 pub const DATASET_BONUS_MILLI: i64 = 200;
@@ -35,13 +35,15 @@ pub struct PlacementRequest<'a> {
     pub os: &'a str,
     /// Labels a node must carry (all of them, same values).
     pub labels: &'a BTreeMap<String, String>,
-    /// Dataset keys (`category/db/dataset@version`): a node must hold every one (the
-    /// agent bind-mounts them from the node's disk).
+    /// Dataset keys (`category/db/dataset@version`) of node-local categories: a node
+    /// must hold every one (the agent bind-mounts them from the node's disk). Datasets
+    /// of categories on shared storage are not here: every node reaches them.
     pub datasets: Vec<String>,
     pub policy: PlacementPolicy,
 }
 
 impl<'a> PlacementRequest<'a> {
+    /// What `spec` needs when every dataset category is node-local.
     pub fn for_spec(spec: &'a EnvironmentSpec, policy: PlacementPolicy) -> Self {
         PlacementRequest {
             need: need_of(spec),
@@ -51,6 +53,17 @@ impl<'a> PlacementRequest<'a> {
             datasets: dataset_keys(spec),
             policy,
         }
+    }
+
+    /// What `spec` needs in `state`: datasets of categories on shared storage are
+    /// asked of no node.
+    pub fn in_state(state: &State, spec: &'a EnvironmentSpec, policy: PlacementPolicy) -> Self {
+        let mut req = Self::for_spec(spec, policy);
+        if !state.dataset_storage.is_empty() {
+            req.datasets
+                .retain(|k| !state.dataset_storage.contains_key(dataset_category(k)));
+        }
+        req
     }
 }
 

@@ -21,6 +21,7 @@ const DETAIL: &str = "history { seq timeMs status }
   need { cpuMillis memoryBytes gpus storageBytes } gpus
   ports { external internal protocol }
   endpoints { name protocol internalPort externalPort url ready } lastOutput
+  volumes { target usedBytes sizeBytes enforced over }
   warnings { seq timeMs kind message }
   placement { nodeId seq scoreMilli candidates runnersUp { nodeId scoreMilli }
     rejected { reason count } }";
@@ -386,6 +387,9 @@ fn print_detail(d: &Value) {
     for e in d["endpoints"].as_array().into_iter().flatten() {
         lines.push(("endpoint", endpoint_text(e)));
     }
+    for v in d["volumes"].as_array().into_iter().flatten() {
+        lines.push(("storage", volume_text(v)));
+    }
     for w in d["warnings"].as_array().into_iter().flatten() {
         let when = format::time_ms(i(w, "timeMs"));
         lines.push(("warning", format!("{when} {}", s(w, "message"))));
@@ -409,6 +413,31 @@ fn print_detail(d: &Value) {
     for line in format::table(&["SEQ", "TIME", "STATUS"], &rows).lines() {
         println!("  {line}");
     }
+}
+
+/// One storage target's use: `/data 20Mi of 64Mi (31%, watched)`, and `OVER ITS SIZE`
+/// when it holds more than was asked for.
+fn volume_text(v: &Value) -> String {
+    let used = format::bytes(i(v, "usedBytes"));
+    let size = i(v, "sizeBytes");
+    if size <= 0 {
+        return format!("{} {used} (no size given)", s(v, "target"));
+    }
+    let how = if v["enforced"].as_bool() == Some(true) {
+        "enforced"
+    } else {
+        "watched"
+    };
+    let mut text = format!(
+        "{} {used} of {} ({}%, {how})",
+        s(v, "target"),
+        format::bytes(size),
+        i(v, "usedBytes") * 100 / size
+    );
+    if v["over"].as_bool() == Some(true) {
+        text.push_str(" OVER ITS SIZE");
+    }
+    text
 }
 
 /// What one update (or one poll) tells about a deployment.

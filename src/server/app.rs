@@ -76,6 +76,7 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| crate::checkpoint::default_path(&config.data));
         let _ = app.inner.checkpoints.set(Checkpoints { signer, path });
+        bootstrap::ensure_cluster_id(&app).await?;
         let token = bootstrap::ensure_admin_token(&app, &config.data).await?;
         Ok((app, token))
     }

@@ -15,6 +15,26 @@ use super::AppState;
 /// The admin token's file inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
+/// Names the cluster when its log has no id yet (the first start, or the first start
+/// after an upgrade): `c-` and 16 random hex digits, recorded as `ClusterCreated`.
+pub(super) async fn ensure_cluster_id(app: &AppState) -> anyhow::Result<String> {
+    if let Some(id) = app.writer().state().cluster_id.clone() {
+        return Ok(id);
+    }
+    let backend = app.backend();
+    let secret = backend.new_secret();
+    let cluster_id = format!("c-{}", hex::encode(&secret[..8]));
+    let cmd = Command::CreateCluster {
+        cluster_id: cluster_id.clone(),
+    };
+    backend
+        .submit_cmd(cmd, Actor::system(), "bootstrap".into())
+        .await
+        .context("naming the cluster")?;
+    info!(%cluster_id, "cluster named");
+    Ok(cluster_id)
+}
+
 /// Creates the admin token when there is none; returns it (the only time it is seen).
 pub(super) async fn ensure_admin_token(
     app: &AppState,

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 
 use bollard::models::{
     ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType, MountVolumeOptions,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    MountVolumeOptionsDriverConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use dcloud_events::model::Lifecycle;
 
 use crate::docker::DockerConfig;
 use crate::driver::{
-    dataset_container_path, dataset_host_path, Assignment, LABEL_DEPLOYMENT, LABEL_ENVIRONMENT,
-    LABEL_IMAGE, LABEL_NODE,
+    dataset_container_path, dataset_host_path, Assignment, LABEL_CLUSTER, LABEL_DEPLOYMENT,
+    LABEL_ENVIRONMENT, LABEL_IMAGE, LABEL_NODE,
 };
 use crate::error::AgentError;
 
@@ -82,6 +82,17 @@ pub fn container_body(
         (LABEL_ENVIRONMENT.to_string(), a.env_id.clone()),
         (LABEL_IMAGE.to_string(), a.image_tag.clone()),
     ]);
+    if let Some(cluster) = &config.cluster_id {
+        labels.insert(LABEL_CLUSTER.to_string(), cluster.clone());
+    }
+    // Labels of the volumes this container makes (persistent and shared-dataset ones).
+    let mut volume_labels = HashMap::from([
+        (LABEL_ENVIRONMENT.to_string(), a.env_id.clone()),
+        (LABEL_NODE.to_string(), config.node_id.clone()),
+    ]);
+    if let Some(cluster) = &config.cluster_id {
+        volume_labels.insert(LABEL_CLUSTER.to_string(), cluster.clone());
+    }
     if let Some(ready) = &a.ready {
         labels.insert(crate::driver::LABEL_READY.to_string(), ready.label());
     }
@@ -117,6 +128,16 @@ pub fn container_body(
 
     let mut mounts = Vec::new();
     for s in &a.storage {
+        // With quota support (xfs with project quotas under the engine's volumes) the
+        // local driver holds the volume to its size; without, the size is watched.
+        let sized =
+            (config.volume_quota && s.size_bytes > 0).then(|| MountVolumeOptionsDriverConfig {
+                name: Some("local".to_string()),
+                options: Some(HashMap::from([(
+                    "size".to_string(),
+                    s.size_bytes.to_string(),
+                )])),
+            });
         mounts.push(match s.lifecycle {
             Lifecycle::Persistent => Mount {
                 target: Some(s.target.clone()),
@@ -124,10 +145,8 @@ pub fn container_body(
                 typ: Some(MountType::VOLUME),
                 read_only: Some(false),
                 volume_options: Some(MountVolumeOptions {
-                    labels: Some(HashMap::from([
-                        (LABEL_ENVIRONMENT.to_string(), a.env_id.clone()),
-                        (LABEL_NODE.to_string(), config.node_id.clone()),
-                    ])),
+                    labels: Some(volume_labels.clone()),
+                    driver_config: sized,
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -136,8 +155,42 @@ pub fn container_body(
                 target: Some(s.target.clone()),
                 typ: Some(MountType::VOLUME),
                 read_only: Some(false),
+                volume_options: sized.map(|d| MountVolumeOptions {
+                    driver_config: Some(d),
+                    ..Default::default()
+                }),
                 ..Default::default()
             },
+        });
+    }
+    for d in &a.shared_datasets {
+        let invalid = |reason: String| AgentError::InvalidAssignment {
+            field: "shared_datasets".to_string(),
+            reason,
+        };
+        let device = d.device_path().map_err(invalid)?;
+        let name = d.volume_name().map_err(invalid)?;
+        let mut options = HashMap::from([
+            ("type".to_string(), d.fs_type.clone()),
+            ("device".to_string(), device),
+        ]);
+        if !d.options.is_empty() {
+            options.insert("o".to_string(), d.options.clone());
+        }
+        mounts.push(Mount {
+            target: Some(dataset_container_path(&d.key)),
+            source: Some(name),
+            typ: Some(MountType::VOLUME),
+            read_only: Some(true),
+            volume_options: Some(MountVolumeOptions {
+                labels: Some(volume_labels.clone()),
+                driver_config: Some(MountVolumeOptionsDriverConfig {
+                    name: Some("local".to_string()),
+                    options: Some(options),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
         });
     }
     for d in &a.datasets {

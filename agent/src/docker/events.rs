@@ -23,7 +23,7 @@ use futures::StreamExt;
 use tracing::{debug, warn};
 
 use crate::docker::{is_transport, DockerDriver};
-use crate::driver::{Report, ReportSender, LABEL_DEPLOYMENT, LABEL_NODE};
+use crate::driver::{Report, ReportSender, LABEL_DEPLOYMENT};
 use crate::error::AgentError;
 
 /// How long after an `oom` event the container is looked at: still running then means
@@ -74,10 +74,7 @@ impl DockerDriver {
         let _watching = Watching(&self.watchers);
         let filters = HashMap::from([
             ("type", vec!["container".to_string()]),
-            (
-                "label",
-                vec![format!("{LABEL_NODE}={}", self.config.node_id)],
-            ),
+            ("label", self.own_filters()),
             (
                 "event",
                 ["start", "die", "oom", "destroy"]
@@ -114,6 +111,10 @@ impl DockerDriver {
                             continue; // replayed after a reconnect: already handled
                         }
                         last_nanos = last_nanos.max(nanos + 1);
+                        // An event's attributes carry the container's labels.
+                        if !self.owns(msg.actor.as_ref().and_then(|a| a.attributes.as_ref())) {
+                            continue;
+                        }
                         for report in self.reports_for(&msg, &mut oom_seen, &tx).await {
                             if tx.send(report).await.is_err() {
                                 return Ok(());

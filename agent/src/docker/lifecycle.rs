@@ -20,7 +20,7 @@ use tracing::{debug, info};
 use crate::docker::{container_body, status_of, DockerDriver};
 use crate::driver::{
     container_name, Assignment, Observed, Readiness, Report, ReportSender, LABEL_DEPLOYMENT,
-    LABEL_IMAGE, LABEL_NODE,
+    LABEL_IMAGE,
 };
 use crate::error::AgentError;
 
@@ -31,7 +31,7 @@ const REPLACE_GRACE: Duration = Duration::from_secs(10);
 
 impl DockerDriver {
     pub(super) async fn ensure(&self, a: &Assignment, tx: &ReportSender) -> Result<(), AgentError> {
-        let body = container_body(a, &self.config)?;
+        let body = container_body(a, &self.current_config())?;
         let send = |r: Report| async move {
             let _ = tx.send((a.deployment_id.clone(), r)).await;
         };
@@ -40,9 +40,7 @@ impl DockerDriver {
         if let Some(c) = &existing {
             let labels = c.config.as_ref().and_then(|c| c.labels.as_ref());
             let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
-            if label(LABEL_NODE) != Some(self.config.node_id.as_str())
-                || label(LABEL_DEPLOYMENT) != Some(a.deployment_id.as_str())
-            {
+            if !self.owns(labels) || label(LABEL_DEPLOYMENT) != Some(a.deployment_id.as_str()) {
                 return Err(AgentError::Engine {
                     op: "create container",
                     status: Some(409),
@@ -189,10 +187,7 @@ impl DockerDriver {
     }
 
     pub(super) async fn list_observed(&self) -> Result<Vec<Observed>, AgentError> {
-        let filters = HashMap::from([(
-            "label",
-            vec![format!("{LABEL_NODE}={}", self.config.node_id)],
-        )]);
+        let filters = HashMap::from([("label", self.own_filters())]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
@@ -204,6 +199,9 @@ impl DockerDriver {
             .await?;
         Ok(list
             .into_iter()
+            // The engine's filter selects by label value; a container of no cluster
+            // (or another) is not ours even when the node label matches.
+            .filter(|c| self.owns(c.labels.as_ref()))
             .map(|c| {
                 let label = |k: &str| c.labels.as_ref().and_then(|l| l.get(k)).cloned();
                 let exited = matches!(

@@ -8,6 +8,7 @@ mod events;
 mod lifecycle;
 mod ready;
 mod sessions;
+mod volumes;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -56,6 +57,12 @@ pub struct DockerConfig {
     pub backoff: Backoff,
     /// The host address published ports bind to (`None`: every interface).
     pub bind_address: Option<String>,
+    /// The cluster whose containers this driver owns ([`crate::driver::LABEL_CLUSTER`]);
+    /// set from the server once the agent registered (`Driver::set_cluster`).
+    pub cluster_id: Option<String>,
+    /// The engine's `local` volumes take a `size` (a filesystem quota): probed at
+    /// connect.
+    pub volume_quota: bool,
 }
 
 impl DockerConfig {
@@ -68,6 +75,8 @@ impl DockerConfig {
             cap_add: DEFAULT_CAP_ADD.iter().map(|c| c.to_string()).collect(),
             backoff: Backoff::default(),
             bind_address: None,
+            cluster_id: None,
+            volume_quota: false,
         }
     }
 }
@@ -110,6 +119,10 @@ pub struct DockerDriver {
     watchers: AtomicUsize,
     /// One build at a time per image tag.
     build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The cluster whose containers this driver owns (see `Driver::set_cluster`).
+    cluster: std::sync::RwLock<Option<String>>,
+    /// Whether the engine's local volumes take a size (probed at connect).
+    volume_quota: bool,
 }
 
 /// `explicit`, else `DOCKER_HOST`, else the default socket.
@@ -149,15 +162,56 @@ impl DockerDriver {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let version = docker.client_version();
-        info!(%host, api = %version, node_id = %config.node_id, "connected to docker");
+        let volume_quota = config.volume_quota || volumes::probe_quota(&docker).await;
+        info!(%host, api = %version, node_id = %config.node_id, volume_quota, "connected to docker");
+        if !volume_quota {
+            info!("the engine's volumes take no size (no filesystem quota under them): storage sizes are watched, not enforced");
+        }
         Ok(DockerDriver {
             docker,
+            cluster: std::sync::RwLock::new(config.cluster_id.clone()),
             config,
             host,
             engine_ok: AtomicBool::new(true),
             watchers: AtomicUsize::new(0),
             build_locks: Mutex::new(HashMap::new()),
+            volume_quota,
         })
+    }
+
+    /// The cluster this driver owns containers of (`None` before it was told).
+    pub fn cluster(&self) -> Option<String> {
+        self.cluster.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The configuration with what was learnt since connecting (cluster, quota).
+    fn current_config(&self) -> DockerConfig {
+        let mut c = self.config.clone();
+        c.cluster_id = self.cluster();
+        c.volume_quota = self.volume_quota;
+        c
+    }
+
+    /// Label filters selecting what this node of this cluster owns.
+    fn own_filters(&self) -> Vec<String> {
+        let mut filters = vec![format!(
+            "{}={}",
+            crate::driver::LABEL_NODE,
+            self.config.node_id
+        )];
+        if let Some(cluster) = self.cluster() {
+            filters.push(format!("{}={cluster}", crate::driver::LABEL_CLUSTER));
+        }
+        filters
+    }
+
+    /// Whether a container with these labels is this node's of this cluster: its node
+    /// label is ours and its cluster label is ours (or both are absent, for a driver
+    /// not told its cluster).
+    fn owns(&self, labels: Option<&HashMap<String, String>>) -> bool {
+        let label = |k: &str| labels.and_then(|l| l.get(k)).cloned();
+        label(crate::driver::LABEL_NODE).as_deref() == Some(self.config.node_id.as_str())
+            && label(crate::driver::LABEL_CLUSTER) == self.cluster()
     }
 
     /// The bollard client (for callers that need an API this driver does not wrap).
@@ -299,6 +353,21 @@ impl Driver for DockerDriver {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<Observed>, AgentError>> {
         self.list_observed().boxed()
+    }
+
+    fn set_cluster(&self, cluster_id: &str) {
+        if let Ok(mut c) = self.cluster.write() {
+            if c.as_deref() != Some(cluster_id) {
+                info!(cluster = %cluster_id, "owning the containers of this cluster only");
+                *c = Some(cluster_id.to_string());
+            }
+        }
+    }
+
+    fn volume_usage(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<crate::driver::MeasuredVolume>, AgentError>> {
+        self.measure_volumes().boxed()
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Vec<ContainerUsage>, AgentError>> {

@@ -225,6 +225,45 @@ impl GqlClient {
             .map(drop)
     }
 
+    /// The server's cluster id (`None` when the server has none yet).
+    pub async fn cluster_id(&self) -> Result<Option<String>, AgentError> {
+        let data = self
+            .request("clusterId", wire::CLUSTER_ID, json!({}))
+            .await?;
+        Ok(data
+            .get("clusterId")
+            .and_then(|v| v.as_str())
+            .map(str::to_string))
+    }
+
+    /// How full a deployment's storage targets are; answers whether it was recorded.
+    pub async fn report_volume_usage(
+        &self,
+        node_id: &str,
+        deployment_id: &str,
+        volumes: &[dcloud_events::model::VolumeUsage],
+    ) -> Result<bool, AgentError> {
+        let volumes: Vec<_> = volumes
+            .iter()
+            .map(|v| {
+                json!({
+                    "target": v.target,
+                    "usedBytes": v.used_bytes,
+                    "sizeBytes": v.size_bytes,
+                    "enforced": v.enforced,
+                })
+            })
+            .collect();
+        let vars = json!({ "nodeId": node_id, "deploymentId": deployment_id, "volumes": volumes });
+        let data = self
+            .request("reportVolumeUsage", wire::REPORT_VOLUME_USAGE, vars)
+            .await?;
+        Ok(data
+            .get("reportVolumeUsage")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false))
+    }
+
     pub async fn node_assignments(&self, node_id: &str) -> Result<Snapshot, AgentError> {
         let data = self
             .request(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dcloud_events::model::{NodeFingerprint, Usage};
+use dcloud_events::model::{NodeFingerprint, Usage, VolumeUsage};
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, Id, JoinSet};
@@ -39,6 +39,8 @@ pub struct RuntimeConfig {
     /// Each node opens its own websocket (as separate real agents do) instead of
     /// sharing the process's one.
     pub connection_per_node: bool,
+    /// How often the storage of running deployments is measured and reported.
+    pub volume_interval: Duration,
 }
 
 impl Default for RuntimeConfig {
@@ -51,6 +53,7 @@ impl Default for RuntimeConfig {
             backoff_max: Duration::from_secs(10),
             data_dir: None,
             connection_per_node: false,
+            volume_interval: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +98,8 @@ impl Drop for AbortOnDrop {
 }
 
 type Images = Arc<Mutex<HashMap<String, String>>>;
+/// Deployment → its storage targets and the size each asked for (0: none).
+type Sizes = Arc<Mutex<HashMap<String, BTreeMap<String, u64>>>>;
 
 /// What a driver task did, for `finish`.
 enum Op {
@@ -110,6 +115,7 @@ struct NodeState {
     driver: Arc<dyn Driver>,
     tx: ReportSender,
     images: Images,
+    sizes: Sizes,
     assigned: BTreeMap<String, Assignment>,
     reconciler: Reconciler,
     seq: SeqTracker,
@@ -131,7 +137,13 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         address,
     } = spec;
     let config = &shared.config;
-    register(&shared, &node_id, &fingerprint, address.as_deref()).await?;
+    let cluster = register(&shared, &node_id, &fingerprint, address.as_deref()).await?;
+    // Before anything touches the engine: from here on the driver sees only what
+    // carries this cluster's label.
+    if let Some(cluster) = &cluster {
+        driver.set_cluster(cluster);
+    }
+    let sizes: Sizes = Arc::default();
 
     let images: Images = Arc::default();
     let (tx, rx) = mpsc::channel(1024);
@@ -158,6 +170,15 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         .abort_handle(),
     );
     background.0.push(
+        tokio::spawn(report_volumes(
+            shared.clone(),
+            node_id.clone(),
+            driver.clone(),
+            sizes.clone(),
+        ))
+        .abort_handle(),
+    );
+    background.0.push(
         tokio::spawn(heartbeats(
             shared.clone(),
             node_id.clone(),
@@ -178,6 +199,7 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         driver,
         tx,
         images,
+        sizes,
         assigned: BTreeMap::new(),
         reconciler: Reconciler::new()
             .with_grace(config.grace)
@@ -220,12 +242,14 @@ fn is_fatal(e: &AgentError) -> bool {
     matches!(e, AgentError::Api { code, .. } if code == "UNAUTHENTICATED" || code == "FORBIDDEN")
 }
 
+/// Registers the node; returns the server's cluster id (`None` from a server too old
+/// to have one).
 async fn register(
     shared: &Shared,
     node_id: &str,
     fingerprint: &NodeFingerprint,
     address: Option<&str>,
-) -> Result<(), AgentError> {
+) -> Result<Option<String>, AgentError> {
     let mut attempt = 0;
     loop {
         let registered = async {
@@ -233,12 +257,12 @@ async fn register(
             if let Some(address) = address {
                 shared.client.report_node_address(node_id, address).await?;
             }
-            Ok::<(), AgentError>(())
+            shared.client.cluster_id().await
         };
         match registered.await {
-            Ok(()) => {
-                info!(%node_id, ?address, "registered");
-                return Ok(());
+            Ok(cluster) => {
+                info!(%node_id, ?address, ?cluster, "registered");
+                return Ok(cluster);
             }
             Err(e) if e.is_transient() => {
                 attempt += 1;
@@ -264,7 +288,7 @@ async fn session(
         Err(AgentError::Api { code, .. }) if code == "NOT_FOUND" => {
             // The server does not know this node (any more): register again.
             return match register(shared, &st.node_id, fingerprint, address).await {
-                Ok(()) => AgentError::Protocol {
+                Ok(_) => AgentError::Protocol {
                     op: "nodeAssignments",
                     message: "node was unknown; registered again".to_string(),
                 },
@@ -371,6 +395,10 @@ impl NodeState {
         if let Ok(mut images) = self.images.lock() {
             images.insert(a.deployment_id.clone(), a.image_tag.clone());
         }
+        if let Ok(mut sizes) = self.sizes.lock() {
+            let targets = a.storage.iter().map(|s| (s.target.clone(), s.size_bytes));
+            sizes.insert(a.deployment_id.clone(), targets.collect());
+        }
         self.assigned.insert(a.deployment_id.clone(), a.clone());
         Some(a)
     }
@@ -466,6 +494,69 @@ impl NodeState {
                 }
             }
             Err(e) => warn!(node_id = %self.node_id, error = %e, "reconcile failed; will retry"),
+        }
+    }
+}
+
+/// Measures the storage of this node's running deployments every
+/// `volume_interval` and reports each deployment's when it changed (the server records
+/// it only when it moved by enough to matter).
+async fn report_volumes(
+    shared: Arc<Shared>,
+    node_id: String,
+    driver: Arc<dyn Driver>,
+    sizes: Sizes,
+) {
+    let mut sent: HashMap<String, Vec<VolumeUsage>> = HashMap::new();
+    let mut tick = tokio::time::interval(shared.config.volume_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let measured = match driver.volume_usage().await {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(%node_id, error = %e, "cannot measure volumes this round");
+                continue;
+            }
+        };
+        let mut by_deployment: BTreeMap<String, Vec<VolumeUsage>> = BTreeMap::new();
+        for m in measured {
+            let size_bytes = sizes
+                .lock()
+                .ok()
+                .and_then(|s| {
+                    s.get(&m.deployment_id)
+                        .and_then(|t| t.get(&m.target).copied())
+                })
+                .unwrap_or(0);
+            by_deployment
+                .entry(m.deployment_id)
+                .or_default()
+                .push(VolumeUsage {
+                    target: m.target,
+                    used_bytes: m.used_bytes,
+                    size_bytes,
+                    enforced: m.enforced && size_bytes > 0,
+                });
+        }
+        sent.retain(|d, _| by_deployment.contains_key(d));
+        for (deployment_id, mut volumes) in by_deployment {
+            volumes.sort_by(|a, b| a.target.cmp(&b.target));
+            if sent.get(&deployment_id) == Some(&volumes) {
+                continue;
+            }
+            match shared
+                .client
+                .report_volume_usage(&node_id, &deployment_id, &volumes)
+                .await
+            {
+                Ok(_) => {
+                    sent.insert(deployment_id, volumes);
+                }
+                Err(e) => {
+                    debug!(%node_id, deployment = %deployment_id, error = %e, "volume usage not reported")
+                }
+            }
         }
     }
 }

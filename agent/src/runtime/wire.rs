@@ -11,17 +11,24 @@ use dcloud_events::model::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::driver::{Assignment, Readiness, Report};
+use crate::driver::{Assignment, Readiness, Report, SharedDataset};
 
 /// The fields of an `Assignment` the agent reads.
 const ASSIGNMENT_FIELDS: &str = "seq kind deploymentId nodeId status run { deploymentId \
 environmentId image dockerfile steps recipeError \
 resources { cpuMillis memoryBytes gpus storageBytes } gpus \
 ports { external internal protocol } storage { target sizeBytes lifecycle } \
-datasets env { name value } service { name command port readyHttpPath } }";
+datasets sharedDatasets { key fsType device options } env { name value } \
+service { name command port readyHttpPath } }";
 
 pub const REGISTER_NODE: &str = "mutation($nodeId: ID!, $fingerprint: FingerprintInput!) { \
 registerNode(nodeId: $nodeId, fingerprint: $fingerprint) { id } }";
+
+pub const CLUSTER_ID: &str = "query { clusterId }";
+
+pub const REPORT_VOLUME_USAGE: &str = "mutation($nodeId: ID!, $deploymentId: ID!, \
+$volumes: [VolumeUsageInput!]!) { \
+reportVolumeUsage(nodeId: $nodeId, deploymentId: $deploymentId, volumes: $volumes) }";
 
 pub const HEARTBEAT: &str = "mutation($nodeId: ID!, $usage: UsageInput!, \
 $containers: [ContainerUsageInput!]!, $engineOk: Boolean!) { \
@@ -104,6 +111,8 @@ pub struct RunSpec {
     #[serde(default)]
     pub datasets: Vec<String>,
     #[serde(default)]
+    pub shared_datasets: Vec<SharedDatasetJson>,
+    #[serde(default)]
     pub env: Vec<EnvJson>,
     /// The library's service: its command, and the check that makes it ready.
     #[serde(default)]
@@ -142,6 +151,15 @@ pub struct StorageJson {
     pub target: String,
     pub size_bytes: u64,
     pub lifecycle: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedDatasetJson {
+    pub key: String,
+    pub fs_type: String,
+    pub device: String,
+    pub options: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -194,6 +212,16 @@ impl RunSpec {
                 })
                 .collect(),
             datasets: self.datasets.clone(),
+            shared_datasets: self
+                .shared_datasets
+                .iter()
+                .map(|d| SharedDataset {
+                    key: d.key.clone(),
+                    fs_type: d.fs_type.clone(),
+                    device: d.device.clone(),
+                    options: d.options.clone(),
+                })
+                .collect(),
             env: self
                 .env
                 .iter()

@@ -99,6 +99,7 @@ impl World {
             ports: vec![],
             storage: vec![],
             datasets: vec![],
+            shared_datasets: vec![],
             env: BTreeMap::from([("DFS_URL".to_string(), "http://10.0.0.5:9000".to_string())]),
             command: Some(vec!["sh".into(), "-c".into(), command.into()]),
             ready: None,

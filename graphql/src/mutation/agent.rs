@@ -4,7 +4,9 @@
 use async_graphql::{Context, Object, Result, SimpleObject, ID};
 use dcloud_projections::{Command, DomainError};
 
-use super::inputs::{ContainerUsageInput, FingerprintInput, ReportInput, UsageInput};
+use super::inputs::{
+    ContainerUsageInput, FingerprintInput, ReportInput, UsageInput, VolumeUsageInput,
+};
 use super::submit;
 use crate::error::{ApiError, Gql};
 use crate::query::live;
@@ -76,6 +78,28 @@ impl AgentMutation {
                 node_id: node_id.to_string(),
                 deployment_id: deployment_id.to_string(),
                 container_id,
+            };
+            let events = submit(ctx, cmd).await?;
+            Ok(!events.is_empty())
+        };
+        run.await.gql(ctx)
+    }
+
+    /// How full a deployment's storage targets are on this node. Recorded only when
+    /// a target moved by enough to matter (5% of its size, or 64 MiB without one) or
+    /// crossed its size; answers whether it was recorded.
+    async fn report_volume_usage(
+        &self,
+        ctx: &Context<'_>,
+        node_id: ID,
+        deployment_id: ID,
+        volumes: Vec<VolumeUsageInput>,
+    ) -> Result<bool> {
+        let run = async {
+            let cmd = Command::ReportVolumeUsage {
+                node_id: node_id.to_string(),
+                deployment_id: deployment_id.to_string(),
+                volumes: volumes.into_iter().map(Into::into).collect(),
             };
             let events = submit(ctx, cmd).await?;
             Ok(!events.is_empty())

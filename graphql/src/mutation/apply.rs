@@ -197,6 +197,23 @@ fn plan(
     })
 }
 
+/// Puts `category` on shared storage (or back on nodes' disks) and, when that changed
+/// anything, retries the pending queue: deployments waiting for its datasets may now
+/// fit anywhere. Returns how many events were written.
+pub(crate) async fn set_dataset_storage(
+    ctx: &Context<'_>,
+    category: String,
+    shared: Option<dcloud_events::model::SharedStorage>,
+) -> Result<usize, ApiError> {
+    let events = submit(ctx, Command::SetDatasetStorage { category, shared })
+        .await?
+        .len();
+    if events > 0 {
+        return Ok(events + submit(ctx, Command::RetryPending).await?.len());
+    }
+    Ok(events)
+}
+
 fn env_version(ctx: &Context<'_>, id: &str) -> Option<u32> {
     let backend = backend(ctx).ok()?;
     let state = backend.state();
@@ -211,6 +228,7 @@ pub(crate) async fn apply(
     let docs = config::parse_document(document, format.into()).map_err(invalid)?;
     let idle = config::idle_timeouts(document, format.into()).map_err(invalid)?;
     let services = config::catalog_services(document, format.into()).map_err(invalid)?;
+    let storage = config::dataset_storage(document, format.into()).map_err(invalid)?;
     let many = docs.len() > 1;
     let mut out = ApplyResult {
         documents: Vec::with_capacity(docs.len()),
@@ -234,6 +252,12 @@ pub(crate) async fn apply(
                 services: services.clone(),
             };
             out.events += submit(ctx, cmd).await.map_err(located)?.len();
+        }
+        if let (DocumentKind::Datasets, Some(Some(shared))) = (kind, storage.get(index)) {
+            // Recorded next to the category just registered (its type is frozen).
+            out.events += set_dataset_storage(ctx, id.clone(), shared.clone())
+                .await
+                .map_err(located)?;
         }
         if let (DocumentKind::Environment, Some(Some(timeout_ms))) = (kind, idle.get(index)) {
             // Recorded next to the version just written (the spec type is frozen).

@@ -242,11 +242,15 @@ impl DocumentMutation {
         format: Option<DocumentFormat>,
     ) -> Result<Vec<DatasetCategory>> {
         let run = async {
-            let category =
-                config::parse_dataset_category(&document, format.unwrap_or_default().into())
-                    .map_err(invalid)?;
+            let format = format.unwrap_or_default().into();
+            let category = config::parse_dataset_category(&document, format).map_err(invalid)?;
+            let storage = config::dataset_storage(&document, format).map_err(invalid)?;
+            let name = category.category.clone();
             submit(ctx, Command::RegisterDatasets { category }).await?;
-            live(ctx, |r| Ok(dataset_catalog(&r.state.datasets)))
+            if let Some(Some(shared)) = storage.into_iter().next() {
+                super::apply::set_dataset_storage(ctx, name, shared).await?;
+            }
+            live(ctx, |r| Ok(dataset_catalog(r.state)))
         };
         run.await.gql(ctx)
     }

@@ -132,6 +132,29 @@ pub struct ContainerUsageInput {
     pub usage: UsageInput,
 }
 
+/// How full one storage target of a deployment is, as its node measured it.
+#[derive(InputObject, Clone, Debug)]
+pub struct VolumeUsageInput {
+    /// The mount target inside the container (`/data`).
+    pub target: String,
+    pub used_bytes: u64,
+    /// The size asked for (0: none).
+    pub size_bytes: u64,
+    /// The engine holds the volume to its size (a filesystem quota).
+    pub enforced: bool,
+}
+
+impl From<VolumeUsageInput> for dcloud_events::model::VolumeUsage {
+    fn from(v: VolumeUsageInput) -> Self {
+        dcloud_events::model::VolumeUsage {
+            target: v.target,
+            used_bytes: v.used_bytes,
+            size_bytes: v.size_bytes,
+            enforced: v.enforced,
+        }
+    }
+}
+
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ReportKind {
     /// Needs `image`, `steps`.

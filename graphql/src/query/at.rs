@@ -123,7 +123,7 @@ impl StateAt {
     }
 
     async fn datasets(&self) -> Vec<DatasetCategory> {
-        dataset_catalog(&self.state.datasets)
+        dataset_catalog(&self.state)
     }
 
     #[graphql(complexity = "first.map_or(100, |n| n.max(0) as usize) * child_complexity")]

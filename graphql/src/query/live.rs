@@ -182,7 +182,7 @@ impl LiveQuery {
     async fn datasets(&self, ctx: &Context<'_>) -> Result<Vec<DatasetCategory>> {
         live(ctx, |r| {
             require_not_agent(r.actor, "the dataset catalog")?;
-            Ok(dataset_catalog(&r.state.datasets))
+            Ok(dataset_catalog(r.state))
         })
         .gql(ctx)
     }
@@ -204,6 +204,13 @@ impl LiveQuery {
             r.deployments(&filter, order_by, after, offset, first)
         })
         .gql(ctx)
+    }
+
+    /// This cluster's id (every role): agents label what they create with it and
+    /// touch nothing labelled with another's. Null only before the server first
+    /// started on this log.
+    async fn cluster_id(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        live(ctx, |r| Ok(r.state.cluster_id.clone())).gql(ctx)
     }
 
     /// Node and deployment totals for the Cluster page, and the sequence number they

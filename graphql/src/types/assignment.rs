@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use async_graphql::{Enum, SimpleObject};
 use dcloud_events::{Envelope, Event};
 use dcloud_projections::config::recipe_for;
-use dcloud_projections::state::{dataset_keys, Deployment};
+use dcloud_projections::state::{dataset_category, dataset_keys, Deployment};
 use dcloud_projections::{Settings, State};
 
 use super::common::{DeploymentStatus, Label, Resources};
@@ -54,8 +54,11 @@ pub struct RunSpec {
     pub gpus: Vec<String>,
     pub ports: Vec<PortPublish>,
     pub storage: Vec<StorageMount>,
-    /// Dataset keys (`category/db/dataset@version`) to mount read-only.
+    /// Dataset keys (`category/db/dataset@version`) to mount read-only from the
+    /// node's dataset root.
     pub datasets: Vec<String>,
+    /// Datasets on shared storage, to mount read-only from it.
+    pub shared_datasets: Vec<SharedDataset>,
     /// Registered service endpoints and the deployment's own ids.
     pub env: Vec<EnvVar>,
     /// Container labels (`dcloud.deployment`, `dcloud.node`, `dcloud.environment`).
@@ -63,6 +66,19 @@ pub struct RunSpec {
     /// The service the container runs, when one of its libraries declares one: run
     /// its command, and report the container running only once it is ready.
     pub service: Option<RunService>,
+}
+
+/// A dataset on shared storage: mount the `local` volume these options describe and
+/// take the folder `db/dataset@version` of it.
+#[derive(SimpleObject, Clone, Debug, PartialEq, Eq)]
+pub struct SharedDataset {
+    /// `category/db/dataset@version`.
+    pub key: String,
+    /// The volume's `type` (`nfs`, `nfs4`, `cifs`, `none`).
+    pub fs_type: String,
+    pub device: String,
+    /// The volume's `o`.
+    pub options: String,
 }
 
 /// A library's service, as the agent runs and checks it.
@@ -215,7 +231,22 @@ pub(crate) fn run_spec(
         gpus: d.gpus.clone(),
         ports: spec.ports.iter().map(Into::into).collect(),
         storage: spec.storage.iter().map(Into::into).collect(),
-        datasets: dataset_keys(spec),
+        datasets: dataset_keys(spec)
+            .into_iter()
+            .filter(|k| !state.dataset_storage.contains_key(dataset_category(k)))
+            .collect(),
+        shared_datasets: dataset_keys(spec)
+            .into_iter()
+            .filter_map(|key| {
+                let shared = state.dataset_storage.get(dataset_category(&key))?;
+                Some(SharedDataset {
+                    key,
+                    fs_type: shared.fs_type.clone(),
+                    device: shared.device.clone(),
+                    options: shared.options.clone(),
+                })
+            })
+            .collect(),
         env: container_env(state, d, node_id, now_ms),
         labels: vec![
             label("dcloud.deployment", &d.id),

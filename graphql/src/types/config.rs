@@ -66,6 +66,28 @@ pub struct DatasetDb {
 pub struct DatasetCategory {
     pub category: String,
     pub dbs: Vec<DatasetDb>,
+    /// Where its datasets are when every node reaches them (`shared-storage`); null:
+    /// on the disk of the nodes that hold them.
+    pub shared_storage: Option<SharedStorage>,
+}
+
+/// Shared storage a category's datasets are on. Its mount options are not shown (a
+/// CIFS share's may hold a password).
+#[derive(SimpleObject, Clone, Debug)]
+pub struct SharedStorage {
+    /// `nfs`, `nfs4`, `cifs`, or `none` (a host folder bound on every node).
+    #[graphql(name = "type")]
+    pub fs_type: String,
+    pub device: String,
+}
+
+impl From<&model::SharedStorage> for SharedStorage {
+    fn from(s: &model::SharedStorage) -> Self {
+        SharedStorage {
+            fs_type: s.fs_type.clone(),
+            device: s.device.clone(),
+        }
+    }
 }
 
 impl From<&model::DatasetCategory> for DatasetCategory {
@@ -87,16 +109,20 @@ impl From<&model::DatasetCategory> for DatasetCategory {
                         .collect(),
                 })
                 .collect(),
+            shared_storage: None,
         }
     }
 }
 
 /// The dataset catalog as a list of categories, each dataset version on its own.
-pub(crate) fn dataset_catalog(c: &state::DatasetCatalog) -> Vec<DatasetCategory> {
-    c.categories
+pub(crate) fn dataset_catalog(state: &state::State) -> Vec<DatasetCategory> {
+    state
+        .datasets
+        .categories
         .iter()
         .map(|(category, dbs)| DatasetCategory {
             category: category.clone(),
+            shared_storage: state.dataset_storage.get(category).map(Into::into),
             dbs: dbs
                 .iter()
                 .map(|(db, sets)| DatasetDb {

@@ -7,6 +7,33 @@ use dcloud_projections::state::{self, Deployment};
 use super::common::{CandidateScore, DeploymentStatus, PlacementPolicy, RejectCount, Resources};
 use super::config::PortPublish;
 
+/// One storage target's use against its size.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct VolumeUsage {
+    /// The mount target inside the container.
+    pub target: String,
+    pub used_bytes: u64,
+    /// The size asked for (`storage[].size`); 0 when none was given.
+    pub size_bytes: u64,
+    /// The engine holds the volume to its size (a filesystem quota); otherwise the
+    /// size is only watched and `over` says when it is passed.
+    pub enforced: bool,
+    /// More is used than the size asked for.
+    pub over: bool,
+}
+
+impl From<&dcloud_events::model::VolumeUsage> for VolumeUsage {
+    fn from(v: &dcloud_events::model::VolumeUsage) -> Self {
+        VolumeUsage {
+            target: v.target.clone(),
+            used_bytes: v.used_bytes,
+            size_bytes: v.size_bytes,
+            enforced: v.enforced,
+            over: v.size_bytes > 0 && v.used_bytes > v.size_bytes,
+        }
+    }
+}
+
 /// One status change, with the sequence number and time of the event that caused it.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct StatusEntry {
@@ -329,6 +356,12 @@ impl DeploymentObj {
 
     async fn container_id(&self) -> Option<&str> {
         self.d.container_id.as_deref()
+    }
+
+    /// How full each storage target is, as its node last measured it (empty until
+    /// the first measure, about a minute after it starts).
+    async fn volumes(&self) -> Vec<VolumeUsage> {
+        self.d.volumes.iter().map(Into::into).collect()
     }
 
     /// Each published port as users reach it (`http://NODE-ADDRESS:EXTERNAL/`); the

@@ -9,7 +9,8 @@ use super::rules::check_text;
 
 const CATEGORY_FIELDS: &[&str] = &["category-name", "db"];
 /// A dataset catalog document may carry the Mongo `_id` it was exported with (dropped).
-const DOCUMENT_FIELDS: &[&str] = &["_id", "category-name", "db"];
+/// `shared-storage` is read beside it (`dataset_storage::dataset_storage`).
+const DOCUMENT_FIELDS: &[&str] = &["_id", "category-name", "db", "shared-storage"];
 const DB_FIELDS: &[&str] = &["db-name", "dataset"];
 const VERSION_FIELDS: &[&str] = &["dataset-name", "version"];
 

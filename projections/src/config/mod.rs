@@ -12,6 +12,7 @@
 
 mod catalog;
 mod dataset;
+mod dataset_storage;
 mod doc;
 mod environment;
 mod export;
@@ -34,6 +35,7 @@ use crate::error::FieldError;
 use read::{item_path, Errors};
 
 pub use dataset::dataset_catalog_contains;
+pub use dataset_storage::{check_shared_storage, dataset_storage, SHARED_STORAGE_FIELD};
 pub use doc::MAX_DOCUMENT_BYTES;
 pub use export::{
     export_catalog, export_dataset_category, export_document, export_environment, export_service,

@@ -133,6 +133,15 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             deployment_id,
             container_id,
         } => nodes::stale_container(&mut s, node_id, deployment_id, container_id)?,
+        Command::ReportVolumeUsage {
+            node_id,
+            deployment_id,
+            volumes,
+        } => nodes::volume_usage(&mut s, node_id, deployment_id, volumes)?,
+        Command::CreateCluster { cluster_id } => registry::create_cluster(&mut s, cluster_id)?,
+        Command::SetDatasetStorage { category, shared } => {
+            registry::set_dataset_storage(&mut s, category, shared.as_ref())?
+        }
         Command::MarkNodesLost { node_ids } => nodes::mark_lost(&mut s, node_ids)?,
         Command::DrainNode { node_id } => nodes::drain(&mut s, node_id)?,
         Command::UndrainNode { node_id } => nodes::undrain(&mut s, node_id)?,

@@ -1,7 +1,7 @@
 //! Nodes: registration (first or again), heartbeats kept at an interval, loss (its
 //! deployments are released and placed elsewhere), drain and undrain.
 
-use dcloud_events::model::{ContainerUsage, NodeFingerprint, Resources, Usage};
+use dcloud_events::model::{ContainerUsage, NodeFingerprint, Resources, Usage, VolumeUsage};
 use dcloud_events::Event;
 
 use super::{admin_only, node_actor, not_found, Scratch};
@@ -205,6 +205,76 @@ pub(super) fn stale_container(
         container_id: container_id.to_string(),
     });
     Ok(())
+}
+
+/// A report that moves a target by less than this share of its size (or, with no
+/// size, of [`VOLUME_STEP_BYTES`]) is not worth an event.
+const VOLUME_STEP_PERCENT: u64 = 5;
+/// The smallest change recorded for a target without a size.
+pub(crate) const VOLUME_STEP_BYTES: u64 = 64 << 20;
+
+/// How full a deployment's storage is on its node. Recorded only when a target moved
+/// by enough to matter (5% of its size, or 64 MiB without one), crossed its size,
+/// changed whether it is enforced, or appeared or went; otherwise nothing is written.
+pub(super) fn volume_usage(
+    s: &mut Scratch<'_>,
+    node_id: &str,
+    deployment_id: &str,
+    volumes: &[VolumeUsage],
+) -> Result<(), DomainError> {
+    node_actor(s.ctx, node_id)?;
+    let d = s
+        .state
+        .deployment(deployment_id)
+        .ok_or_else(|| not_found("deployment", deployment_id))?;
+    if d.node.as_deref() != Some(node_id) || !d.status.holds_resources() {
+        // A late report about a deployment that left this node: nothing to record.
+        return Ok(());
+    }
+    let spec = s.state.deployment_spec(d);
+    for (i, v) in volumes.iter().enumerate() {
+        let known = spec.is_some_and(|spec| spec.storage.iter().any(|m| m.target == v.target));
+        if !known {
+            return Err(DomainError::Validation(vec![
+                crate::error::FieldError::new(
+                    format!("volumes[{i}].target"),
+                    format!("{:?} is not a storage target of this deployment", v.target),
+                ),
+            ]));
+        }
+    }
+    let mut volumes = volumes.to_vec();
+    volumes.sort_by(|a, b| a.target.cmp(&b.target));
+    volumes.dedup_by(|a, b| a.target == b.target);
+    if !volumes_changed(&d.volumes, &volumes) {
+        return Ok(());
+    }
+    s.emit(Event::VolumeUsageReported {
+        deployment_id: deployment_id.to_string(),
+        node_id: node_id.to_string(),
+        volumes,
+    });
+    Ok(())
+}
+
+/// Whether `new` differs from what is recorded by enough to be written.
+fn volumes_changed(old: &[VolumeUsage], new: &[VolumeUsage]) -> bool {
+    if old.len() != new.len() {
+        return true;
+    }
+    old.iter().zip(new).any(|(o, n)| {
+        let step = if n.size_bytes > 0 {
+            (n.size_bytes * VOLUME_STEP_PERCENT / 100).max(1)
+        } else {
+            VOLUME_STEP_BYTES
+        };
+        let over = |v: &VolumeUsage| v.size_bytes > 0 && v.used_bytes > v.size_bytes;
+        o.target != n.target
+            || o.size_bytes != n.size_bytes
+            || o.enforced != n.enforced
+            || over(o) != over(n)
+            || o.used_bytes.abs_diff(n.used_bytes) >= step
+    })
 }
 
 /// The writer's timer names the nodes past the TTL; unknown or already lost nodes are

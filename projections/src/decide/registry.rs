@@ -2,7 +2,7 @@
 //! (admins and the `dfs-server` service), the service registry, and access tokens.
 
 use dcloud_events::model::{
-    DatasetCategory, LibraryCatalog, LibraryService, Role, ServiceRegistration,
+    DatasetCategory, LibraryCatalog, LibraryService, Role, ServiceRegistration, SharedStorage,
 };
 use dcloud_events::Event;
 
@@ -81,6 +81,57 @@ pub(super) fn register_datasets(
     }
     s.emit(Event::DatasetsRegistered {
         category: category.clone(),
+    });
+    Ok(())
+}
+
+/// Shared storage for a category's datasets (admin only: the engine of every node
+/// mounts what it names). The category need not be registered yet.
+pub(super) fn set_dataset_storage(
+    s: &mut Scratch<'_>,
+    category: &str,
+    shared: Option<&SharedStorage>,
+) -> Result<(), DomainError> {
+    admin_only(s.ctx, "putting datasets on shared storage")?;
+    if category.trim().is_empty() {
+        return Err(invalid("category-name", "must name a category"));
+    }
+    if let Some(shared) = shared {
+        if let Err(e) = crate::config::check_shared_storage(shared) {
+            return Err(DomainError::Validation(e));
+        }
+    }
+    if s.state.dataset_storage.get(category) == shared {
+        return Ok(());
+    }
+    s.emit(Event::DatasetStorageSet {
+        category: category.to_string(),
+        shared: shared.cloned(),
+    });
+    Ok(())
+}
+
+/// The log's cluster id, once; a second one is refused.
+pub(super) fn create_cluster(s: &mut Scratch<'_>, cluster_id: &str) -> Result<(), DomainError> {
+    admin_only(s.ctx, "naming the cluster")?;
+    if let Some(id) = &s.state.cluster_id {
+        return Err(DomainError::Invalid(format!(
+            "the cluster already has the id {id}"
+        )));
+    }
+    let ok = !cluster_id.is_empty()
+        && cluster_id.len() <= 64
+        && cluster_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if !ok {
+        return Err(invalid(
+            "cluster_id",
+            "must be 1 to 64 letters, digits or '-'",
+        ));
+    }
+    s.emit(Event::ClusterCreated {
+        cluster_id: cluster_id.to_string(),
     });
     Ok(())
 }

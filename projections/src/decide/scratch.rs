@@ -181,7 +181,7 @@ impl<'s> Scratch<'s> {
         image: Option<String>,
         report: bool,
     ) -> bool {
-        let req = PlacementRequest::for_spec(spec, policy);
+        let req = PlacementRequest::in_state(self.state, spec, policy);
         match place_in(&self.view(), &req) {
             Decision::Placed(p) => {
                 let image = match image {
@@ -269,7 +269,7 @@ impl<'s> Scratch<'s> {
                 continue;
             };
             if !(take_fresh || full || waiting && relief) {
-                let req = PlacementRequest::for_spec(spec, d.policy);
+                let req = PlacementRequest::in_state(state, spec, d.policy);
                 if !fits_any(&self.view(), &req, gained.iter().map(|(slot, _)| *slot)) {
                     continue;
                 }

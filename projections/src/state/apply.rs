@@ -326,9 +326,26 @@ impl State {
             }
             | Event::ContainerOutput {
                 deployment_id: id, ..
+            }
+            | Event::VolumeUsageReported {
+                deployment_id: id, ..
             } => {
                 self.apply_deployment(id, &env.event, seq, t);
             }
+            Event::ClusterCreated { cluster_id } => {
+                if self.cluster_id.is_none() {
+                    self.cluster_id = Some(cluster_id.clone());
+                }
+            }
+            Event::DatasetStorageSet { category, shared } => match shared {
+                Some(shared) => {
+                    self.dataset_storage
+                        .insert(category.clone(), shared.clone());
+                }
+                None => {
+                    self.dataset_storage.remove(category);
+                }
+            },
             Event::TokenCreated {
                 token_id,
                 name,

@@ -183,6 +183,11 @@ impl DatasetCatalog {
     }
 }
 
+/// The category of a dataset key `category/db/dataset@version`.
+pub fn dataset_category(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
+}
+
 /// The dataset keys (`category/db/dataset@version`) a spec asks for, as nodes report them.
 pub fn dataset_keys(spec: &EnvironmentSpec) -> Vec<String> {
     let mut keys = Vec::new();

@@ -3,6 +3,7 @@
 
 use dcloud_events::model::{
     CandidateScore, EnvironmentSpec, PlacementPolicy, PortPublish, RejectCount, Resources,
+    VolumeUsage,
 };
 use dcloud_events::Event;
 use serde::Serialize;
@@ -146,6 +147,8 @@ pub struct Deployment {
     pub quota_wait: Option<String>,
     /// The last output of the container's main process, when it ended.
     pub last_output: Option<String>,
+    /// How full each of its storage targets is, as its node last reported.
+    pub volumes: Vec<VolumeUsage>,
 }
 
 /// Something that happened to a deployment and did not end it.
@@ -227,6 +230,7 @@ impl Deployment {
             warnings: Vec::new(),
             quota_wait: None,
             last_output: None,
+            volumes: Vec::new(),
         }
     }
 
@@ -384,6 +388,13 @@ impl Deployment {
             }
             Event::ContainerOutput { output_tail, .. } => {
                 self.last_output = Some(output_tail.clone());
+            }
+            // Only its current node's measure counts (a report from a node it left
+            // is history).
+            Event::VolumeUsageReported {
+                node_id, volumes, ..
+            } if self.node.as_deref() == Some(node_id.as_str()) => {
+                self.volumes = volumes.clone();
             }
             Event::ContainerOomWarning { message, .. } => {
                 self.warn(seq, time_ms, "oom", message.clone());

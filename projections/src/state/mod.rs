@@ -11,11 +11,12 @@ mod snapshot;
 
 use std::collections::BTreeMap;
 
-use dcloud_events::model::{LibraryCatalog, LibraryService, Quota};
+use dcloud_events::model::{LibraryCatalog, LibraryService, Quota, SharedStorage};
 use serde::Serialize;
 
 pub use catalog::{
-    dataset_keys, DatasetCatalog, EnvVersion, Environment, JoinToken, Service, Template, Token,
+    dataset_category, dataset_keys, DatasetCatalog, EnvVersion, Environment, JoinToken, Service,
+    Template, Token,
 };
 pub use deployment::{
     need_of, BuildProgress, Deployment, DeploymentStatus, Failure, PlacementRecord, Queued,
@@ -54,6 +55,10 @@ pub struct State {
     /// The services the libraries of each os's catalog declare.
     pub catalog_services: BTreeMap<String, Vec<LibraryService>>,
     pub datasets: DatasetCatalog,
+    /// Categories whose datasets are on shared storage every node reaches.
+    pub dataset_storage: BTreeMap<String, SharedStorage>,
+    /// This log's cluster id (see `ClusterCreated`).
+    pub cluster_id: Option<String>,
     pub services: BTreeMap<String, Service>,
     pub deployments: BTreeMap<String, Deployment>,
     /// Deployments waiting to be placed, in arrival order (key: `requested_seq`).

@@ -12,8 +12,9 @@ const MAGIC: &[u8; 7] = b"DCSTATE";
 /// 2: tokens gained `expires_ms`, the state gained `join_tokens`; deployments gained
 /// `warnings` and `quota_wait`, the state `quotas`. 3: all of these together (earlier
 /// snapshots are skipped and the log replayed). 4: templates gained `idle_timeout_ms`,
-/// the state `catalog_services`.
-const FORMAT: u8 = 4;
+/// the state `catalog_services`. 5: deployments gained `volumes`, the state
+/// `dataset_storage` and `cluster_id`.
+const FORMAT: u8 = 5;
 const HEADER: usize = 8;
 
 /// Why snapshot bytes were not loaded. A bad snapshot is skipped: the log is the truth.
