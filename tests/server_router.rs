@@ -146,7 +146,10 @@ async fn metrics_change_after_a_mutation() {
     let appended = metric(&before.body, "dcloud_events_appended_total");
     let appends = metric(&before.body, "dcloud_append_latency_seconds_count");
     let last_seq = metric(&before.body, "dcloud_log_last_seq");
-    assert_eq!(appended, 1.0, "the admin token's creation");
+    assert_eq!(
+        appended, 2.0,
+        "the cluster's id and the admin token, written at the first start"
+    );
 
     token(&f, "USER", "alice").await;
 
