@@ -6,4 +6,5 @@ pub mod golden;
 #[cfg(feature = "storage-fault-tests")]
 pub mod lazyfs;
 pub mod scenario;
+pub mod sim;
 pub mod workload;
