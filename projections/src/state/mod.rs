@@ -24,7 +24,7 @@ pub use deployment::{
 };
 pub use node::{port_key, port_of_key, GpuSlot, Node, NodeHealth};
 pub use quota::{quota_excess, QuotaUsage};
-pub use snapshot::SnapshotError;
+pub use snapshot::{SnapshotError, FOLD_FINGERPRINT, SNAPSHOT_HEADER_LEN};
 
 pub(crate) use node::{Recip, Slot};
 

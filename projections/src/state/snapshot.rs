@@ -7,15 +7,28 @@ use thiserror::Error;
 
 use super::State;
 
-/// `DCSTATE` + format version: bump the version whenever a state type changes shape.
+/// `DCSTATE`, the header's layout version, then the fold's fingerprint (8 bytes).
 const MAGIC: &[u8; 7] = b"DCSTATE";
 /// 2: tokens gained `expires_ms`, the state gained `join_tokens`; deployments gained
 /// `warnings` and `quota_wait`, the state `quotas`. 3: all of these together (earlier
 /// snapshots are skipped and the log replayed). 4: templates gained `idle_timeout_ms`,
 /// the state `catalog_services`. 5: deployments gained `volumes`, the state
-/// `dataset_storage` and `cluster_id`.
-const FORMAT: u8 = 5;
-const HEADER: usize = 8;
+/// `dataset_storage` and `cluster_id`. 6: the header carries the fold's fingerprint,
+/// which now versions the state's shape and meaning (no more bumps by hand).
+const FORMAT: u8 = 6;
+const HEADER: usize = 16;
+/// Bytes before the rkyv body of a snapshot: magic, format, fold fingerprint.
+pub const SNAPSHOT_HEADER_LEN: usize = HEADER;
+
+/// A hash of the source of the fold (the state's types and `apply`, the event and
+/// model types; see `build.rs`). Snapshots written by another fold are skipped.
+pub const FOLD_FINGERPRINT: &str = env!("DCLOUD_FOLD_FINGERPRINT");
+
+fn fingerprint_bytes() -> [u8; 8] {
+    u64::from_str_radix(FOLD_FINGERPRINT, 16)
+        .expect("build.rs writes 16 hex digits")
+        .to_be_bytes()
+}
 
 /// Why snapshot bytes were not loaded. A bad snapshot is skipped: the log is the truth.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -24,6 +37,8 @@ pub enum SnapshotError {
     NotASnapshot,
     #[error("snapshot format {found} is not the supported format {}", FORMAT)]
     Format { found: u8 },
+    #[error("snapshot was written by another fold ({found}; this build's is {FOLD_FINGERPRINT})")]
+    Fold { found: String },
     #[error("snapshot bytes do not validate: {0}")]
     Invalid(String),
 }
@@ -47,6 +62,7 @@ impl State {
         let mut out = Vec::with_capacity(HEADER + body.len());
         out.extend_from_slice(MAGIC);
         out.push(FORMAT);
+        out.extend_from_slice(&fingerprint_bytes());
         out.extend_from_slice(&body);
         out
     }
@@ -61,12 +77,38 @@ impl State {
                 found: bytes[MAGIC.len()],
             });
         }
+        let found = &bytes[MAGIC.len() + 1..HEADER];
+        if found != fingerprint_bytes() {
+            return Err(SnapshotError::Fold {
+                found: hex::encode(found),
+            });
+        }
         let mut aligned = AlignedVec::<16>::with_capacity(bytes.len() - HEADER);
         aligned.extend_from_slice(&bytes[HEADER..]);
         let mut state = rkyv::from_bytes::<State, rancor::Error>(&aligned)
             .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
         state.rebuild_derived();
         Ok(state)
+    }
+}
+
+impl dcloud_events::recover::Fold for State {
+    type SnapshotError = SnapshotError;
+
+    fn empty() -> Self {
+        State::new()
+    }
+
+    fn last_seq(&self) -> u64 {
+        State::last_seq(self)
+    }
+
+    fn fold(&mut self, env: &dcloud_events::Envelope) {
+        self.apply(env);
+    }
+
+    fn from_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        State::from_snapshot_bytes(bytes)
     }
 }
 
@@ -88,6 +130,36 @@ mod tests {
             hash: GENESIS_HASH,
             event,
         }
+    }
+
+    #[test]
+    fn a_snapshot_of_another_fold_or_format_is_refused() {
+        let mut state = State::new();
+        state.apply(&env(
+            1,
+            Event::ClusterCreated {
+                cluster_id: "c-1".into(),
+            },
+        ));
+        let bytes = state.to_snapshot_bytes();
+        assert_eq!(State::from_snapshot_bytes(&bytes).as_ref(), Ok(&state));
+        assert_eq!(FOLD_FINGERPRINT.len(), 16);
+        let mut other_fold = bytes.clone();
+        other_fold[MAGIC.len() + 1] ^= 0xff;
+        assert!(matches!(
+            State::from_snapshot_bytes(&other_fold),
+            Err(SnapshotError::Fold { .. })
+        ));
+        let mut other_format = bytes.clone();
+        other_format[MAGIC.len()] = FORMAT - 1;
+        assert_eq!(
+            State::from_snapshot_bytes(&other_format),
+            Err(SnapshotError::Format { found: FORMAT - 1 })
+        );
+        assert_eq!(
+            State::from_snapshot_bytes(&bytes[..HEADER - 1]),
+            Err(SnapshotError::NotASnapshot)
+        );
     }
 
     #[test]
