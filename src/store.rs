@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use dcloud_events::{fold_range, EventLog, FjallLog};
+use dcloud_events::{EventLog, FjallLog};
 use dcloud_projections::State;
 use tracing::info;
 
@@ -33,35 +33,22 @@ pub struct Recovery {
 }
 
 /// The newest valid snapshot (a corrupt one is skipped, never trusted) plus the tail.
-/// With `upto`, stops at that sequence number and ignores newer snapshots.
+/// With `upto`, stops at that sequence number and ignores newer snapshots. The one
+/// recovery path (`dcloud_events::recover`), shared with the API's `at(seq:)`.
 pub fn recover(
     log: &dyn EventLog,
     upto: Option<u64>,
     use_snapshot: bool,
 ) -> anyhow::Result<(State, Recovery)> {
     let started = Instant::now();
-    let last = log.last_seq();
-    let to = upto.map_or(last, |u| u.min(last));
-    let snap = if use_snapshot {
-        log.newest_valid_snapshot_upto(to, &|bytes: &[u8]| State::from_snapshot_bytes(bytes))
-    } else {
-        None
-    };
-    let (mut state, snapshot_seq) = match snap {
-        Some((seq, state)) => (state, Some(seq)),
-        None => (State::default(), None),
-    };
-    let from = state.last_seq() + 1;
-    let mut replayed = 0u64;
-    if from <= to {
-        // Reading and decoding run on a second thread while this one folds.
-        replayed = fold_range(log, from, to, |env| state.apply(&env)).context("reading the log")?;
-    }
+    let r = dcloud_events::recover::recover::<State>(log, upto, use_snapshot)
+        .context("reading the log")?;
+    let state = r.state;
     let rec = Recovery {
-        snapshot_seq,
-        replayed,
+        snapshot_seq: r.snapshot_seq,
+        replayed: r.replayed,
         millis: started.elapsed().as_millis(),
     };
-    info!(snapshot = ?rec.snapshot_seq, replayed, millis = rec.millis as u64, "state recovered");
+    info!(snapshot = ?rec.snapshot_seq, replayed = rec.replayed, millis = rec.millis as u64, "state recovered");
     Ok((state, rec))
 }

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod log;
 pub mod model;
 pub mod record;
+pub mod recover;
 pub mod snapshot;
 pub mod tail;
 pub mod verify;

@@ -17,7 +17,8 @@ use crate::types::node::NodeObj;
 use crate::views::{Counts, DeploymentFilter, Reader};
 
 /// The state after event `seq`: the newest valid snapshot at or before it, then the
-/// log up to it. Returns the state and the snapshot's seq (if one was used).
+/// log up to it, through the one recovery path the server's start uses
+/// (`dcloud_events::recover`). Returns the state and the snapshot's seq (if used).
 pub(crate) fn replay_to(log: &dyn EventLog, seq: u64) -> Result<(State, Option<u64>), ApiError> {
     let last = log.last_seq();
     if seq > last {
@@ -25,19 +26,9 @@ pub(crate) fn replay_to(log: &dyn EventLog, seq: u64) -> Result<(State, Option<u
             "seq {seq} is past the end of the log (last is {last})"
         )));
     }
-    let snapshot = log.newest_valid_snapshot_upto(seq, &State::from_snapshot_bytes);
-    let (mut state, from_snapshot) = match snapshot {
-        Some((at, state)) if state.last_seq() == at => (state, Some(at)),
-        _ => (State::new(), None),
-    };
-    let from = state.last_seq() + 1;
-    if from <= seq {
-        for env in log.read_range(from, seq) {
-            let env = env.map_err(|e| ApiError::Internal(format!("reading the log: {e}")))?;
-            state.apply(&env);
-        }
-    }
-    Ok((state, from_snapshot))
+    let r = dcloud_events::recover::recover::<State>(log, Some(seq), true)
+        .map_err(|e| ApiError::Internal(format!("reading the log: {e}")))?;
+    Ok((r.state, r.snapshot_seq))
 }
 
 /// The views of the state as it stood at one point of the log.
