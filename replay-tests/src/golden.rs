@@ -3,8 +3,8 @@
 //! `seq: u64 BE | len: u32 BE | record bytes` exactly as the log stores them.
 
 use dcloud_events::model::{
-    DatasetCategory, DatasetDb, DatasetVersion, Endpoint, OriginalMeta, PortPublish, Protocol,
-    Role, ServiceRegistration, Usage,
+    DatasetCategory, DatasetDb, DatasetVersion, Endpoint, Lifecycle, OriginalMeta, PortPublish,
+    Protocol, Quota, Role, ServiceRegistration, StorageMount, Usage, VolumeUsage,
 };
 use dcloud_events::record::Encoder;
 use dcloud_events::{Envelope, EnvelopeBody};
@@ -202,6 +202,283 @@ pub fn scenario() -> Vec<Step> {
     }));
     steps.push(admin(Command::DeleteTemplate {
         name: "small".into(),
+    }));
+    steps
+}
+
+/// Every report an agent can send about `deployment`, from each of `nodes` (only the
+/// deployment's node is accepted; the others are refused, which is part of the story).
+fn all_nodes(nodes: &[&str], deployment: &str, reports: &[Report]) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for node in nodes {
+        for r in reports {
+            steps.push(agent(node, deployment, r.clone()));
+        }
+    }
+    steps
+}
+
+fn user(name: &str, cmd: Command) -> Step {
+    Step {
+        actor: Actor::user(name),
+        cmd,
+    }
+}
+
+fn system(cmd: Command) -> Step {
+    Step {
+        actor: Actor::system(),
+        cmd,
+    }
+}
+
+/// The story of the golden log of version 2: version 1's, then what makes every other
+/// event variant of today (the test `every_event_variant_is_in_a_golden_log` checks).
+/// The last step is submitted under an idempotency key (`RequestKeyRecorded`).
+pub fn scenario_v2() -> Vec<Step> {
+    let (n1, n2) = ("0x0000000000a1", "0x0000000000a2");
+    let nodes = [n1, n2];
+    let mut steps = scenario();
+    steps.push(admin(Command::CreateCluster {
+        cluster_id: "c-00000000000000a1".into(),
+    }));
+    steps.push(admin(Command::SetCatalogServices {
+        os: "ubuntu".into(),
+        services: vec![dcloud_events::model::LibraryService {
+            library: "numpy".into(),
+            command: vec!["python3".into(), "-m".into(), "http.server".into()],
+            port: 8000,
+            http_path: Some("/".into()),
+            token_env: None,
+            open_path: "/".into(),
+        }],
+    }));
+    steps.push(admin(Command::SetDatasetStorage {
+        category: "imaging".into(),
+        shared: Some(dcloud_events::model::SharedStorage {
+            fs_type: "nfs".into(),
+            device: ":/export/imaging".into(),
+            options: "addr=10.0.0.5,ro".into(),
+        }),
+    }));
+    steps.push(admin(Command::RemoveDataset {
+        category: "imaging".into(),
+        db: "coco".into(),
+        dataset: "train2017".into(),
+        version: "3".into(),
+    }));
+    steps.push(admin(Command::SaveTemplate {
+        name: "idle".into(),
+        spec: env_spec("idle", 250, 128, 0),
+        idle_timeout_ms: Some(3_600_000),
+    }));
+    steps.push(admin(Command::RegisterService {
+        service: ServiceRegistration {
+            name: "broker".into(),
+            endpoints: vec![Endpoint {
+                ip: "10.0.0.9".into(),
+                port: 4222,
+            }],
+            ttl_ms: Some(60_000),
+            single: true,
+            meta: OriginalMeta::default(),
+        },
+    }));
+    steps.push(admin(Command::RefreshService {
+        name: "broker".into(),
+    }));
+    steps.push(admin(Command::DeregisterService {
+        name: "broker".into(),
+    }));
+    steps.push(admin(Command::CreateEnvironment {
+        env_id: "env-tmp".into(),
+        spec: env_spec("tmp", 100, 64, 0),
+    }));
+    steps.push(admin(Command::DeleteEnvironment {
+        env_id: "env-tmp".into(),
+    }));
+    let mut vol = env_spec("vol", 250, 128, 0);
+    vol.storage = vec![StorageMount {
+        target: "/data".into(),
+        size_bytes: 1 << 30,
+        lifecycle: Lifecycle::Persistent,
+    }];
+    steps.push(user(
+        "alice",
+        Command::CreateEnvironment {
+            env_id: "env-vol".into(),
+            spec: vol,
+        },
+    ));
+    steps.push(admin(Command::SetIdleTimeout {
+        env_id: "env-vol".into(),
+        timeout_ms: 7_200_000,
+    }));
+    for node in nodes {
+        steps.push(Step {
+            actor: Actor::agent(node),
+            cmd: Command::ReportNodeAddress {
+                node_id: node.into(),
+                address: format!("10.0.0.{}", &node[node.len() - 1..]),
+            },
+        });
+    }
+    for d in ["dep-6", "dep-7", "dep-8"] {
+        steps.push(user(
+            "alice",
+            Command::Deploy {
+                deployment_id: d.into(),
+                env_id: "env-vol".into(),
+                wait_for_quota: false,
+                policy: None,
+            },
+        ));
+    }
+    let up = [
+        Report::ImageReady {
+            image: "img-vol".into(),
+            cached: true,
+        },
+        Report::ContainerCreated {
+            container_id: "c6".into(),
+        },
+        Report::ContainerStarted,
+    ];
+    steps.extend(all_nodes(&nodes, "dep-6", &up));
+    steps.extend(all_nodes(&nodes, "dep-7", &up));
+    for node in nodes {
+        steps.push(Step {
+            actor: Actor::agent(node),
+            cmd: Command::ReportVolumeUsage {
+                node_id: node.into(),
+                deployment_id: "dep-6".into(),
+                volumes: vec![VolumeUsage {
+                    target: "/data".into(),
+                    used_bytes: 300 << 20,
+                    size_bytes: 1 << 30,
+                    enforced: false,
+                }],
+            },
+        });
+    }
+    steps.extend(all_nodes(
+        &nodes,
+        "dep-6",
+        &[Report::ContainerOomWarning {
+            message: "a process inside was OOM-killed".into(),
+        }],
+    ));
+    steps.push(admin(Command::OpenLogs {
+        deployment_id: "dep-6".into(),
+    }));
+    steps.push(admin(Command::StartExec {
+        session_id: "exec-1".into(),
+        deployment_id: "dep-6".into(),
+        command: vec!["sh".into()],
+        tty: true,
+    }));
+    steps.push(system(Command::EndExec {
+        session_id: "exec-1".into(),
+        deployment_id: "dep-6".into(),
+        exit_code: Some(0),
+        reason: "exited".into(),
+    }));
+    steps.push(system(Command::StopIdle {
+        deployment_id: "dep-6".into(),
+        idle_ms: 7_200_000,
+        reason: "no session, no traffic".into(),
+    }));
+    steps.extend(all_nodes(&nodes, "dep-6", &[Report::ContainerRemoved]));
+    steps.extend(all_nodes(
+        &nodes,
+        "dep-7",
+        &[
+            Report::ContainerOutput {
+                output_tail: "done\n".into(),
+            },
+            Report::ContainerExited { code: 0 },
+        ],
+    ));
+    steps.extend(all_nodes(
+        &nodes,
+        "dep-8",
+        &[Report::ContainerFailed {
+            message: "no such image".into(),
+        }],
+    ));
+    for node in nodes {
+        steps.push(Step {
+            actor: Actor::agent(node),
+            cmd: Command::ReportStaleContainer {
+                node_id: node.into(),
+                deployment_id: "dep-2".into(),
+                container_id: "c2-old".into(),
+            },
+        });
+    }
+    steps.push(admin(Command::SetQuota {
+        user: "bob".into(),
+        quota: Quota {
+            deployments: Some(1),
+            ..Quota::default()
+        },
+    }));
+    for d in ["dep-9", "dep-10"] {
+        steps.push(user(
+            "bob",
+            Command::CreateEnvironment {
+                env_id: format!("env-{d}"),
+                spec: env_spec(d, 100, 64, 0),
+            },
+        ));
+        steps.push(user(
+            "bob",
+            Command::Deploy {
+                deployment_id: d.into(),
+                env_id: format!("env-{d}"),
+                wait_for_quota: true,
+                policy: None,
+            },
+        ));
+    }
+    // Fits no node: pending, with the reasons (`DeploymentUnschedulable`).
+    steps.push(admin(Command::CreateEnvironment {
+        env_id: "env-huge".into(),
+        spec: env_spec("huge", 64_000, 1 << 20, 64),
+    }));
+    steps.push(admin(Command::Deploy {
+        deployment_id: "dep-11".into(),
+        env_id: "env-huge".into(),
+        wait_for_quota: false,
+        policy: None,
+    }));
+    steps.push(admin(Command::CreateTokenV2 {
+        token_id: "tok-2".into(),
+        name: "carol".into(),
+        role: Role::User,
+        secret_hash: blake3::hash(b"golden-secret-2").into(),
+        node_id: None,
+        expires_ms: Some(1_800_000_000_000),
+    }));
+    steps.push(admin(Command::CreateJoinToken {
+        token_id: "join-1".into(),
+        name: "rack-2".into(),
+        secret_hash: blake3::hash(b"golden-join").into(),
+        expires_ms: None,
+        uses: 1,
+    }));
+    steps.push(Step {
+        // The server submits a join as the agent of the joining node.
+        actor: Actor::agent("0x0000000000b1"),
+        cmd: Command::JoinNode {
+            join_secret_hash: blake3::hash(b"golden-join").into(),
+            node_id: "0x0000000000b1".into(),
+            token_id: "tok-b1".into(),
+            secret_hash: blake3::hash(b"golden-node-b1").into(),
+        },
+    });
+    steps.push(admin(Command::Stop {
+        deployment_id: "dep-7".into(),
     }));
     steps
 }
