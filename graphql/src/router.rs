@@ -386,7 +386,7 @@ impl Feed {
                 self.disk_until = routed;
             }
             if self.next <= self.disk_until {
-                if let Err(e) = self.read_disk() {
+                if let Err(e) = self.read_disk().await {
                     self.done = true;
                     return Some(Err(e));
                 }
@@ -412,14 +412,22 @@ impl Feed {
         }
     }
 
-    fn read_disk(&mut self) -> Result<(), ApiError> {
+    /// Reads the next chunk of the catch-up from the log on a blocking thread: a disk
+    /// read never runs inside the poll of an async task, where it would stall every
+    /// connection served by that thread.
+    async fn read_disk(&mut self) -> Result<(), ApiError> {
         let from = self.next;
         let to = self.disk_until.min(from + CATCH_UP_CHUNK - 1);
         let log: Arc<dyn EventLog> = self.router.backend.log();
-        for env in log.read_range(from, to) {
-            let env = env.map_err(|e| ApiError::Internal(format!("log read failed: {e}")))?;
-            self.pending.push_back(Arc::new(env));
-        }
+        let read = move || -> Result<Vec<Envelope>, ApiError> {
+            log.read_range(from, to)
+                .map(|env| env.map_err(|e| ApiError::Internal(format!("log read failed: {e}"))))
+                .collect()
+        };
+        let envs = tokio::task::spawn_blocking(read)
+            .await
+            .map_err(|e| ApiError::Internal(format!("log read task failed: {e}")))??;
+        self.pending.extend(envs.into_iter().map(Arc::new));
         if self.pending.back().map(|e| e.seq) != Some(to) {
             return Err(ApiError::Internal(format!(
                 "committed events {from}..={to} could not all be read back"

@@ -9,7 +9,7 @@ use dcloud_events::record::{decode_record, RecordView};
 use dcloud_events::Event;
 use dcloud_events::{EventLog, NewEvent, GENESIS_HASH};
 use dcloud_projections::State;
-use replay_tests::golden::{encode_file, scenario, scenario_v2, split_file};
+use replay_tests::golden::{encode_file, scenario_v2, split_file};
 use replay_tests::scenario::{run_steps, start_writer};
 
 fn golden_dir(version: &str) -> PathBuf {
