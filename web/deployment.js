@@ -77,7 +77,8 @@ function placementCard(dp, hosts) {
       h("dt", { text: "container" }), h("dd", { class: "mono small", text: dp.containerId || "—" })));
 }
 
-// Each storage target's use against its size, as its node last measured it.
+// Each storage target's use against its size, as its node last measured it (shown
+// once the node reported it: about a minute after the deployment starts).
 function storageCard(dp) {
   const mib = (b) => (b / 1048576).toFixed(b < 10485760 ? 1 : 0) + " MiB";
   const rows = (dp.volumes || []).map((v) => h("li", { "data-target": v.target, "data-over": v.over ? "true" : "false" },
@@ -86,7 +87,7 @@ function storageCard(dp) {
     mib(v.usedBytes), v.sizeBytes > 0 ? " of " + mib(v.sizeBytes) + (v.enforced ? " (enforced by the engine)" : " (watched, not enforced)") : " (no size given)",
     v.over ? h("strong", { class: "error", text: " over its size" }) : null));
   return h("section", { class: "card", "aria-labelledby": "st-h" }, h("h3", { id: "st-h", text: "Storage" }),
-    rows.length ? h("ul", { id: "storage" }, rows) : h("p", { class: "muted", id: "storage-none", text: "No storage measured yet (the node measures it about once a minute while it runs)." }));
+    h("ul", { id: "storage" }, rows));
 }
 
 function deploymentTop(dp, hosts) {
@@ -99,7 +100,7 @@ function deploymentTop(dp, hosts) {
       " · owner ", dp.owner, " · policy ", dp.policy.toLowerCase()),
     canWrite() && dp.live && dp.status !== "STOPPING" ? h("div", { class: "actions" }, h("button", { type: "button", class: "danger", id: "dep-stop", text: "Stop", onclick: () => stopDep(dp) })) : null,
     h("section", { class: "card", "aria-labelledby": "ep-h" }, h("h3", { id: "ep-h", text: "Open" }), endpointList(dp)),
-    (dp.volumes || []).length || dp.live ? storageCard(dp) : null,
+    (dp.volumes || []).length ? storageCard(dp) : null,
     h("div", { class: "cols" },
       h("section", { class: "card", "aria-labelledby": "tl-h" }, h("h3", { id: "tl-h", text: "Timeline" }),
         h("ol", { class: "timeline", id: "timeline" }, dp.history.map((e) => h("li", {}, badge(e.status), " ", when(e.timeMs), h("span", { class: "muted small", text: " (event " + e.seq + ")" })))),
