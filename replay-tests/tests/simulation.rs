@@ -1,7 +1,7 @@
 //! The seeded deterministic simulation (`replay_tests::sim`) over many seeds: users,
 //! agents and faults in simulated time, every invariant checked at every step. A
 //! failure names its seed; `DCLOUD_SIM_SEED=N` replays that one seed, and
-//! `DCLOUD_SIM_SEEDS=N` (default 1,000) and `DCLOUD_SIM_STEPS=N` (default 200) size
+//! `DCLOUD_SIM_SEEDS=N` (default 2,000) and `DCLOUD_SIM_STEPS=N` (default 200) size
 //! the run.
 
 use replay_tests::sim::{Sim, SimStats};
@@ -18,7 +18,7 @@ fn the_invariants_hold_over_many_seeds_of_faults() {
     let steps = env_u64("DCLOUD_SIM_STEPS", 200) as usize;
     let seeds: Vec<u64> = match std::env::var("DCLOUD_SIM_SEED") {
         Ok(one) => vec![one.parse().expect("DCLOUD_SIM_SEED is a number")],
-        Err(_) => (1..=env_u64("DCLOUD_SIM_SEEDS", 1_000)).collect(),
+        Err(_) => (1..=env_u64("DCLOUD_SIM_SEEDS", 2_000)).collect(),
     };
     let mut total = SimStats::default();
     for &seed in &seeds {
