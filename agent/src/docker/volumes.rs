@@ -17,6 +17,8 @@ use super::DockerDriver;
 use crate::driver::{MeasuredVolume, DATASET_MOUNT_ROOT, LABEL_DEPLOYMENT};
 use crate::error::AgentError;
 
+static UNREADABLE_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Whether the engine makes a `local` volume with a `size`: it makes (and here removes)
 /// a 1 MiB probe volume. Engines without quota support refuse ("quota size requested
 /// but no quota support").
@@ -84,7 +86,12 @@ impl DockerDriver {
                         enforced,
                     }),
                     Err(e) => {
-                        warn!(path = %source.display(), error = %e, "cannot measure a volume's folder (is the engine on another host?)");
+                        // Said once per process (a remote engine fails every round).
+                        if !UNREADABLE_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                            warn!(path = %source.display(), error = %e, "cannot measure a volume's folder (is the engine on another host?): storage use is not watched");
+                        } else {
+                            debug!(path = %source.display(), error = %e, "volume folder unreadable");
+                        }
                     }
                 }
             }

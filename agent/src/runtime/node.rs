@@ -455,6 +455,9 @@ impl NodeState {
         }
         match (op, result) {
             (Op::Stop { report_removed }, Ok(())) => {
+                if let Ok(mut sizes) = self.sizes.lock() {
+                    sizes.remove(&dep);
+                }
                 if report_removed {
                     let _ = self.tx.send((dep, Report::Removed)).await;
                 }
