@@ -158,6 +158,16 @@ async fn cluster_and_deployments_pages_at_fleet_scale() {
     )
     .await;
     assert_range(&web, "dep-table", "1–50 of 1,000").await;
+    // The range reads the same before and after the sort: wait for the sorted page
+    // itself (reading at once raced the server's answer).
+    wait_until(
+        &web,
+        "const n = [...document.querySelectorAll('#dep-table tbody tr td:nth-child(3)')]\
+            .map((td) => parseInt(td.textContent.replace('sim-node-', ''), 10));\
+         return n.length > 1 && n.every((x, i) => i === 0 || n[i - 1] <= x);",
+        15,
+    )
+    .await;
     let hosts = web
         .exec("return [...document.querySelectorAll('#dep-table tbody tr td:nth-child(3)')].map((td) => td.textContent);", json!([]))
         .await;
