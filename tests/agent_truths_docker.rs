@@ -2,8 +2,10 @@
 //! a server in-process and `dcloud agent --driver docker` child processes on the real
 //! engine. A published port answers at the URL `dcloud status` prints; a process
 //! OOM-killed inside a running container leaves the deployment running with its
-//! resources booked; an agent SIGKILLed and restarted after the node TTL converges
-//! (one state, one container, on the node the server names); two agents on one engine
+//! resources booked; an agent SIGKILLed and back after the node TTL but within the
+//! lost-node grace finds its container still running and keeps it (same container, never
+//! `LOST`), and one back after the grace converges (one state, one container, on the
+//! node the server names); two agents on one engine
 //! keep their own containers through 30 s of reconciling, and so do two clusters'
 //! agents with one node id; a dataset on shared storage is mounted from it on a node
 //! that does not hold it; storage use is measured against its size and shown by
@@ -72,12 +74,23 @@ fn nonce() -> u128 {
 }
 
 async fn server(node_ttl_ms: Option<i64>) -> (tempfile::TempDir, Server, String, String) {
+    server_with(node_ttl_ms, None).await
+}
+
+/// A server with a short node TTL and, when given, a lost-node grace.
+async fn server_with(
+    node_ttl_ms: Option<i64>,
+    lost_node_grace_ms: Option<i64>,
+) -> (tempfile::TempDir, Server, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ServerConfig::new(dir.path().join("server"));
     config.listen = "127.0.0.1:0".parse().expect("addr");
     if let Some(ttl) = node_ttl_ms {
         config.settings.node_ttl_ms = ttl;
         config.liveness_tick = Duration::from_millis(200);
+    }
+    if let Some(grace) = lost_node_grace_ms {
+        config.settings.lost_node_grace_ms = grace;
     }
     let server = start(config).await.expect("server starts");
     let (url, admin) = (
@@ -377,9 +390,101 @@ async fn a_process_oom_killed_inside_leaves_the_deployment_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_agent_back_after_the_node_ttl_converges() {
+async fn an_agent_back_within_the_lost_node_grace_keeps_its_running_container() {
     make_sleeper_image();
+    // A 2 s TTL and the default grace (5 minutes).
     let (dir, server, url, admin) = server(Some(2_000)).await;
+    let state = dir.path().join("agent");
+    let mut agent = start_agent(&url, &admin, &state);
+    wait_nodes(&url, &admin, 1).await;
+    let node = node_id_of(&state);
+    let env_id = environment(&url, &admin, SLEEPER, "grace-job", json!({})).await;
+    let id = deploy(&url, &admin, &env_id).await;
+    wait_for(&url, &admin, &id, "RUNNING").await;
+    let container = containers_of(&id);
+    let started = started_at(&container);
+
+    agent.kill().expect("SIGKILL the agent");
+    agent.wait().expect("reap the agent");
+    // Past the TTL the node is lost; the deployment stays booked on it and says so.
+    let q = "query($id: ID!) { node(id: $id) { health } }";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gql(&url, &admin, q, json!({"id": node})).await["node"]["health"] != "LOST" {
+        assert!(Instant::now() < deadline, "the node was never marked lost");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let q = "query($id: ID!) { deployment(id: $id) { status nodeId nodeLostSinceMs movesAtMs
+        history { status } } }";
+    let d = gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone();
+    assert_eq!(d["status"], "RUNNING", "{d}");
+    assert_eq!(d["nodeId"], node.as_str(), "{d}");
+    let since = d["nodeLostSinceMs"].as_i64().expect("lost since");
+    assert_eq!(d["movesAtMs"].as_i64(), Some(since + 300_000), "{d}");
+    let shown = cli(&url, &admin, &["status", &id]);
+    assert!(
+        shown.contains("LOST since") && shown.contains("unless it comes back"),
+        "{shown}"
+    );
+    // The container runs on without its agent.
+    assert_eq!(containers_of(&id), container);
+
+    let mut agent = start_agent(&url, &admin, &state);
+    let q = "query($id: ID!) { node(id: $id) { health } }";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gql(&url, &admin, q, json!({"id": node})).await["node"]["health"] != "ALIVE" {
+        assert!(Instant::now() < deadline, "the node never came back");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Give the agent time to reconcile, then: the same container, never restarted.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let q = "query($id: ID!) { deployment(id: $id) { status nodeId nodeLostSinceMs containerId
+        history { status } } }";
+    let d = gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone();
+    assert_eq!(d["status"], "RUNNING", "{d}");
+    assert_eq!(d["nodeId"], node.as_str(), "{d}");
+    assert!(d["nodeLostSinceMs"].is_null(), "{d}");
+    let statuses: Vec<&str> = d["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["status"].as_str())
+        .collect();
+    assert!(!statuses.contains(&"LOST"), "{statuses:?}");
+    assert_eq!(containers_of(&id), container, "the same container");
+    assert!(
+        d["containerId"]
+            .as_str()
+            .is_some_and(|c| c.starts_with(&container)),
+        "{d} vs {container}"
+    );
+    assert_eq!(
+        started_at(&container),
+        started,
+        "the container was not restarted"
+    );
+
+    stop_all(&url, &admin, &[id]).await;
+    agent.kill().expect("stop the agent");
+    agent.wait().expect("reap the agent");
+    server.shutdown().await;
+}
+
+/// When the container's process last started (`docker inspect`).
+fn started_at(container: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.StartedAt}} {{.State.Running}}"])
+        .arg(container)
+        .output()
+        .expect("docker inspect");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(text.ends_with("true"), "{container} is not running: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_back_after_the_lost_node_grace_converges() {
+    make_sleeper_image();
+    let (dir, server, url, admin) = server_with(Some(2_000), Some(0)).await;
     let state = dir.path().join("agent");
     let mut agent = start_agent(&url, &admin, &state);
     wait_nodes(&url, &admin, 1).await;
@@ -390,7 +495,8 @@ async fn an_agent_back_after_the_node_ttl_converges() {
 
     agent.kill().expect("SIGKILL the agent");
     agent.wait().expect("reap the agent");
-    // Past the TTL the node is lost and the deployment goes back to the queue.
+    // Past the TTL (and no grace) the node is lost and the deployment goes back to
+    // the queue.
     wait_for(&url, &admin, &id, "LOST").await;
 
     let mut agent = start_agent(&url, &admin, &state);

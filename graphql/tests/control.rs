@@ -359,7 +359,7 @@ async fn a_failed_build_keeps_its_step_command_and_output() {
 }
 
 #[tokio::test]
-async fn a_lost_node_gives_its_deployments_back() {
+async fn a_lost_node_keeps_its_deployments_for_the_grace_and_an_admin_can_move_them() {
     let api = Api::new();
     fleet(&api).await;
     let (_, d, node) = deployed(&api, &alice(), "web", 8080).await;
@@ -370,9 +370,36 @@ async fn a_lost_node_gives_its_deployments_back() {
             json!({"n": [node]}),
         )
         .await;
+    assert_eq!(n["markNodesLost"], 1, "only the node is lost: {n}");
+    let v = api
+        .data(
+            &admin(),
+            "query($n: ID!) { node(id: $n) { state health } }",
+            json!({"n": node}),
+        )
+        .await;
+    assert_eq!(v["node"], json!({"state": "LOST", "health": "LOST"}));
+    // Within the grace it stays booked on its node, and says when it will move.
+    let q = "query($d: ID!) { deployment(id: $d) { nodeId nodeLostSinceMs movesAtMs } }";
+    for who in [alice(), admin(), auditor()] {
+        let v = api.data(&who, q, json!({"d": d})).await;
+        let dep = &v["deployment"];
+        assert_eq!(dep["nodeId"], node.as_str(), "{v}");
+        let since = dep["nodeLostSinceMs"].as_i64().expect("lost since");
+        assert_eq!(dep["movesAtMs"].as_i64(), Some(since + 300_000), "{v}");
+    }
+    // Only an admin moves them before the grace is over.
+    let evict = "mutation($n: [ID!]!) { evictLostNodes(nodeIds: $n) }";
+    for who in [alice(), auditor(), Actor::agent(&node)] {
+        assert_eq!(
+            api.code(Some(&who), evict, json!({"n": [node]})).await,
+            "FORBIDDEN"
+        );
+    }
+    let n = api.data(&admin(), evict, json!({"n": [node]})).await;
     assert!(
-        n["markNodesLost"].as_u64().unwrap_or(0) >= 2,
-        "node lost and deployment lost: {n}"
+        n["evictLostNodes"].as_u64().unwrap_or(0) >= 2,
+        "deployment lost and placed again: {n}"
     );
     let other = if node == NODE_A { NODE_B } else { NODE_A };
     assert_eq!(
@@ -383,12 +410,7 @@ async fn a_lost_node_gives_its_deployments_back() {
         Some(other),
         "placed again elsewhere"
     );
-    let v = api
-        .data(
-            &admin(),
-            "query($n: ID!) { node(id: $n) { state health } }",
-            json!({"n": node}),
-        )
-        .await;
-    assert_eq!(v["node"], json!({"state": "LOST", "health": "LOST"}));
+    let v = api.data(&alice(), q, json!({"d": d})).await;
+    assert!(v["deployment"]["nodeLostSinceMs"].is_null(), "{v}");
+    assert!(v["deployment"]["movesAtMs"].is_null(), "{v}");
 }

@@ -351,6 +351,14 @@ async fn a_lost_node_is_told_its_deployments_moved() {
         json!({"n": [node]}),
     )
     .await;
+    // Within the lost-node grace nothing moves: the node keeps its assignments.
+    quiet(&mut s).await;
+    api.data(
+        &admin(),
+        "mutation($n: [ID!]!) { evictLostNodes(nodeIds: $n) }",
+        json!({"n": [node]}),
+    )
+    .await;
     let a = next(&mut s).await;
     assert_eq!(
         (

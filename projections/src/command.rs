@@ -123,6 +123,13 @@ pub enum Command {
     MarkNodesLost {
         node_ids: Vec<String>,
     },
+    /// Lost nodes whose deployments are to be placed elsewhere: named by the writer's
+    /// timer once their grace (`lost_node_grace_ms`) is over, or by an admin who knows
+    /// the machine is gone (`force`: without waiting for the grace).
+    EvictLostNodes {
+        node_ids: Vec<String>,
+        force: bool,
+    },
     DrainNode {
         node_id: String,
     },
@@ -388,6 +395,10 @@ pub struct Settings {
     pub heartbeat_log_interval_ms: i64,
     /// A node unheard of this long is lost (the writer's timer applies it).
     pub node_ttl_ms: i64,
+    /// How long a lost node's deployments wait for it to speak again before they are
+    /// placed elsewhere (0: at once, when it is marked lost). A node back within it
+    /// keeps them, and its agent keeps their running containers.
+    pub lost_node_grace_ms: i64,
     pub default_policy: PlacementPolicy,
     /// os → base image, for catalogs that name none.
     pub default_base_images: BTreeMap<String, String>,
@@ -398,6 +409,7 @@ impl Default for Settings {
         Settings {
             heartbeat_log_interval_ms: 60_000,
             node_ttl_ms: 15_000,
+            lost_node_grace_ms: 300_000,
             default_policy: PlacementPolicy::Spread,
             default_base_images: crate::config::default_base_images(),
         }

@@ -121,7 +121,9 @@ fn a_stale_container_removed_is_recorded_on_the_deployment() {
         w.when(&agent("n1"), stale("n1")),
         Err(DomainError::Invalid(_))
     ));
-    // n1 is lost, the deployment moves to n2; n1 comes back and removes its copy.
+    // n1 is lost (no grace), the deployment moves to n2; n1 comes back and removes
+    // its copy.
+    w.settings.lost_node_grace_ms = 0;
     w.add_node("n2", fingerprint("n2", 4000, 8, 0));
     w.ok(
         &admin(),

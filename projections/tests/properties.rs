@@ -38,6 +38,10 @@ enum Op {
     Lost {
         nodes: Vec<u8>,
     },
+    Evict {
+        nodes: Vec<u8>,
+        force: bool,
+    },
     Drain {
         node: u8,
         on: bool,
@@ -54,6 +58,8 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (1..14u8, 0..10u8, any::<i8>()).prop_map(|(dep, report, code)| Op::Report { dep, report, code }),
         2 => (0..6u8, any::<u16>()).prop_map(|(node, advance_ms)| Op::Heartbeat { node, advance_ms }),
         1 => proptest::collection::vec(0..6u8, 1..3).prop_map(|nodes| Op::Lost { nodes }),
+        1 => (proptest::collection::vec(0..6u8, 1..3), any::<bool>())
+            .prop_map(|(nodes, force)| Op::Evict { nodes, force }),
         2 => (0..6u8, any::<bool>()).prop_map(|(node, on)| Op::Drain { node, on }),
         1 => Just(Op::Retry),
     ]
@@ -171,6 +177,13 @@ fn run_op(w: &mut World, op: &Op, deployed: &mut u32) {
             admin(),
             Command::MarkNodesLost {
                 node_ids: nodes.iter().map(|n| node_id(*n)).collect(),
+            },
+        ),
+        Op::Evict { nodes, force } => (
+            admin(),
+            Command::EvictLostNodes {
+                node_ids: nodes.iter().map(|n| node_id(*n)).collect(),
+                force: *force,
             },
         ),
         Op::Drain { node, on: true } => (

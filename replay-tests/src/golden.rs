@@ -180,6 +180,11 @@ pub fn scenario() -> Vec<Step> {
             node_ids: vec![n3.into()],
         },
     });
+    // Its deployments move without waiting for the lost-node grace.
+    steps.push(admin(Command::EvictLostNodes {
+        node_ids: vec![n3.into()],
+        force: true,
+    }));
     steps.push(Step {
         actor: Actor::auditor("audit"),
         cmd: Command::Stop {

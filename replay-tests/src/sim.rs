@@ -47,6 +47,10 @@ pub struct SimStats {
     pub failed_appends: u64,
     pub agent_kills: u64,
     pub nodes_lost: u64,
+    /// Lost nodes whose deployments were moved when their grace ran out.
+    pub nodes_evicted: u64,
+    /// Lost nodes that registered again within their grace, still holding deployments.
+    pub nodes_back_in_grace: u64,
     pub deployments: u64,
 }
 
@@ -111,6 +115,8 @@ impl Sim {
     pub fn new(seed: u64) -> Sim {
         let settings = Settings {
             node_ttl_ms: 15_000,
+            // Some nodes come back within it (keeping their deployments), some after.
+            lost_node_grace_ms: 30_000,
             ..Settings::default()
         };
         Sim {
@@ -232,6 +238,13 @@ impl Sim {
             node_id: node.to_string(),
             fingerprint: node_fingerprint(node, cpus, 4, 1),
         };
+        if self
+            .state
+            .node(node)
+            .is_some_and(|n| !n.is_alive() && !n.deployments.is_empty())
+        {
+            self.stats.nodes_back_in_grace += 1;
+        }
         self.submit(&Actor::agent(node), cmd)?;
         self.heard.insert(node.to_string(), self.now_ms);
         Ok(())
@@ -455,7 +468,8 @@ impl Sim {
         Ok(())
     }
 
-    /// The server's liveness timer: nodes not heard from within the TTL are lost.
+    /// The server's liveness timer: nodes not heard from within the TTL are lost, and
+    /// lost nodes past their grace give up their deployments.
     fn liveness(&mut self) -> Result<(), String> {
         let late: Vec<String> = self
             .state
@@ -468,11 +482,26 @@ impl Sim {
             })
             .map(|n| n.id.clone())
             .collect();
-        if late.is_empty() {
+        if !late.is_empty() {
+            self.stats.nodes_lost += late.len() as u64;
+            self.submit(&Actor::system(), Command::MarkNodesLost { node_ids: late })?;
+        }
+        let grace = self.settings.lost_node_grace_ms;
+        let due: Vec<String> = self
+            .state
+            .nodes_by_id()
+            .filter(|n| !n.deployments.is_empty() && n.lost_past(grace, self.now_ms))
+            .map(|n| n.id.clone())
+            .collect();
+        if due.is_empty() {
             return Ok(());
         }
-        self.stats.nodes_lost += late.len() as u64;
-        self.submit(&Actor::system(), Command::MarkNodesLost { node_ids: late })
+        self.stats.nodes_evicted += due.len() as u64;
+        let cmd = Command::EvictLostNodes {
+            node_ids: due,
+            force: false,
+        };
+        self.submit(&Actor::system(), cmd)
     }
 
     fn take_snapshot(&mut self) {

@@ -31,12 +31,15 @@ fn the_invariants_hold_over_many_seeds_of_faults() {
         total.failed_appends += s.failed_appends;
         total.agent_kills += s.agent_kills;
         total.nodes_lost += s.nodes_lost;
+        total.nodes_evicted += s.nodes_evicted;
+        total.nodes_back_in_grace += s.nodes_back_in_grace;
         total.deployments += s.deployments;
     }
     println!("{} seeds x {steps} steps: {total:?}", seeds.len());
     // The faults really happened, or the run proved little.
     assert!(total.restarts > 0 && total.failed_appends > 0 && total.agent_kills > 0);
     assert!(total.nodes_lost > 0 && total.snapshot_restarts > 0);
+    assert!(total.nodes_evicted > 0 && total.nodes_back_in_grace > 0);
 }
 
 #[test]

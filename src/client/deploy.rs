@@ -13,7 +13,7 @@ use super::Policy;
 use crate::offline::Output;
 
 const FIELDS: &str = "id environmentId environmentVersion environmentName owner policy
-  status live requestedSeq requestedMs nodeId image imageReady
+  status live requestedSeq requestedMs nodeId nodeLostSinceMs movesAtMs image imageReady
   pendingReasons { reason count } quotaWait build { step steps } exitCode containerId
   failure { step command message }";
 
@@ -304,6 +304,21 @@ pub(super) async fn status_one(
     follow(api, id, last, false, tracker).await
 }
 
+/// The node, and while it is lost since when and when the deployment moves:
+/// `n-3 (LOST since 12:00:01; placed elsewhere at 12:05:01 unless it comes back)`.
+fn node_text(d: &Value) -> String {
+    let node = s(d, "nodeId");
+    match (d["nodeLostSinceMs"].as_i64(), d["movesAtMs"].as_i64()) {
+        (Some(since), Some(moves)) => format!(
+            "{node} (LOST since {}; placed elsewhere at {} unless it comes back)",
+            format::time_ms(since),
+            format::time_ms(moves)
+        ),
+        (Some(since), None) => format!("{node} (LOST since {})", format::time_ms(since)),
+        _ => node,
+    }
+}
+
 fn print_detail(d: &Value) {
     let need = &d["need"];
     let mut lines = vec![
@@ -319,7 +334,7 @@ fn print_detail(d: &Value) {
         ),
         ("owner", s(d, "owner")),
         ("status", lower(d, "status")),
-        ("node", s(d, "nodeId")),
+        ("node", node_text(d)),
         ("policy", lower(d, "policy")),
         (
             "needs",

@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// A node unheard of this long (ms) is lost [default: 15000].
     #[arg(long, env = "DCLOUD_NODE_TTL_MS")]
     pub node_ttl_ms: Option<i64>,
+    /// How long a lost node's deployments wait for it to come back (ms) before they
+    /// are placed elsewhere; 0 moves them at once [default: 300000].
+    #[arg(long, env = "DCLOUD_LOST_NODE_GRACE_MS")]
+    pub lost_node_grace_ms: Option<i64>,
     /// Keep a heartbeat in the log at most this often per node (ms) [default: 60000].
     #[arg(long, env = "DCLOUD_HEARTBEAT_LOG_INTERVAL_MS")]
     pub heartbeat_log_interval_ms: Option<i64>,
@@ -98,6 +102,7 @@ pub struct FileConfig {
     pub snapshot_every: Option<u64>,
     pub keep_snapshots: Option<usize>,
     pub node_ttl_ms: Option<i64>,
+    pub lost_node_grace_ms: Option<i64>,
     pub heartbeat_log_interval_ms: Option<i64>,
     pub liveness_tick_ms: Option<u64>,
     pub maintenance_ms: Option<u64>,
@@ -155,6 +160,10 @@ impl ServerArgs {
         if let Some(v) = self.node_ttl_ms.or(file.node_ttl_ms) {
             anyhow::ensure!(v > 0, "node-ttl-ms must be positive, got {v}");
             c.settings.node_ttl_ms = v;
+        }
+        if let Some(v) = self.lost_node_grace_ms.or(file.lost_node_grace_ms) {
+            anyhow::ensure!(v >= 0, "lost-node-grace-ms must not be negative, got {v}");
+            c.settings.lost_node_grace_ms = v;
         }
         if let Some(v) = self
             .heartbeat_log_interval_ms
@@ -336,7 +345,7 @@ mod tests {
     fn flags_win_over_the_file_which_wins_over_defaults() {
         let file: FileConfig = serde_json::from_str(
             r#"{"data": "/from-file", "listen": "0.0.0.0:9000", "node-ttl-ms": 5000,
-                "dev-mode": true}"#,
+                "dev-mode": true, "lost-node-grace-ms": 0}"#,
         )
         .expect("file config");
         let args = Cli::try_parse_from(["x", "--listen", "127.0.0.1:1234", "--dev-mode=false"])
@@ -350,6 +359,7 @@ mod tests {
         assert!(!c.dev_mode);
         assert_eq!(c.data, PathBuf::from("/from-file"));
         assert_eq!(c.settings.node_ttl_ms, 5000);
+        assert_eq!(c.settings.lost_node_grace_ms, 0);
         assert_eq!(c.snapshot_every, ServerConfig::new("x").snapshot_every);
         assert_eq!(c.liveness_tick, Duration::from_secs(1));
 

@@ -1,5 +1,5 @@
 //! The server's timers: every `liveness_tick`, alive nodes silent for the TTL are marked
-//! lost; every `maintenance_every`, expired services are expired and the pending queue
+//! lost and lost nodes past their grace give up their deployments; every `maintenance_every`, expired services are expired and the pending queue
 //! is retried. All submit as the system actor. Every `checkpoint_every`, a signed
 //! checkpoint of the log's head is written when the head moved.
 
@@ -35,7 +35,8 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
             }
             due = liveness.tick() => {
                 let lag = tokio::time::Instant::now().saturating_duration_since(due);
-                mark_lost(&app, super::liveness::lost_after(ttl, lag)).await
+                mark_lost(&app, super::liveness::lost_after(ttl, lag)).await;
+                evict_lost(&app, super::backend::now_ms()).await;
             }
             _ = maintenance.tick() => {
                 submit(&app, Command::ExpireServices, "timer:services").await;
@@ -85,6 +86,30 @@ pub(super) async fn mark_lost(app: &AppState, ttl: Duration) {
         "timer:liveness",
     )
     .await;
+}
+
+/// Lost nodes whose grace is over as of `now_ms` and that still hold deployments:
+/// those are placed elsewhere.
+pub(super) async fn evict_lost(app: &AppState, now_ms: i64) {
+    let due: Vec<String> = {
+        let state = app.writer().state();
+        let grace = app.backend().settings().lost_node_grace_ms;
+        state
+            .nodes
+            .iter()
+            .filter(|n| !n.deployments.is_empty() && n.lost_past(grace, now_ms))
+            .map(|n| n.id.clone())
+            .collect()
+    };
+    if due.is_empty() {
+        return;
+    }
+    info!(nodes = ?due, "lost nodes past their grace; placing their deployments elsewhere");
+    let cmd = Command::EvictLostNodes {
+        node_ids: due,
+        force: false,
+    };
+    submit(app, cmd, "timer:lost-grace").await;
 }
 
 /// One idle check as of `now_ms` (the timer passes the wall clock; tests their own):

@@ -175,7 +175,8 @@ impl ControlMutation {
         run.await.gql(ctx)
     }
 
-    /// Marks nodes lost now (what the heartbeat timer does); their deployments are
+    /// Marks nodes lost now (what the heartbeat timer does); their deployments wait
+    /// for the lost-node grace (the server's `--lost-node-grace-ms`) before they are
     /// placed elsewhere. Admins. Returns the events appended.
     async fn mark_nodes_lost(&self, ctx: &Context<'_>, node_ids: Vec<ID>) -> Result<usize> {
         let node_ids = node_ids.into_iter().map(|i| i.to_string()).collect();
@@ -183,6 +184,23 @@ impl ControlMutation {
             .await
             .map(|e| e.len())
             .gql(ctx)
+    }
+
+    /// Places the deployments of lost nodes elsewhere now, without waiting for the
+    /// lost-node grace (the machine is known to be gone). Nodes that are alive are
+    /// left alone. Admins. Returns the events appended.
+    async fn evict_lost_nodes(&self, ctx: &Context<'_>, node_ids: Vec<ID>) -> Result<usize> {
+        let node_ids = node_ids.into_iter().map(|i| i.to_string()).collect();
+        submit(
+            ctx,
+            Command::EvictLostNodes {
+                node_ids,
+                force: true,
+            },
+        )
+        .await
+        .map(|e| e.len())
+        .gql(ctx)
     }
 
     /// Tries every pending deployment again. Admins. Returns the events appended.

@@ -130,6 +130,8 @@ pub struct DeploymentObj {
     pub(crate) node_hostname: Option<String>,
     /// The address of the node it is placed on, while it holds resources there.
     pub(crate) node_address: Option<String>,
+    /// When its node was marked lost, while it is booked on a lost node.
+    pub(crate) node_lost_since_ms: Option<i64>,
     pub(crate) service: Option<EndpointService>,
 }
 
@@ -141,12 +143,13 @@ impl DeploymentObj {
             .as_deref()
             .and_then(|n| state.node(n))
             .map(|n| n.fingerprint.hostname.clone());
-        let node_address = d
+        let booked_on = d
             .node
             .as_deref()
             .filter(|_| d.status.holds_resources())
-            .and_then(|n| state.node(n))
-            .and_then(|n| n.address.clone());
+            .and_then(|n| state.node(n));
+        let node_address = booked_on.and_then(|n| n.address.clone());
+        let node_lost_since_ms = booked_on.and_then(|n| n.lost_since_ms);
         let service = state.deployment_spec(d).and_then(|spec| {
             let s = super::assignment::declared_service(state, spec)?;
             Some(EndpointService {
@@ -161,6 +164,7 @@ impl DeploymentObj {
             env_name,
             node_hostname,
             node_address,
+            node_lost_since_ms,
             service,
         }
     }
@@ -265,6 +269,21 @@ impl DeploymentObj {
     /// The hostname of that node.
     async fn node_hostname(&self) -> Option<&str> {
         self.node_hostname.as_deref()
+    }
+
+    /// When the node it is booked on was marked lost (unix ms), while that node is
+    /// lost: its status is the last one the agent reported, and its container may
+    /// still be running there. `null` otherwise.
+    async fn node_lost_since_ms(&self) -> Option<i64> {
+        self.node_lost_since_ms
+    }
+
+    /// While its node is lost: when it will be placed elsewhere unless the node speaks
+    /// again first (the server's lost-node grace after `nodeLostSinceMs`).
+    async fn moves_at_ms(&self, ctx: &async_graphql::Context<'_>) -> Option<i64> {
+        let since = self.node_lost_since_ms?;
+        let backend = crate::schema::backend(ctx).ok()?;
+        Some(since.saturating_add(backend.settings().lost_node_grace_ms))
     }
 
     /// The container's CPU and memory at every heartbeat the server received since

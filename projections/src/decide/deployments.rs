@@ -87,7 +87,8 @@ fn quota_check(
 }
 
 /// Queued or finished: stopped at once. Placed: the agent is asked to stop it, and its
-/// resources stay booked until the agent reports the container removed.
+/// resources stay booked until the agent reports the container removed. Placed on a
+/// lost node: stopped at once (its agent removes the container if it comes back).
 pub(super) fn stop(s: &mut Scratch<'_>, deployment_id: &str) -> Result<(), DomainError> {
     let d = s
         .state
@@ -106,6 +107,16 @@ pub(super) fn stop(s: &mut Scratch<'_>, deployment_id: &str) -> Result<(), Domai
         }
         S::Exited | S::OomKilled | S::Failed => {
             s.emit(Event::DeploymentStopped { deployment_id });
+        }
+        // Its node is lost: nobody can stop the container now, so it is stopped in
+        // the log at once; the agent removes the container as stale if it comes back.
+        S::Scheduled | S::Building | S::Created | S::Running | S::Stopping
+            if super::nodes::on_lost_node(s, d) =>
+        {
+            s.emit(Event::DeploymentStopped { deployment_id });
+            s.release(d);
+            s.ended(d);
+            s.place_pending(false);
         }
         S::Scheduled | S::Building | S::Created | S::Running => {
             s.emit(Event::DeploymentStopRequested { deployment_id });

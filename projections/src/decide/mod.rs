@@ -143,6 +143,7 @@ pub fn decide(state: &State, cmd: &Command, ctx: &Ctx) -> Result<Vec<Event>, Dom
             registry::set_dataset_storage(&mut s, category, shared.as_ref())?
         }
         Command::MarkNodesLost { node_ids } => nodes::mark_lost(&mut s, node_ids)?,
+        Command::EvictLostNodes { node_ids, force } => nodes::evict_lost(&mut s, node_ids, *force)?,
         Command::DrainNode { node_id } => nodes::drain(&mut s, node_id)?,
         Command::UndrainNode { node_id } => nodes::undrain(&mut s, node_id)?,
         Command::Deploy {

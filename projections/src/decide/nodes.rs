@@ -1,5 +1,6 @@
 //! Nodes: registration (first or again), heartbeats kept at an interval, loss (its
-//! deployments are released and placed elsewhere), drain and undrain.
+//! deployments wait out the lost-node grace, then are released and placed
+//! elsewhere), drain and undrain.
 
 use dcloud_events::model::{ContainerUsage, NodeFingerprint, Resources, Usage, VolumeUsage};
 use dcloud_events::Event;
@@ -278,9 +279,12 @@ fn volumes_changed(old: &[VolumeUsage], new: &[VolumeUsage]) -> bool {
 }
 
 /// The writer's timer names the nodes past the TTL; unknown or already lost nodes are
-/// skipped. Each lost node's deployments are released and placed elsewhere at once.
+/// skipped. A lost node's deployments stay booked on it for `lost_node_grace_ms` (its
+/// agent may only be cut off, its containers still running); with no grace they are
+/// released and placed elsewhere at once.
 pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), DomainError> {
     admin_only(s.ctx, "marking nodes lost")?;
+    let (now, grace) = (s.ctx.now_ms, s.ctx.settings.lost_node_grace_ms);
     for node_id in node_ids {
         let Some(slot) = s.slot_of(node_id) else {
             continue;
@@ -292,7 +296,39 @@ pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), 
             node_id: node_id.clone(),
         });
         if let Some(n) = s.node_mut(slot) {
-            n.health = crate::state::NodeHealth::Lost;
+            n.lose(now);
+        }
+        if grace <= 0 {
+            for d in held(s, slot) {
+                evict(s, d, node_id);
+            }
+        }
+    }
+    s.place_pending(false);
+    Ok(())
+}
+
+/// Lost nodes whose grace is over (or any lost node, with `force`): each one's
+/// deployments are released and placed elsewhere (a stopping one is simply stopped).
+/// Nodes alive again, still within their grace, or holding nothing are skipped.
+pub(super) fn evict_lost(
+    s: &mut Scratch<'_>,
+    node_ids: &[String],
+    force: bool,
+) -> Result<(), DomainError> {
+    admin_only(s.ctx, "evicting lost nodes")?;
+    let now = s.ctx.now_ms;
+    let grace = if force {
+        0
+    } else {
+        s.ctx.settings.lost_node_grace_ms
+    };
+    for node_id in node_ids {
+        let Some(slot) = s.slot_of(node_id) else {
+            continue;
+        };
+        if !s.node(slot).is_some_and(|n| n.lost_past(grace, now)) {
+            continue;
         }
         for d in held(s, slot) {
             evict(s, d, node_id);
@@ -300,6 +336,16 @@ pub(super) fn mark_lost(s: &mut Scratch<'_>, node_ids: &[String]) -> Result<(), 
     }
     s.place_pending(false);
     Ok(())
+}
+
+/// Whether `d` is booked on a node that is lost (its agent cannot act on it).
+pub(super) fn on_lost_node(s: &Scratch<'_>, d: &Deployment) -> bool {
+    d.status.holds_resources()
+        && d.node
+            .as_deref()
+            .and_then(|n| s.slot_of(n))
+            .and_then(|slot| s.node(slot))
+            .is_some_and(|n| !n.is_alive())
 }
 
 /// A draining node keeps its deployments and takes no new ones.

@@ -7,8 +7,7 @@ use std::ops::Bound;
 use dcloud_events::{Envelope, Event};
 
 use super::{
-    Deployment, EnvVersion, Environment, JoinToken, Node, NodeHealth, Queued, Service, State,
-    Template, Token,
+    Deployment, EnvVersion, Environment, JoinToken, Node, Queued, Service, State, Template, Token,
 };
 
 impl State {
@@ -245,7 +244,7 @@ impl State {
             Event::NodeAddressReported { node_id, address } => {
                 self.set_node(node_id, |n| n.address = Some(address.clone()))
             }
-            Event::NodeLost { node_id } => self.set_node(node_id, |n| n.health = NodeHealth::Lost),
+            Event::NodeLost { node_id } => self.set_node(node_id, |n| n.lose(t)),
             Event::NodeDrained { node_id } => self.set_node(node_id, |n| n.draining = true),
             Event::NodeUndrained { node_id } => self.set_node(node_id, |n| n.draining = false),
             Event::DeploymentRequested {

@@ -45,9 +45,11 @@ impl State {
             let n = self
                 .node(node)
                 .ok_or(format!("deployment {} is on unknown node {node}", d.id))?;
-            if !n.is_alive() {
+            // A lost node keeps its deployments for the lost-node grace, and must
+            // know since when.
+            if !n.is_alive() && n.lost_since_ms.is_none() {
                 return Err(format!(
-                    "deployment {} holds resources on lost node {node}",
+                    "deployment {} holds resources on node {node}, lost since no time",
                     d.id
                 ));
             }

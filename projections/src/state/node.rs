@@ -15,7 +15,8 @@ use serde::Serialize;
 )]
 pub enum NodeHealth {
     Alive,
-    /// Missed heartbeats past the TTL; it comes back by registering again.
+    /// Missed heartbeats past the TTL; it comes back by registering again. Its
+    /// deployments stay booked on it for the lost-node grace, then move.
     Lost,
 }
 
@@ -52,6 +53,8 @@ pub struct Node {
     pub(crate) order: u64,
     pub fingerprint: NodeFingerprint,
     pub health: NodeHealth,
+    /// When it was marked lost (the `NodeLost` event's time); `None` while alive.
+    pub lost_since_ms: Option<i64>,
     pub draining: bool,
     pub first_registered_ms: i64,
     pub last_registered_ms: i64,
@@ -124,6 +127,7 @@ impl Node {
             order: 0,
             fingerprint,
             health: NodeHealth::Alive,
+            lost_since_ms: None,
             draining: false,
             first_registered_ms: time_ms,
             last_registered_ms: time_ms,
@@ -145,12 +149,25 @@ impl Node {
         self.gpus = gpu_slots(&fingerprint, &self.gpus);
         self.fingerprint = fingerprint;
         self.health = NodeHealth::Alive;
+        self.lost_since_ms = None;
         self.last_registered_ms = time_ms;
         self.recount_gpus();
     }
 
     pub fn is_alive(&self) -> bool {
         self.health == NodeHealth::Alive
+    }
+
+    /// Marked lost at `time_ms` (its deployments stay booked here until evicted).
+    pub(crate) fn lose(&mut self, time_ms: i64) {
+        self.health = NodeHealth::Lost;
+        self.lost_since_ms = Some(time_ms);
+    }
+
+    /// Lost for at least `grace_ms` as of `now_ms`.
+    pub fn lost_past(&self, grace_ms: i64, now_ms: i64) -> bool {
+        self.lost_since_ms
+            .is_some_and(|t| !self.is_alive() && now_ms.saturating_sub(t) >= grace_ms)
     }
 
     /// What deployments may use: capacity less reserved (GPUs: unreserved devices).
