@@ -1,6 +1,7 @@
 //! Agents at fleet scale, end to end with a real server in-process: simulated nodes
-//! on their own websockets from two agent "processes" sharing one fleet, and a node
-//! the server marked lost that speaks again and is alive again.
+//! on their own websockets from two agent "processes" sharing one fleet, a node the
+//! server marked lost that speaks again and is alive again, and a lost node whose
+//! deployment moves to another node once the lost-node grace is over.
 
 use std::time::{Duration, Instant};
 
@@ -150,5 +151,85 @@ async fn a_node_marked_lost_that_speaks_again_is_alive_again() {
     .await;
     assert!(!agent.is_finished(), "the agent keeps running");
     agent.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_nodes_deployment_moves_when_the_grace_is_over_and_not_before() {
+    const GRACE_MS: i64 = 2_000;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(dir.path());
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.settings.node_ttl_ms = 2_000;
+    config.settings.lost_node_grace_ms = GRACE_MS;
+    config.liveness_tick = Duration::from_millis(50);
+    let server = start(config).await.expect("server starts");
+    let (url, admin) = (server.url(), server.admin_token.clone().expect("admin"));
+    // The first node's agent beats once an hour: it is lost after the 2 s TTL.
+    let quiet = {
+        let (url, admin) = (url.clone(), admin.clone());
+        tokio::spawn(async move { run_async(&url, &admin, &sim(0, 1, "1h")).await })
+    };
+    let (first, second) = ("0x020000000001", "0x020000000002");
+    eventually(
+        "the first node registers",
+        Duration::from_secs(30),
+        || async { metric(&url, "dcloud_nodes{state=\"alive\"}").await == 1.0 },
+    )
+    .await;
+    let q = "mutation($d: String!) { upsertCatalog(document: $d) { os } }";
+    let catalog = json!({"os": "busybox", "base-image": "busybox:latest",
+        "init-steps": ["true"], "specifications": {}});
+    gql(&url, &admin, q, json!({"d": catalog.to_string()})).await;
+    let env = json!({"env-name": "grace", "version": "1", "os": "busybox", "languages": [],
+        "resources": {"ram": "64M", "cpu": "0.1", "gpu": "0", "storage": 0}});
+    let q = "mutation($d: String!) { createEnvironment(document: $d) { id } }";
+    let env_id = gql(&url, &admin, q, json!({"d": env.to_string()})).await["createEnvironment"]
+        ["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let q = "mutation($e: String!) { deploy(environment: $e) { id nodeId } }";
+    let d = gql(&url, &admin, q, json!({"e": env_id})).await["deploy"].clone();
+    assert_eq!(d["nodeId"], first, "{d}");
+    let id = d["id"].as_str().expect("id").to_string();
+    // A second node that beats often arrives.
+    let busy = {
+        let (url, admin) = (url.clone(), admin.clone());
+        tokio::spawn(async move { run_async(&url, &admin, &sim(1, 1, "200ms")).await })
+    };
+    let dep = || async {
+        let q =
+            "query($id: ID!) { deployment(id: $id) { status nodeId history { status timeMs } } }";
+        gql(&url, &admin, q, json!({"id": id})).await["deployment"].clone()
+    };
+    eventually(
+        "the deployment runs on the second node",
+        Duration::from_secs(60),
+        || async {
+            let d = dep().await;
+            d["nodeId"] == second && d["status"] == "RUNNING"
+        },
+    )
+    .await;
+    let q = "query($id: ID!) { node(id: $id) { state lostSinceMs } }";
+    let node = gql(&url, &admin, q, json!({"id": first})).await["node"].clone();
+    assert_eq!(node["state"], "LOST", "{node}");
+    let lost_since = node["lostSinceMs"].as_i64().expect("lost since");
+    let d = dep().await;
+    let moved_at = d["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .find(|h| h["status"] == "LOST")
+        .and_then(|h| h["timeMs"].as_i64())
+        .unwrap_or_else(|| panic!("never LOST: {d}"));
+    assert!(
+        moved_at - lost_since >= GRACE_MS,
+        "moved {} ms after its node was lost, before the {GRACE_MS} ms grace",
+        moved_at - lost_since
+    );
+    quiet.abort();
+    busy.abort();
     server.shutdown().await;
 }

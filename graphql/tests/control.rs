@@ -414,3 +414,39 @@ async fn a_lost_node_keeps_its_deployments_for_the_grace_and_an_admin_can_move_t
     assert!(v["deployment"]["nodeLostSinceMs"].is_null(), "{v}");
     assert!(v["deployment"]["movesAtMs"].is_null(), "{v}");
 }
+
+#[tokio::test]
+async fn a_report_naming_its_node_is_refused_for_a_deployment_not_assigned_there() {
+    let api = Api::new();
+    fleet(&api).await;
+    let (_, d, node) = deployed(&api, &alice(), "web", 8080).await;
+    let other = if node == NODE_A { NODE_B } else { NODE_A };
+    let q = r#"mutation($d: ID!, $n: ID) {
+        reportStatus(deploymentId: $d, nodeId: $n, report: {kind: CONTAINER_STARTED}) { status } }"#;
+    // An admin token running many nodes' agents speaks for the node it names: a node
+    // the deployment is not on (it moved away) changes nothing.
+    assert_eq!(
+        api.code(Some(&admin()), q, json!({"d": d, "n": other}))
+            .await,
+        "FORBIDDEN"
+    );
+    // An agent names only its own node.
+    assert_eq!(
+        api.code(Some(&Actor::agent(&node)), q, json!({"d": d, "n": other}))
+            .await,
+        "FORBIDDEN"
+    );
+    for who in [alice(), auditor()] {
+        assert_eq!(
+            api.code(Some(&who), q, json!({"d": d, "n": node})).await,
+            "FORBIDDEN"
+        );
+    }
+    assert_eq!(
+        api.state().deployment(&d).map(|d| d.status),
+        Some(dcloud_projections::DeploymentStatus::Scheduled)
+    );
+    // The node it is on: accepted, from its agent or an admin speaking for it.
+    let v = api.data(&admin(), q, json!({"d": d, "n": node})).await;
+    assert_eq!(v["reportStatus"]["status"], "RUNNING");
+}

@@ -185,10 +185,13 @@ impl GqlClient {
             .map(drop)
     }
 
-    /// Reports a container state change; `key` is the idempotency key, the same for
-    /// every retry of one report.
+    /// Reports a container state change seen on `node_id`; `key` is the idempotency
+    /// key, the same for every retry of one report. The server refuses a report about
+    /// a deployment not assigned to that node (it moved away), even from an admin token
+    /// running many nodes.
     pub async fn report_status(
         &self,
+        node_id: &str,
         deployment_id: &str,
         report: &Report,
         image: &str,
@@ -206,8 +209,8 @@ impl GqlClient {
                 .await
                 .map(drop);
         }
-        let vars =
-            json!({ "deploymentId": deployment_id, "report": wire::report_input(report, image) });
+        let vars = json!({ "deploymentId": deployment_id, "nodeId": node_id,
+                           "report": wire::report_input(report, image) });
         self.request_keyed("reportStatus", wire::REPORT_STATUS, vars, Some(key))
             .await
             .map(drop)

@@ -148,9 +148,15 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
     let images: Images = Arc::default();
     let (tx, rx) = mpsc::channel(1024);
     let mut background = AbortOnDrop(Vec::new());
-    background
-        .0
-        .push(tokio::spawn(deliver_reports(shared.clone(), rx, images.clone())).abort_handle());
+    background.0.push(
+        tokio::spawn(deliver_reports(
+            shared.clone(),
+            node_id.clone(),
+            rx,
+            images.clone(),
+        ))
+        .abort_handle(),
+    );
     let watcher = driver.clone();
     let watch_tx = tx.clone();
     background.0.push(
@@ -568,6 +574,7 @@ async fn report_volumes(
 /// the server refuses is logged and dropped (repeats are no-ops there).
 async fn deliver_reports(
     shared: Arc<Shared>,
+    node_id: String,
     mut rx: mpsc::Receiver<(String, Report)>,
     images: Images,
 ) {
@@ -584,7 +591,7 @@ async fn deliver_reports(
         loop {
             match shared
                 .client
-                .report_status(&dep, &report, &image, &key)
+                .report_status(&node_id, &dep, &report, &image, &key)
                 .await
             {
                 Ok(()) => break,

@@ -34,8 +34,9 @@ pub const HEARTBEAT: &str = "mutation($nodeId: ID!, $usage: UsageInput!, \
 $containers: [ContainerUsageInput!]!, $engineOk: Boolean!) { \
 heartbeat(nodeId: $nodeId, usage: $usage, containers: $containers, engineOk: $engineOk) { logged } }";
 
-pub const REPORT_STATUS: &str = "mutation($deploymentId: ID!, $report: ReportInput!) { \
-reportStatus(deploymentId: $deploymentId, report: $report) { id status } }";
+pub const REPORT_STATUS: &str =
+    "mutation($deploymentId: ID!, $report: ReportInput!, $nodeId: ID) { \
+reportStatus(deploymentId: $deploymentId, report: $report, nodeId: $nodeId) { id status } }";
 
 pub const REPORT_NODE_ADDRESS: &str = "mutation($nodeId: ID!, $address: String!) { \
 reportNodeAddress(nodeId: $nodeId, address: $address) { id } }";

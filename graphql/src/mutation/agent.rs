@@ -140,25 +140,39 @@ impl AgentMutation {
         run.await.gql(ctx)
     }
 
-    /// One container state change of a deployment placed on the caller's node.
+    /// One container state change of a deployment placed on the caller's node. With
+    /// `nodeId` (what agents send) the report is the agent of that node's: refused
+    /// unless the deployment is assigned there, also when an admin token runs the
+    /// agent, so a container a node stops after its deployment moved away cannot
+    /// change the deployment on its new node.
     async fn report_status(
         &self,
         ctx: &Context<'_>,
         deployment_id: ID,
         report: ReportInput,
+        node_id: Option<ID>,
     ) -> Result<DeploymentObj> {
         let run = async {
             let report = report
                 .into_report()
                 .map_err(|e| ApiError::Domain(DomainError::Validation(e)))?;
-            submit(
-                ctx,
-                Command::Report {
-                    deployment_id: deployment_id.to_string(),
-                    report,
-                },
-            )
-            .await?;
+            let cmd = Command::Report {
+                deployment_id: deployment_id.to_string(),
+                report,
+            };
+            match node_id {
+                Some(node) => {
+                    let caller = crate::auth::actor(ctx)?;
+                    crate::query::require_node_actor(caller, &node)?;
+                    let as_agent = dcloud_projections::Actor {
+                        name: caller.name.clone(),
+                        role: dcloud_events::model::Role::Agent,
+                        node_id: Some(node.to_string()),
+                    };
+                    super::submit_as(ctx, cmd, as_agent).await?
+                }
+                None => submit(ctx, cmd).await?,
+            };
             live(ctx, |r| r.deployment(&deployment_id))
         };
         run.await.gql(ctx)

@@ -27,6 +27,15 @@ use crate::schema::{backend, correlation};
 /// only requires an actor.
 pub(crate) async fn submit(ctx: &Context<'_>, cmd: Command) -> Result<Vec<Envelope>, ApiError> {
     let actor = actor(ctx)?.clone();
+    submit_as(ctx, cmd, actor).await
+}
+
+/// [`submit`] as `actor` (the request's caller acting in a narrower role).
+pub(crate) async fn submit_as(
+    ctx: &Context<'_>,
+    cmd: Command,
+    actor: dcloud_projections::Actor,
+) -> Result<Vec<Envelope>, ApiError> {
     let backend = backend(ctx)?;
     let correlation = correlation(ctx, backend.as_ref());
     match ctx.data_opt::<IdempotencyKey>() {

@@ -98,6 +98,12 @@ impl NodeObj {
         self.node.health.into()
     }
 
+    /// When it was marked lost (unix ms); `null` while it is alive. Its deployments
+    /// stay booked on it until the server's lost-node grace after this is over.
+    async fn lost_since_ms(&self) -> Option<i64> {
+        self.node.lost_since_ms
+    }
+
     async fn state(&self) -> NodeState {
         if !self.node.is_alive() {
             NodeState::Lost
