@@ -83,6 +83,42 @@ pub(crate) async fn wait_fleet(url: &str, n: u64, limit: Duration) -> anyhow::Re
     }
 }
 
+/// `n` assignment subscriptions (nodes `0x02…1` to `n`, after the current head, so
+/// nothing is replayed) spread over `sockets` websockets; dropping the result closes
+/// them.
+pub(crate) async fn idle_subscriptions(
+    url: &str,
+    admin: &str,
+    n: u64,
+    sockets: u64,
+) -> anyhow::Result<Vec<WsConnection>> {
+    let ws_url = format!("{}/graphql/ws", url.replacen("http", "ws", 1));
+    let head = metric(url, "dcloud_log_last_seq").await? as u64;
+    let before = metric(url, "dcloud_subscriptions_open").await?;
+    let mut conns = Vec::new();
+    for _ in 0..sockets {
+        conns.push(WsConnection::connect(&ws_url, admin).await?);
+    }
+    let q = "subscription($n: ID!, $a: Int) { assignments(nodeId: $n, after: $a) { kind } }";
+    let mut subs = Vec::new();
+    for i in 0..n {
+        let node = format!("0x02{:010x}", i + 1);
+        let conn = &conns[(i % sockets) as usize];
+        subs.push(conn.subscribe(q, json!({"n": node, "a": head}))?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(url, "dcloud_subscriptions_open").await? < before + n as f64 {
+        if Instant::now() > deadline {
+            bail!("the idle subscriptions did not open");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The streams live as long as their connections (the handles are dropped here;
+    // the server keeps serving until the socket closes).
+    std::mem::forget(subs);
+    Ok(conns)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -100,6 +136,8 @@ pub(crate) struct LoadReport {
     running_secs: f64,
     running: Vec<Duration>,
     delivery: Vec<Duration>,
+    /// From the `SCHEDULED` event's time (server clock, same host) to the RUN item.
+    delivery_sched: Vec<Duration>,
 }
 
 impl LoadReport {
@@ -128,10 +166,24 @@ impl LoadReport {
             pct(&self.delivery, 0.5),
             pct(&self.delivery, 0.99)
         );
+        println!(
+            "assignment delivery (SCHEDULED event time -> RUN received, ms clock, {} samples): p50 {:.0} ms, p99 {:.0} ms",
+            self.delivery_sched.len(),
+            pct(&self.delivery_sched, 0.5),
+            pct(&self.delivery_sched, 0.99)
+        );
     }
 }
 
-type Sent = Arc<Mutex<HashMap<String, Instant>>>;
+/// Per deployment: when its deploy request was sent, and the wall-clock time (ms) of
+/// its `SCHEDULED` event as the server recorded it.
+type Sent = Arc<Mutex<HashMap<String, (Instant, i64)>>>;
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// `total` deploys by `clients` concurrent clients, timed to running and to delivery.
 pub(crate) async fn deploy_load(
@@ -159,7 +211,7 @@ pub(crate) async fn deploy_load(
                 if u["status"] == "RUNNING" && u["statusChanged"] == true {
                     let id = u["deploymentId"].as_str().unwrap_or_default();
                     let at = sent.lock().map(|s| s.get(id).copied()).ok().flatten();
-                    if let Some(at) = at {
+                    if let Some((at, _)) = at {
                         let now = Instant::now();
                         running.lock().map(|mut r| r.push(now - at)).ok();
                         last.lock().map(|mut l| *l = now).ok();
@@ -170,20 +222,37 @@ pub(crate) async fn deploy_load(
     };
     // Delivery: assignment streams of a sample of nodes (as their agents have).
     let delivery: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let delivery_sched: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let mut probe_tasks = Vec::new();
     let q = "subscription($n: ID!) { assignments(nodeId: $n) { kind deploymentId } }";
     for i in 0..probes {
         let node = format!("0x02{:010x}", i + 1);
         let mut sub = ws.subscribe(q, json!({"n": node}))?;
-        let (sent, delivery) = (sent.clone(), delivery.clone());
+        let (sent, delivery, sched) = (sent.clone(), delivery.clone(), delivery_sched.clone());
         probe_tasks.push(tokio::spawn(async move {
             while let Some(SubEvent::Data(d)) = sub.next().await {
                 let a = &d["assignments"];
                 if a["kind"] == "RUN" {
-                    let id = a["deploymentId"].as_str().unwrap_or_default();
-                    let at = sent.lock().map(|s| s.get(id).copied()).ok().flatten();
-                    if let Some(at) = at {
-                        delivery.lock().map(|mut v| v.push(at.elapsed())).ok();
+                    let (got, got_ms) = (Instant::now(), wall_ms());
+                    let id = a["deploymentId"].as_str().unwrap_or_default().to_string();
+                    // The RUN item may overtake the deploy's answer: wait for it.
+                    let mut found = None;
+                    for _ in 0..2000 {
+                        found = sent.lock().map(|s| s.get(&id).copied()).ok().flatten();
+                        if found.is_some() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    if let Some((at, scheduled_ms)) = found {
+                        delivery.lock().map(|mut v| v.push(got - at)).ok();
+                        if scheduled_ms != i64::MAX {
+                            let ms = got_ms.saturating_sub(scheduled_ms).max(0) as u64;
+                            sched
+                                .lock()
+                                .map(|mut v| v.push(Duration::from_millis(ms)))
+                                .ok();
+                        }
                     }
                 }
             }
@@ -200,7 +269,7 @@ pub(crate) async fn deploy_load(
         let (next, sent, overloaded) = (next.clone(), sent.clone(), overloaded.clone());
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
-            let q = "mutation($e: String!) { deploy(environment: $e) { id } }";
+            let q = "mutation($e: String!) { deploy(environment: $e) { id history { status timeMs } } }";
             let mut lat = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < total {
                 loop {
@@ -215,7 +284,16 @@ pub(crate) async fn deploy_load(
                         .await?;
                     if let Some(id) = body["data"]["deploy"]["id"].as_str() {
                         lat.push(t.elapsed());
-                        sent.lock().map(|mut s| s.insert(id.to_string(), t)).ok();
+                        let scheduled_ms = body["data"]["deploy"]["history"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|h| h["status"] == "SCHEDULED")
+                            .and_then(|h| h["timeMs"].as_i64())
+                            .unwrap_or(i64::MAX);
+                        sent.lock()
+                            .map(|mut s| s.insert(id.to_string(), (t, scheduled_ms)))
+                            .ok();
                         break;
                     }
                     let e = &body["errors"][0]["extensions"];
@@ -260,6 +338,8 @@ pub(crate) async fn deploy_load(
     running.sort();
     let mut delivery = delivery.lock().map(|d| d.clone()).unwrap_or_default();
     delivery.sort();
+    let mut delivery_sched = delivery_sched.lock().map(|d| d.clone()).unwrap_or_default();
+    delivery_sched.sort();
     Ok(LoadReport {
         deploys: total,
         clients,
@@ -269,5 +349,6 @@ pub(crate) async fn deploy_load(
         running_secs,
         running,
         delivery,
+        delivery_sched,
     })
 }

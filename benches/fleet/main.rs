@@ -94,6 +94,19 @@ async fn run(n: u64, deploys: u64, opts: &Opts) -> anyhow::Result<()> {
         (rss_idle.saturating_sub(rss_empty)) as f64 / n as f64 / 1e3
     );
 
+    // Idle subscriptions alone: `n` more assignment streams (one per node, as its
+    // agent has) over 16 sockets, nothing flowing on them.
+    let extra = load::idle_subscriptions(&url, &admin, n, 16).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_subs = server.rss()?;
+    println!(
+        "{} more idle subscriptions on 16 sockets: RSS {:.0} MB -> {:.1} KB per idle subscription",
+        n,
+        mb(rss_subs),
+        (rss_subs.saturating_sub(rss_idle)) as f64 / n as f64 / 1e3
+    );
+    drop(extra);
+
     let cpu0 = server.cpu_secs()?;
     let quiet0 = load::metric(&url, "dcloud_heartbeats_quiet_total").await?;
     let t0 = Instant::now();
@@ -108,8 +121,14 @@ async fn run(n: u64, deploys: u64, opts: &Opts) -> anyhow::Result<()> {
         if beats > 0.0 { cpu / beats * 1e6 } else { 0.0 }
     );
 
+    let cpu0 = server.cpu_secs()?;
     let r = load::deploy_load(&url, &admin, &env_id, deploys, opts.clients, opts.probes).await?;
+    let cpu = server.cpu_secs()? - cpu0;
     r.print();
+    println!(
+        "server CPU during the deploys: {cpu:.1} s -> {:.0} µs per deployment (its deploy request, the agent's reports, the streams)",
+        cpu / deploys as f64 * 1e6
+    );
     let rss_loaded = server.rss()?;
     println!(
         "server RSS with {deploys} deployments: {:.0} MB",

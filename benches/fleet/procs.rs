@@ -36,7 +36,15 @@ impl Server {
             .arg(data)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            // The simulated fleet, the load generator and the watchers all act with the
+            // admin token, so the per-token limits meant for one client (64 sockets,
+            // 10,000 subscriptions, 1,000 writes/s) would cap the whole fleet; each
+            // real agent has its own token.
+            .args(["--max-connections-per-token", "1000000"])
+            .args(["--max-subscriptions-per-token", "1000000"])
+            .args(["--writes-per-second", "1000000"])
             .env("RUST_LOG", "warn")
+            .env("DCLOUD_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -142,6 +150,7 @@ impl Fleet {
                     &format!("{}ms", heartbeat.as_millis()),
                 ])
                 .env("RUST_LOG", "error")
+                .env("DCLOUD_LOG", "error")
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit())
                 .spawn()

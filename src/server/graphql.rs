@@ -1,9 +1,11 @@
 //! GraphQL over HTTP: the bearer-token middleware (the caller and a request id for
 //! every request), `POST /graphql`, and `GET /graphql` for queries only.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Mutex, OnceLock};
 
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -168,7 +170,9 @@ pub(super) async fn post(
     // A mutation without a token (`joinNode` with a join token) is an authentication
     // attempt: it is held to the failed-authentication limit of its address, and a
     // refused one counts against it; writes with a token are held to their token's.
-    let anonymous_write = matches!(caller, Caller::Anonymous) && has_mutation(&request.query);
+    let mut request = request;
+    let mutation = parse_once(&mut request);
+    let anonymous_write = matches!(caller, Caller::Anonymous) && mutation;
     if anonymous_write {
         if let Err(ms) = app.guards().auth_failures.check(&key.addr) {
             let err = ApiError::RateLimited {
@@ -177,7 +181,7 @@ pub(super) async fn post(
             };
             return api_error_response(&err, &request_id.0);
         }
-    } else if has_mutation(&request.query) {
+    } else if mutation {
         if let Err(ms) = app.guards().writes.take(&key.key()) {
             let err = ApiError::RateLimited {
                 message: format!(
@@ -214,7 +218,8 @@ pub(super) async fn get(
         }
     };
     // GET carries no mutation, so no idempotency key either.
-    if has_mutation(&request.query) {
+    let mut request = request;
+    if parse_once(&mut request) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "METHOD_NOT_ALLOWED",
@@ -307,13 +312,63 @@ pub(super) fn api_error_response(err: &ApiError, request_id: &str) -> Response {
 }
 
 /// Whether the document holds a mutation (unparsable documents are left to the
-/// executor, which reports the syntax error).
-pub(super) fn has_mutation(query: &str) -> bool {
-    async_graphql::parser::parse_query(query).is_ok_and(|doc| {
-        doc.operations
-            .iter()
-            .any(|(_, op)| op.node.ty == OperationType::Mutation)
-    })
+/// executor, which reports the syntax error); asked twice, the second answer comes
+/// from the cache.
+#[cfg(test)]
+fn has_mutation(query: &str) -> bool {
+    let first = parse_once(&mut async_graphql::Request::new(query));
+    let mut again = async_graphql::Request::new(query);
+    let second = parse_once(&mut again);
+    assert_eq!(first, second, "the cached answer differs for {query:?}");
+    if let Ok(doc) = again.parsed_query() {
+        assert_eq!(is_mutation(doc), second);
+    }
+    first
+}
+
+fn is_mutation(doc: &ExecutableDocument) -> bool {
+    doc.operations
+        .iter()
+        .any(|(_, op)| op.node.ty == OperationType::Mutation)
+}
+
+/// Documents up to this long are kept parsed.
+const CACHED_QUERY_MAX: usize = 16 << 10;
+/// How many parsed documents are kept (the set is emptied when it is full: clients
+/// send a handful of documents again and again, agents above all).
+const CACHED_QUERIES: usize = 1024;
+
+type ParsedCache = HashMap<String, (ExecutableDocument, bool)>;
+
+/// Parses `request`'s document once for both the server's checks and the executor
+/// (which takes the parsed document from the request), from a cache of recent
+/// documents: parsing is most of what a small request costs. Returns whether it holds
+/// a mutation; an unparsable document is left to the executor to report.
+pub(super) fn parse_once(request: &mut async_graphql::Request) -> bool {
+    static CACHE: OnceLock<Mutex<ParsedCache>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let hit = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&request.query).cloned());
+    if let Some((doc, mutation)) = hit {
+        request.set_parsed_query(doc);
+        return mutation;
+    }
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let mutation = is_mutation(&doc);
+    if request.query.len() <= CACHED_QUERY_MAX {
+        if let Ok(mut c) = cache.lock() {
+            if c.len() >= CACHED_QUERIES {
+                c.clear();
+            }
+            c.insert(request.query.clone(), (doc.clone(), mutation));
+        }
+    }
+    request.set_parsed_query(doc);
+    mutation
 }
 
 /// 401 with a GraphQL-shaped body coded `UNAUTHENTICATED` (a token was sent but is not valid).

@@ -239,7 +239,7 @@ impl Executor for CountingExecutor {
 
     fn execute_stream(
         &self,
-        request: async_graphql::Request,
+        mut request: async_graphql::Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
         let key = session_data
@@ -248,7 +248,7 @@ impl Executor for CountingExecutor {
             .and_then(|k| k.downcast_ref::<SubscriberKey>())
             .map_or_else(String::new, |k| k.0.clone());
         // Mutations over the socket are held to the token's write limit, as over POST.
-        if super::graphql::has_mutation(&request.query) {
+        if super::graphql::parse_once(&mut request) {
             if let Err(ms) = self.guards.writes.take(&key) {
                 let err = ApiError::RateLimited {
                     message: format!(
