@@ -1,0 +1,455 @@
+//! [`JetStreamLog`]: the [`EventLog`] on a JetStream stream. The trait is synchronous,
+//! so the log owns a small tokio runtime of its own and blocks on it; that works from
+//! a plain thread, from `spawn_blocking` of another runtime, and (blocking that worker,
+//! as fjall's fsync does) from inside another runtime's task.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_nats::jetstream::object_store::ObjectStore;
+use async_nats::{Client, Subject};
+use bytes::Bytes;
+use dcloud_events::record::{Encoder, RecordView};
+use dcloud_events::{
+    ChainCheck, Envelope, EventLog, Hash, LiveBatch, LogError, NewEvent, Tail, TailSource,
+    VerifyError, VerifyReport, GENESIS_HASH,
+};
+use tokio::sync::broadcast;
+
+use crate::append::{publish_chunk, Outcome, Record, MAX_ATOMIC};
+use crate::config::JetStreamConfig;
+use crate::read::{get_batch, RangeIter, READ_CHUNK};
+use crate::{open, remote, snapshot};
+
+/// How many appended batches a slow subscriber may fall behind before it re-reads
+/// from the stream (as fjall's log).
+const LIVE_CAPACITY: usize = 1024;
+/// Tries of one chunk whose outcome stays unknown before the log gives up (fail-stop).
+const PUBLISH_TRIES: u32 = 3;
+
+/// The JetStream backend of [`EventLog`]. One writer per stream: a second one is
+/// fenced out by the stream's expected-last-sequence check (see `append.rs`).
+pub struct JetStreamLog {
+    inner: Arc<Inner>,
+}
+
+/// The runtime the log blocks on; shut down without waiting, so that the last handle
+/// may be dropped anywhere, even inside another runtime.
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: JetStreamConfig,
+    pub(crate) client: Client,
+    subject: Subject,
+    pub(crate) snapshots: ObjectStore,
+    /// Last seq known durable (this handle's appends, or the stream's end at open).
+    committed: AtomicU64,
+    pub(crate) writer: Mutex<Writer>,
+    rt: Runtime,
+}
+
+pub(crate) struct Writer {
+    last_seq: u64,
+    last_hash: Hash,
+    encoder: Encoder,
+    /// `None` once stopped or dropped: subscribers then drain the stream and end.
+    live: Option<broadcast::Sender<LiveBatch>>,
+    stopped: Option<Stopped>,
+}
+
+#[derive(Clone, Copy)]
+enum Stopped {
+    /// A write's outcome is unknown (or the server refused it): fail-stop.
+    Poisoned,
+    /// Another writer appended; it reached `actual`.
+    Fenced { actual: u64 },
+}
+
+impl Writer {
+    pub(crate) fn head(&self) -> (u64, Hash) {
+        (self.last_seq, self.last_hash)
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), LogError> {
+        match self.stopped {
+            None => Ok(()),
+            Some(Stopped::Poisoned) => Err(LogError::Poisoned),
+            Some(Stopped::Fenced { actual }) => Err(LogError::Fenced { actual }),
+        }
+    }
+
+    /// Stops all writes for good after `err` (its outcome unknown or refused).
+    pub(crate) fn poison(&mut self, err: LogError) -> LogError {
+        tracing::error!(error = %err, "JetStream log write failed; refusing all further writes (fail-stop)");
+        self.stopped = Some(Stopped::Poisoned);
+        self.live = None;
+        err
+    }
+
+    fn fence(&mut self, actual: u64) {
+        tracing::error!(
+            actual,
+            last_seq = self.last_seq,
+            "another writer appended to the JetStream log; this one is fenced out"
+        );
+        self.stopped = Some(Stopped::Fenced { actual });
+        self.live = None;
+    }
+}
+
+impl JetStreamLog {
+    /// Connects to `cfg.url`, checks the server (2.12.1 or later) and the stream (made
+    /// if missing; an existing one must allow atomic batches and direct gets, hold the
+    /// log's subject on file storage with `cfg.replicas` replicas), and recovers the
+    /// last seq and hash from the last stored record. Like [`dcloud_events::FjallLog`]
+    /// it does not walk the chain: that is [`JetStreamLog::verify`].
+    pub fn open(cfg: JetStreamConfig) -> Result<JetStreamLog, LogError> {
+        cfg.check()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("dcloud-nats-log")
+            .enable_all()
+            .build()
+            .map_err(|e| remote(format!("cannot start the NATS runtime: {e}")))?;
+        let rt = Runtime(Some(rt));
+        let opened = {
+            let cfg = cfg.clone();
+            block(&rt, async move { open::open(&cfg).await })??
+        };
+        let (last_seq, last_hash) = if opened.last_seq == 0 {
+            (0, GENESIS_HASH)
+        } else {
+            if opened.first_seq != 1 {
+                return Err(LogError::corrupt(
+                    1,
+                    format!(
+                        "stream {} starts at seq {}: records were removed from it",
+                        cfg.stream, opened.first_seq
+                    ),
+                ));
+            }
+            let (client, stream, seq, t) = (
+                opened.client.clone(),
+                cfg.stream.clone(),
+                opened.last_seq,
+                cfg.request_timeout,
+            );
+            let records = block(
+                &rt,
+                async move { get_batch(&client, &stream, seq, 1, t).await },
+            )??;
+            match records.first() {
+                Some((s, bytes)) if *s == seq => (seq, RecordView::parse(seq, bytes)?.header.hash),
+                _ => {
+                    return Err(LogError::corrupt(
+                        seq,
+                        "the stream's last record could not be read",
+                    ))
+                }
+            }
+        };
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let inner = Inner {
+            subject: Subject::from(cfg.subject()),
+            cfg,
+            client: opened.client,
+            snapshots: opened.snapshots,
+            committed: AtomicU64::new(last_seq),
+            writer: Mutex::new(Writer {
+                last_seq,
+                last_hash,
+                encoder: Encoder::new(),
+                live: Some(live),
+                stopped: None,
+            }),
+            rt,
+        };
+        Ok(JetStreamLog {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Verifies the whole hash chain as stored in the stream, from seq 1 to its end
+    /// (the same checks as `dcloud audit verify` on fjall).
+    pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
+        let mut check = ChainCheck::new();
+        loop {
+            let records = match self.inner.get_batch(check.next_seq(), READ_CHUNK) {
+                Ok(r) => r,
+                Err(e) => {
+                    let reason = dcloud_events::BadRecord::Unreadable(e.to_string());
+                    return Err(check.bad(reason));
+                }
+            };
+            if records.is_empty() {
+                return Ok(check.finish());
+            }
+            for (seq, bytes) in records {
+                check.check(seq, &bytes)?;
+            }
+        }
+    }
+
+    /// Whether a failed write or another writer made the log refuse writes.
+    pub fn is_stopped(&self) -> bool {
+        self.inner
+            .lock_writer()
+            .map(|w| w.stopped.is_some())
+            .unwrap_or(true)
+    }
+
+    /// Seqs of the stored snapshots, oldest first (valid or not).
+    pub fn snapshot_seqs(&self) -> Result<Vec<u64>, LogError> {
+        snapshot::seqs(&self.inner)
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &JetStreamConfig {
+        &self.inner.cfg
+    }
+}
+
+/// Runs `f` on `rt` and waits for it on this thread, whatever this thread is.
+fn block<F>(rt: &Runtime, f: F) -> Result<F::Output, LogError>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let rt = rt.0.as_ref().expect("the runtime lives as long as the log");
+    futures::executor::block_on(rt.spawn(f))
+        .map_err(|e| remote(format!("the NATS runtime task failed: {e}")))
+}
+
+impl Inner {
+    pub(crate) fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>, LogError> {
+        self.writer.lock().map_err(|_| LogError::Poisoned)
+    }
+
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn block<F>(&self, f: F) -> Result<F::Output, LogError>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        block(&self.rt, f)
+    }
+
+    /// Stored records from `from` on, at most `max`.
+    pub(crate) fn get_batch(&self, from: u64, max: u64) -> Result<Vec<(u64, Bytes)>, LogError> {
+        let (client, stream, t) = (
+            self.client.clone(),
+            self.cfg.stream.clone(),
+            self.cfg.request_timeout,
+        );
+        self.block(async move { get_batch(&client, &stream, from, max, t).await })?
+    }
+
+    /// The chain hash of the record stored at `seq`, if one is readable there.
+    pub(crate) fn chain_hash_at(&self, seq: u64) -> Option<Hash> {
+        let records = self.get_batch(seq, 1).ok()?;
+        let (s, bytes) = records.first()?;
+        (*s == seq)
+            .then(|| RecordView::parse(seq, bytes).ok())
+            .flatten()
+            .map(|v| v.header.hash)
+    }
+
+    /// Whether the record stored at `r.seq` is `r` (an earlier try of ours committed).
+    fn stored_is(&self, r: &Record) -> bool {
+        self.chain_hash_at(r.seq) == Some(r.hash)
+    }
+
+    /// Publishes one chunk until its outcome is known: `Ok` once it is stored.
+    fn publish(&self, w: &mut Writer, chunk: &[Record]) -> Result<(), LogError> {
+        let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+            return Ok(());
+        };
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (client, subject, t) = (
+                self.client.clone(),
+                self.subject.clone(),
+                self.cfg.request_timeout,
+            );
+            // The future must own what it publishes: copies of the (refcounted) bytes.
+            let owned: Vec<Record> = chunk
+                .iter()
+                .map(|r| Record {
+                    seq: r.seq,
+                    hash: r.hash,
+                    bytes: r.bytes.clone(),
+                })
+                .collect();
+            let outcome = match self
+                .block(async move { publish_chunk(&client, &subject, &owned, t).await })
+            {
+                Ok(o) => o,
+                Err(e) => Outcome::Unknown(e.to_string()),
+            };
+            match outcome {
+                Outcome::Committed => return Ok(()),
+                // After an unknown outcome, our own first try may be what is there.
+                Outcome::WrongLast { .. } | Outcome::Duplicate
+                    if tries > 1 && self.stored_is(last) =>
+                {
+                    return Ok(())
+                }
+                Outcome::WrongLast { actual } => {
+                    w.fence(actual);
+                    return Err(LogError::Conflict {
+                        expected: first.seq - 1,
+                        actual,
+                    });
+                }
+                Outcome::Duplicate => {
+                    return Err(w.poison(remote(format!(
+                        "seqs {}..={} were refused as duplicates but the stream holds other records there",
+                        first.seq, last.seq
+                    ))))
+                }
+                Outcome::Rejected(reason) => return Err(w.poison(remote(reason))),
+                Outcome::Unknown(reason) if tries >= PUBLISH_TRIES => {
+                    return Err(w.poison(remote(format!(
+                        "outcome of seqs {}..={} unknown after {tries} tries: {reason}",
+                        first.seq, last.seq
+                    ))))
+                }
+                Outcome::Unknown(reason) => {
+                    tracing::warn!(%reason, tries, first = first.seq, "JetStream append outcome unknown; publishing the same records again");
+                }
+            }
+        }
+    }
+}
+
+impl EventLog for JetStreamLog {
+    fn last_seq(&self) -> u64 {
+        self.inner.committed()
+    }
+
+    fn last_hash(&self) -> Hash {
+        self.inner
+            .lock_writer()
+            .map_or(GENESIS_HASH, |w| w.last_hash)
+    }
+
+    fn append(&self, expected_last: u64, batch: Vec<NewEvent>) -> Result<Vec<Envelope>, LogError> {
+        let inner = &*self.inner;
+        let mut guard = inner.lock_writer()?;
+        let w = &mut *guard;
+        w.check_writable()?;
+        if expected_last != w.last_seq {
+            return Err(LogError::Conflict {
+                expected: expected_last,
+                actual: w.last_seq,
+            });
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(batch.len());
+        let mut prev_hash = w.last_hash;
+        for (new, seq) in batch.into_iter().zip(w.last_seq + 1..) {
+            let body = new.at(seq);
+            let (bytes, hash) = w.encoder.encode(&body, &prev_hash)?;
+            records.push(Record {
+                seq,
+                hash,
+                bytes: Bytes::copy_from_slice(bytes),
+            });
+            out.push(body.into_envelope(prev_hash, hash));
+            prev_hash = hash;
+        }
+        // Each chunk is atomic; a batch of more than MAX_ATOMIC records is several
+        // (see the crate doc for what that means when one fails).
+        let mut done = 0;
+        for chunk in records.chunks(MAX_ATOMIC) {
+            inner.publish(w, chunk)?;
+            let last = chunk.last().expect("chunks are not empty");
+            let envs = &out[done..done + chunk.len()];
+            done += chunk.len();
+            w.last_seq = last.seq;
+            w.last_hash = last.hash;
+            inner.committed.store(last.seq, Ordering::Release);
+            if let Some(live) = &w.live {
+                if live.receiver_count() > 0 {
+                    let _ = live.send(LiveBatch::from(envs.to_vec()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_range(
+        &self,
+        from: u64,
+        to_inclusive: u64,
+    ) -> Box<dyn Iterator<Item = Result<Envelope, LogError>> + Send + '_> {
+        Box::new(RangeIter::new(&self.inner, from, to_inclusive))
+    }
+
+    fn subscribe(&self, from: u64) -> Tail {
+        // The receiver exists before the tail reads anything: no gap (as fjall's).
+        let rx = match self.inner.lock_writer() {
+            Ok(w) => w.live.as_ref().map(broadcast::Sender::subscribe),
+            Err(_) => None,
+        };
+        let rx = rx.unwrap_or_else(|| broadcast::channel(1).1);
+        let source: Arc<dyn TailSource> = self.inner.clone();
+        Tail::new(source, rx, from)
+    }
+
+    fn save_snapshot(&self, seq: u64, state: &[u8]) -> Result<(), LogError> {
+        snapshot::save(&self.inner, seq, state)
+    }
+
+    fn scan_snapshots(
+        &self,
+        max_seq: u64,
+        accept: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Option<u64> {
+        snapshot::scan(&self.inner, max_seq, accept)
+    }
+
+    fn prune_snapshots(&self, keep: usize) -> Result<usize, LogError> {
+        snapshot::prune(&self.inner, keep)
+    }
+}
+
+impl TailSource for Inner {
+    fn committed_seq(&self) -> u64 {
+        self.committed()
+    }
+
+    fn read_into(
+        &self,
+        from: u64,
+        to_inclusive: u64,
+        out: &mut std::collections::VecDeque<Envelope>,
+    ) -> Result<(), LogError> {
+        for env in RangeIter::new(self, from, to_inclusive) {
+            out.push_back(env?);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for JetStreamLog {
+    fn drop(&mut self) {
+        // Close the live channel: tails deliver what is stored, then end with `Closed`.
+        if let Ok(mut w) = self.inner.writer.lock() {
+            w.live = None;
+        }
+    }
+}
