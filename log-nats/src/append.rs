@@ -12,9 +12,15 @@
 //! Every message also carries `Nats-Msg-Id: <seq>.<hash>`: the same record always gets
 //! the same id, so a batch published again after an unknown outcome (a timeout, a
 //! dropped connection) is refused as a duplicate if the first try committed, within
-//! the stream's duplicate window (2 minutes by default). The caller then reads the
-//! stored record back to confirm it is its own. Another writer's record at the same
-//! seq has another hash, so it never passes for ours.
+//! the stream's duplicate window (2 minutes by default; past it, the expected-last
+//! check refuses it instead). Either way the caller reads the stored record at the
+//! batch's last seq back: the same chain hash there means the same records, committed.
+//! Another writer's record at that seq has another hash, so it never passes for ours.
+//!
+//! Why one message per record and not one per frame of records (as fjall stores
+//! them): the stream's sequence numbers are then the log's, with no mapping to keep
+//! or recover; a read of any seq is one direct get; every record has its own message
+//! id. It costs one stored message per event; docs/operations.md has the figures.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

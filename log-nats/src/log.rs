@@ -301,11 +301,15 @@ impl Inner {
             };
             match outcome {
                 Outcome::Committed => return Ok(()),
-                // After an unknown outcome, our own first try may be what is there.
-                Outcome::WrongLast { .. } | Outcome::Duplicate
-                    if tries > 1 && self.stored_is(last) =>
-                {
-                    return Ok(())
+                // What is stored there may be these very records: an earlier try whose
+                // answer was lost. Same hash at the last seq = same records (the chain).
+                Outcome::WrongLast { .. } | Outcome::Duplicate if self.stored_is(last) => {
+                    tracing::info!(
+                        first = first.seq,
+                        last = last.seq,
+                        "JetStream already holds these records (an earlier try committed)"
+                    );
+                    return Ok(());
                 }
                 Outcome::WrongLast { actual } => {
                     w.fence(actual);

@@ -109,6 +109,62 @@ fn a_record_published_behind_the_logs_back_is_named_by_verify_and_fences_the_wri
     ));
 }
 
+/// The records the log would store for `events` after its head, published by hand
+/// with the message ids the log gives them: as if the log's own publish had committed
+/// and its answer was lost.
+fn publish_as_the_log_would(log: &JetStreamLog, url: &str, events: Vec<dcloud_events::NewEvent>) {
+    let mut enc = dcloud_events::record::Encoder::new();
+    let mut prev = log.last_hash();
+    let mut msgs = Vec::new();
+    for (new, seq) in events.into_iter().zip(log.last_seq() + 1..) {
+        let (bytes, hash) = enc.encode(&new.at(seq), &prev).expect("encode");
+        msgs.push((format!("{seq}.{}", hex::encode(hash)), bytes.to_vec()));
+        prev = hash;
+    }
+    let subject = log.config().subject();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.expect("connect"));
+        for (id, bytes) in msgs {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+            js.publish_with_headers(subject.clone(), h, bytes.into())
+                .await
+                .expect("publish")
+                .await
+                .expect("ack");
+        }
+    });
+}
+
+#[test]
+fn a_batch_the_stream_already_holds_is_recognised_by_its_message_ids() {
+    let nats = Nats::new();
+    let log = nats.open();
+    fill(&log, 1, 4);
+    publish_as_the_log_would(&log, &server().url, new_events(5, 3));
+    // The log did not see those commits; its append finds them stored (duplicate
+    // message ids), reads the last one back, and takes them as its own.
+    let appended = log
+        .append(4, new_events(5, 3))
+        .expect("recognised, not a conflict");
+    assert_eq!(appended.last().map(|e| e.seq), Some(7));
+    assert!(!log.is_stopped());
+    assert_eq!(read_all(&log)[4..], appended[..]);
+    log.append(7, new_events(8, 1)).expect("appends go on");
+    assert_eq!(log.verify().expect("verifies").last_seq, 8);
+    // Records of different content at those seqs are another writer's: fenced.
+    publish_as_the_log_would(&log, &server().url, new_events(1000, 2));
+    assert!(matches!(
+        log.append(8, new_events(9, 2)),
+        Err(LogError::Conflict {
+            expected: 8,
+            actual: 10
+        })
+    ));
+    assert!(log.is_stopped());
+}
+
 #[test]
 fn a_stream_without_atomic_batches_is_refused_at_open() {
     let cfg = JetStreamConfig::new(server().url.clone(), fresh_stream());
