@@ -261,7 +261,10 @@ where
     F::Output: Send + 'static,
 {
     let rt = rt.0.as_ref().expect("the runtime lives as long as the log");
-    futures::executor::block_on(rt.spawn(f))
+    // Unconstrained: called from a task of another runtime, the join handle would
+    // otherwise spend that task's cooperative budget, and once it is spent (after
+    // about 128 calls) it returns Pending forever, since the task never yields.
+    futures::executor::block_on(tokio::task::unconstrained(rt.spawn(f)))
         .map_err(|e| remote(format!("the NATS runtime task failed: {e}")))
 }
 

@@ -260,3 +260,28 @@ fn a_three_node_cluster_holds_the_log_with_three_replicas() {
         Some((1001, b"state@1001".to_vec()))
     );
 }
+
+/// Hundreds of blocking reads from one task of another runtime (as a tail catching up
+/// does): the log's own join handles must not spend that task's cooperative budget,
+/// or they stall for good after about 128 calls.
+#[test]
+fn many_blocking_reads_from_one_task_of_another_runtime_do_not_stall() {
+    let nats = Nats::new();
+    let log = nats.open();
+    fill(&log, 1, 50);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        for i in 0..400u64 {
+            let seq = 1 + i % 50;
+            let got: Vec<u64> = log
+                .read_range(seq, seq)
+                .map(|e| e.expect("read").seq)
+                .collect();
+            assert_eq!(got, vec![seq], "read {i}");
+        }
+    });
+}
