@@ -35,21 +35,19 @@ pub(crate) async fn get_batch(
     timeout: Duration,
 ) -> Result<Vec<(u64, Bytes)>, LogError> {
     let inbox = client.new_inbox();
-    let mut sub = match tokio::time::timeout(timeout, client.subscribe(inbox.clone())).await {
-        Ok(r) => r.map_err(|e| remote(format!("direct get: cannot subscribe: {e}")))?,
-        Err(_) => return Err(remote("DBG subscribe hung")),
-    };
+    let mut sub = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| remote(format!("direct get: cannot subscribe: {e}")))?;
     let request = format!(r#"{{"seq":{from},"batch":{max}}}"#);
-    match tokio::time::timeout(timeout, client
+    client
         .publish_with_reply(
             format!("$JS.API.DIRECT.GET.{stream}"),
             inbox,
             Bytes::from(request),
-        ))
-        .await {
-        Ok(r) => r.map_err(|e| remote(format!("direct get: cannot publish: {e}")))?,
-        Err(_) => return Err(remote("DBG publish hung")),
-    }
+        )
+        .await
+        .map_err(|e| remote(format!("direct get: cannot publish: {e}")))?;
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -82,6 +80,10 @@ pub(crate) async fn get_batch(
             .and_then(|v| v.as_str().parse::<u64>().ok())
             .ok_or_else(|| remote("direct get: a message without Nats-Sequence"))?;
         out.push((seq, msg.payload));
+        if out.len() as u64 >= max {
+            // The EOB that follows is not needed; dropping `sub` unsubscribes.
+            break;
+        }
     }
     Ok(out)
 }
@@ -131,7 +133,6 @@ impl<'a> RangeIter<'a> {
             None => self.inner.locate(self.next)?,
         };
         let want = (self.to - self.next + 1).min(MESSAGES_PER_READ);
-        eprintln!("DBG {:?} fetch next={} to={} stream_next={stream_next} want={want}", std::time::SystemTime::now(), self.next, self.to);
         let started = Instant::now();
         let messages = loop {
             let messages = self.inner.get_batch(stream_next, want)?;
