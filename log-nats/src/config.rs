@@ -20,6 +20,9 @@ pub struct JetStreamConfig {
     /// How long one request (a batch commit, a read) may take; past it a write's outcome
     /// is unknown and is resolved by publishing the same messages again (see `append.rs`).
     pub request_timeout: Duration,
+    /// Messages (frames of up to 256 events) per atomic batch, at most
+    /// [`crate::MAX_ATOMIC`]: lower it to a server's `max_batch_size` if that is lower.
+    pub max_batch_messages: usize,
 }
 
 impl JetStreamConfig {
@@ -30,6 +33,7 @@ impl JetStreamConfig {
             stream: stream.into(),
             replicas: 1,
             request_timeout: Duration::from_secs(10),
+            max_batch_messages: crate::MAX_ATOMIC,
         }
     }
 
@@ -66,6 +70,13 @@ impl JetStreamConfig {
             return bad(format!(
                 "replicas {}: use 1 (single server) to 5; 3 in a cluster",
                 self.replicas
+            ));
+        }
+        if !(1..=crate::MAX_ATOMIC).contains(&self.max_batch_messages) {
+            return bad(format!(
+                "max_batch_messages {}: use 1 to {} (the server's atomic batch limit)",
+                self.max_batch_messages,
+                crate::MAX_ATOMIC
             ));
         }
         Ok(())

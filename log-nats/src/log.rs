@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_nats::jetstream::object_store::ObjectStore;
 use async_nats::{Client, Subject};
 use bytes::Bytes;
+use dcloud_events::frame::{Entry, FrameBuilder, MAX_FRAME_RECORDS};
 use dcloud_events::record::{Encoder, RecordView};
 use dcloud_events::{
     ChainCheck, Envelope, EventLog, Hash, LiveBatch, LogError, NewEvent, Tail, TailSource,
@@ -17,9 +18,9 @@ use dcloud_events::{
 };
 use tokio::sync::broadcast;
 
-use crate::append::{publish_chunk, Outcome, Record, MAX_ATOMIC};
+use crate::append::{publish_chunk, Frame, Outcome};
 use crate::config::JetStreamConfig;
-use crate::read::{get_batch, RangeIter, READ_CHUNK};
+use crate::read::{frame_records, get_batch, RangeIter, MESSAGES_PER_READ};
 use crate::{open, remote, snapshot};
 
 /// How many appended batches a slow subscriber may fall behind before it re-reads
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     pub(crate) snapshots: ObjectStore,
     /// Last seq known durable (this handle's appends, or the stream's end at open).
     committed: AtomicU64,
+    /// The same end as `(log seq, stream seq)`, read together (for `locate`).
+    head: Mutex<(u64, u64)>,
     pub(crate) writer: Mutex<Writer>,
     rt: Runtime,
 }
@@ -60,7 +63,10 @@ pub(crate) struct Inner {
 pub(crate) struct Writer {
     last_seq: u64,
     last_hash: Hash,
+    /// Stream seq of the message holding `last_seq`.
+    last_stream_seq: u64,
     encoder: Encoder,
+    frame: FrameBuilder,
     /// `None` once stopped or dropped: subscribers then drain the stream and end.
     live: Option<broadcast::Sender<LiveBatch>>,
     stopped: Option<Stopped>,
@@ -143,20 +149,21 @@ impl JetStreamLog {
                 opened.last_seq,
                 cfg.request_timeout,
             );
-            let records = block(
+            let messages = block(
                 &rt,
                 async move { get_batch(&client, &stream, seq, 1, t).await },
             )??;
-            match records.first() {
-                Some((s, bytes)) if *s == seq => (seq, RecordView::parse(seq, bytes)?.header.hash),
+            match messages.first() {
+                Some((s, bytes)) if *s == seq => last_record(bytes)?,
                 _ => {
                     return Err(LogError::corrupt(
-                        seq,
-                        "the stream's last record could not be read",
+                        0,
+                        format!("the stream's last message (stream seq {seq}) could not be read"),
                     ))
                 }
             }
         };
+        let last_stream_seq = opened.last_seq;
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let inner = Inner {
             subject: Subject::from(cfg.subject()),
@@ -164,10 +171,13 @@ impl JetStreamLog {
             client: opened.client,
             snapshots: opened.snapshots,
             committed: AtomicU64::new(last_seq),
+            head: Mutex::new((last_seq, last_stream_seq)),
             writer: Mutex::new(Writer {
                 last_seq,
                 last_hash,
+                last_stream_seq,
                 encoder: Encoder::new(),
+                frame: FrameBuilder::new(),
                 live: Some(live),
                 stopped: None,
             }),
@@ -181,20 +191,31 @@ impl JetStreamLog {
     /// Verifies the whole hash chain as stored in the stream, from seq 1 to its end
     /// (the same checks as `dcloud audit verify` on fjall).
     pub fn verify(&self) -> Result<VerifyReport, VerifyError> {
+        use dcloud_events::BadRecord;
         let mut check = ChainCheck::new();
+        let mut entries = Vec::new();
+        let mut stream_seq = 1;
         loop {
-            let records = match self.inner.get_batch(check.next_seq(), READ_CHUNK) {
-                Ok(r) => r,
-                Err(e) => {
-                    let reason = dcloud_events::BadRecord::Unreadable(e.to_string());
-                    return Err(check.bad(reason));
-                }
+            let messages = match self.inner.get_batch(stream_seq, MESSAGES_PER_READ) {
+                Ok(m) => m,
+                Err(e) => return Err(check.bad(BadRecord::Unreadable(e.to_string()))),
             };
-            if records.is_empty() {
+            if messages.is_empty() {
                 return Ok(check.finish());
             }
-            for (seq, bytes) in records {
-                check.check(seq, &bytes)?;
+            for (seq, bytes) in messages {
+                if seq != stream_seq {
+                    let why = format!("stream seq {stream_seq} is missing (next is {seq})");
+                    return Err(check.bad(BadRecord::Unreadable(why)));
+                }
+                stream_seq += 1;
+                let damage = frame_records(&bytes, &mut entries).err();
+                for e in &entries {
+                    check.check(e.seq, &bytes[e.range.clone()])?;
+                }
+                if let Some(reason) = damage {
+                    return Err(check.bad(BadRecord::Undecodable(reason)));
+                }
             }
         }
     }
@@ -216,6 +237,21 @@ impl JetStreamLog {
     pub fn config(&self) -> &JetStreamConfig {
         &self.inner.cfg
     }
+}
+
+/// The seq and chain hash of the last record of a stored frame.
+fn last_record(frame: &[u8]) -> Result<(u64, Hash), LogError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    if let Err(reason) = frame_records(frame, &mut entries) {
+        let at = entries.last().map_or(0, |e| e.seq + 1);
+        return Err(LogError::corrupt(
+            at,
+            format!("the last stored frame: {reason}"),
+        ));
+    }
+    let last = entries.last().expect("a parsed frame has an entry");
+    let view = RecordView::parse(last.seq, &frame[last.range.clone()])?;
+    Ok((last.seq, view.header.hash))
 }
 
 /// Runs `f` on `rt` and waits for it on this thread, whatever this thread is.
@@ -249,7 +285,7 @@ impl Inner {
         block(&self.rt, f)
     }
 
-    /// Stored records from `from` on, at most `max`.
+    /// Stored messages from stream seq `from` on, at most `max`.
     pub(crate) fn get_batch(&self, from: u64, max: u64) -> Result<Vec<(u64, Bytes)>, LogError> {
         let (client, stream, t) = (
             self.client.clone(),
@@ -259,26 +295,80 @@ impl Inner {
         self.block(async move { get_batch(&client, &stream, from, max, t).await })?
     }
 
-    /// The chain hash of the record stored at `seq`, if one is readable there.
-    pub(crate) fn chain_hash_at(&self, seq: u64) -> Option<Hash> {
-        let records = self.get_batch(seq, 1).ok()?;
-        let (s, bytes) = records.first()?;
-        (*s == seq)
-            .then(|| RecordView::parse(seq, bytes).ok())
-            .flatten()
-            .map(|v| v.header.hash)
+    /// The one stored message at stream seq `stream_seq`.
+    fn message(&self, stream_seq: u64) -> Result<Bytes, LogError> {
+        match self.get_batch(stream_seq, 1)?.pop() {
+            Some((s, bytes)) if s == stream_seq => Ok(bytes),
+            _ => Err(LogError::corrupt(
+                0,
+                format!("stream seq {stream_seq} could not be read"),
+            )),
+        }
     }
 
-    /// Whether the record stored at `r.seq` is `r` (an earlier try of ours committed).
-    fn stored_is(&self, r: &Record) -> bool {
-        self.chain_hash_at(r.seq) == Some(r.hash)
+    /// The stream seq of the message (frame) holding log seq `seq`, which this handle
+    /// knows is committed: bisection over the stream. Every message holds at least one
+    /// record, so with the log ending at (`last`, stream `last_stream`) the frame of
+    /// `seq` is at most `seq` and at least `last_stream - (last - seq)`: the newest seqs
+    /// (tails, recent snapshots) are found in a probe or two.
+    pub(crate) fn locate(&self, seq: u64) -> Result<u64, LogError> {
+        let (last, last_stream) = *self.head.lock().map_err(|_| LogError::Poisoned)?;
+        if seq == 0 || seq > last {
+            return Err(LogError::corrupt(
+                seq,
+                format!("past the end of the log ({last})"),
+            ));
+        }
+        let mut lo = last_stream.saturating_sub(last - seq).max(1);
+        let mut hi = seq.min(last_stream);
+        let mut entries = Vec::new();
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            let bytes = self.message(mid)?;
+            if let Err(reason) = frame_records(&bytes, &mut entries) {
+                if entries.is_empty() {
+                    return Err(LogError::corrupt(
+                        seq,
+                        format!("stream seq {mid}: {reason}"),
+                    ));
+                }
+            }
+            let (first, end) = (entries[0].seq, entries[entries.len() - 1].seq);
+            if seq < first {
+                hi = mid - 1;
+            } else if seq > end {
+                lo = mid + 1;
+            } else {
+                return Ok(mid);
+            }
+        }
+        Err(LogError::corrupt(seq, "no stored frame holds it"))
+    }
+
+    /// The chain hash of the record stored at `seq`, if one is readable there.
+    pub(crate) fn chain_hash_at(&self, seq: u64) -> Option<Hash> {
+        let env = RangeIter::new(self, seq, seq).next()?.ok()?;
+        (env.seq == seq).then_some(env.hash)
+    }
+
+    /// The log seq of the last record stored in the message at stream seq `stream_seq`
+    /// (another writer's, when the stream moved past this handle).
+    fn log_seq_at(&self, stream_seq: u64) -> Option<u64> {
+        last_record(&self.message(stream_seq).ok()?)
+            .ok()
+            .map(|(seq, _)| seq)
     }
 
     /// Publishes one chunk until its outcome is known: `Ok` once it is stored.
-    fn publish(&self, w: &mut Writer, chunk: &[Record]) -> Result<(), LogError> {
+    fn publish(&self, w: &mut Writer, chunk: &[Frame]) -> Result<(), LogError> {
         let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
             return Ok(());
         };
+        let after = w.last_stream_seq;
+        let end = after + chunk.len() as u64;
+        // What is stored at `end` may be this very chunk: an earlier try whose answer
+        // was lost. The same bytes there are the same records (the chain).
+        let stored_is_ours = || self.message(end).is_ok_and(|b| b == last.bytes);
         let mut tries = 0;
         loop {
             tries += 1;
@@ -288,54 +378,50 @@ impl Inner {
                 self.cfg.request_timeout,
             );
             // The future must own what it publishes: copies of the (refcounted) bytes.
-            let owned: Vec<Record> = chunk
-                .iter()
-                .map(|r| Record {
-                    seq: r.seq,
-                    hash: r.hash,
-                    bytes: r.bytes.clone(),
-                })
-                .collect();
+            let owned = chunk.to_vec();
             let outcome = match self
-                .block(async move { publish_chunk(&client, &subject, &owned, t).await })
+                .block(async move { publish_chunk(&client, &subject, after, &owned, t).await })
             {
                 Ok(o) => o,
                 Err(e) => Outcome::Unknown(e.to_string()),
             };
             match outcome {
                 Outcome::Committed => return Ok(()),
-                // What is stored there may be these very records: an earlier try whose
-                // answer was lost. Same hash at the last seq = same records (the chain).
-                Outcome::WrongLast { .. } | Outcome::Duplicate if self.stored_is(last) => {
+                Outcome::WrongLast { .. } | Outcome::Duplicate if stored_is_ours() => {
                     tracing::info!(
-                        first = first.seq,
-                        last = last.seq,
+                        first = first.first,
+                        last = last.last,
                         "JetStream already holds these records (an earlier try committed)"
                     );
                     return Ok(());
                 }
                 Outcome::WrongLast { actual } => {
+                    // The other writer's log seq there; if its message is no frame, the
+                    // least it can be (every message holds at least one record).
+                    let actual = self
+                        .log_seq_at(actual)
+                        .unwrap_or(w.last_seq + actual.saturating_sub(after));
                     w.fence(actual);
                     return Err(LogError::Conflict {
-                        expected: first.seq - 1,
+                        expected: first.first - 1,
                         actual,
                     });
                 }
                 Outcome::Duplicate => {
                     return Err(w.poison(remote(format!(
                         "seqs {}..={} were refused as duplicates but the stream holds other records there",
-                        first.seq, last.seq
+                        first.first, last.last
                     ))))
                 }
                 Outcome::Rejected(reason) => return Err(w.poison(remote(reason))),
                 Outcome::Unknown(reason) if tries >= PUBLISH_TRIES => {
                     return Err(w.poison(remote(format!(
                         "outcome of seqs {}..={} unknown after {tries} tries: {reason}",
-                        first.seq, last.seq
+                        first.first, last.last
                     ))))
                 }
                 Outcome::Unknown(reason) => {
-                    tracing::warn!(%reason, tries, first = first.seq, "JetStream append outcome unknown; publishing the same records again");
+                    tracing::warn!(%reason, tries, first = first.first, "JetStream append outcome unknown; publishing the same records again");
                 }
             }
         }
@@ -365,30 +451,48 @@ impl EventLog for JetStreamLog {
             });
         }
         let mut out = Vec::with_capacity(batch.len());
-        let mut records = Vec::with_capacity(batch.len());
+        let mut frames = Vec::with_capacity(batch.len().div_ceil(MAX_FRAME_RECORDS));
         let mut prev_hash = w.last_hash;
-        for (new, seq) in batch.into_iter().zip(w.last_seq + 1..) {
+        w.frame.clear();
+        let mut frame_first = w.last_seq + 1;
+        let n = batch.len();
+        for (i, (new, seq)) in batch.into_iter().zip(w.last_seq + 1..).enumerate() {
             let body = new.at(seq);
-            let (bytes, hash) = w.encoder.encode(&body, &prev_hash)?;
-            records.push(Record {
-                seq,
-                hash,
-                bytes: Bytes::copy_from_slice(bytes),
-            });
+            let encoder = &mut w.encoder;
+            let mut hash = GENESIS_HASH;
+            w.frame.push_with(seq, |buf| {
+                hash = encoder.encode_into(&body, &prev_hash, buf)?;
+                Ok::<(), LogError>(())
+            })?;
             out.push(body.into_envelope(prev_hash, hash));
             prev_hash = hash;
+            if w.frame.len() == MAX_FRAME_RECORDS || i + 1 == n {
+                frames.push(Frame {
+                    first: frame_first,
+                    last: seq,
+                    hash,
+                    bytes: Bytes::copy_from_slice(w.frame.bytes()),
+                });
+                w.frame.clear();
+                frame_first = seq + 1;
+            }
         }
-        // Each chunk is atomic; a batch of more than MAX_ATOMIC records is several
-        // (see the crate doc for what that means when one fails).
+        // Each chunk is atomic; more than `max_batch_messages` frames are several
+        // chunks (see the crate doc for what that means when one fails).
         let mut done = 0;
-        for chunk in records.chunks(MAX_ATOMIC) {
+        for chunk in frames.chunks(inner.cfg.max_batch_messages) {
             inner.publish(w, chunk)?;
             let last = chunk.last().expect("chunks are not empty");
-            let envs = &out[done..done + chunk.len()];
-            done += chunk.len();
-            w.last_seq = last.seq;
+            let count = (last.last - chunk[0].first + 1) as usize;
+            let envs = &out[done..done + count];
+            done += count;
+            w.last_seq = last.last;
             w.last_hash = last.hash;
-            inner.committed.store(last.seq, Ordering::Release);
+            w.last_stream_seq += chunk.len() as u64;
+            if let Ok(mut head) = inner.head.lock() {
+                *head = (w.last_seq, w.last_stream_seq);
+            }
+            inner.committed.store(last.last, Ordering::Release);
             if let Some(live) = &w.live {
                 if live.receiver_count() > 0 {
                     let _ = live.send(LiveBatch::from(envs.to_vec()));

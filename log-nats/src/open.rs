@@ -114,7 +114,7 @@ fn is_not_found(e: &jetstream::context::GetStreamError) -> bool {
 fn stream_config(cfg: &JetStreamConfig) -> stream::Config {
     stream::Config {
         name: cfg.stream.clone(),
-        description: Some("the DCloud event log: one message per record, seq = log seq".into()),
+        description: Some("the DCloud event log: one message per frame of records".into()),
         subjects: vec![cfg.subject()],
         storage: stream::StorageType::File,
         num_replicas: cfg.replicas,
