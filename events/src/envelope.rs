@@ -51,6 +51,23 @@ pub struct EnvelopeBody {
     pub event: Event,
 }
 
+impl EnvelopeBody {
+    /// The envelope of this body once encoded after `prev_hash` with hash `hash` (what
+    /// an append hands back; every backend builds it here).
+    pub fn into_envelope(self, prev_hash: Hash, hash: Hash) -> Envelope {
+        Envelope {
+            seq: self.seq,
+            time_ms: self.time_ms,
+            actor: self.actor,
+            correlation: self.correlation,
+            schema: SCHEMA_VERSION,
+            prev_hash,
+            hash,
+            event: self.event,
+        }
+    }
+}
+
 /// One entry of the log, as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {

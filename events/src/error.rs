@@ -40,10 +40,30 @@ pub enum LogError {
     /// The hash chain does not verify (from [`crate::verify::verify_dir`]).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+
+    /// A remote backend (a replicated log) failed or could not be reached. For a write,
+    /// like `Storage`: its outcome is unknown, the log refuses every later write and the
+    /// caller must stop.
+    #[error("{backend} log: {reason}")]
+    Remote {
+        backend: &'static str,
+        reason: String,
+    },
+
+    /// Another writer appended to this log (it reached seq `actual`): this handle was
+    /// fenced out by the first append that found out (a `Conflict`) and refuses writes.
+    #[error("another writer appended to the log (it is at seq {actual}); this writer is fenced out and refuses writes")]
+    Fenced { actual: u64 },
+
+    /// The backend cannot promise what the log needs (a server too old, a stream
+    /// without a required setting); `reason` names what is wrong and what is expected.
+    #[error("log backend unsupported: {reason}")]
+    Unsupported { reason: String },
 }
 
 impl LogError {
-    pub(crate) fn corrupt(seq: u64, reason: impl Into<String>) -> Self {
+    /// A `Corrupt` error at `seq`.
+    pub fn corrupt(seq: u64, reason: impl Into<String>) -> Self {
         LogError::Corrupt {
             seq,
             reason: reason.into(),

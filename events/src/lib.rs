@@ -22,4 +22,4 @@ pub use error::LogError;
 pub use event::Event;
 pub use log::{fold_range, EventLog, FjallLog, ReplayIter};
 pub use tail::{LiveBatch, Tail, TailSource};
-pub use verify::{verify_dir, BadRecord, VerifyError, VerifyReport};
+pub use verify::{verify_dir, BadRecord, ChainCheck, VerifyError, VerifyReport};

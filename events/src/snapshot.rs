@@ -9,7 +9,9 @@
 //! compared with the log on load, so a snapshot of another history (a log rewritten,
 //! restored from elsewhere, or cut short and re-grown) is never trusted. Snapshots
 //! written before the chain hash (`SNAPSHOT_MAGIC`) are skipped: the log replays.
-//! Encoding the state is the caller's job; this module never interprets it.
+//! Encoding the state is the caller's job; this module never interprets it. The
+//! value format and the checks on load ([`encode`], [`in_range`], [`trusted`]) are
+//! shared by every backend of the log, so a snapshot means the same thing everywhere.
 
 use std::fmt::Display;
 
@@ -33,6 +35,53 @@ fn checksum(seq: u64, chain_hash: &Hash, state: &[u8]) -> [u8; 32] {
     h.update(chain_hash);
     h.update(state);
     h.finalize().into()
+}
+
+/// The stored value of the snapshot of `state` taken after event `seq`, whose envelope
+/// has hash `chain_hash` (see the module doc for the layout).
+pub fn encode(seq: u64, chain_hash: &Hash, state: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(SNAPSHOT_HEADER + state.len());
+    value.push(SNAPSHOT_MAGIC_V2);
+    value.extend_from_slice(&checksum(seq, chain_hash, state));
+    value.extend_from_slice(chain_hash);
+    value.extend_from_slice(state);
+    value
+}
+
+/// Whether the snapshot stored under `seq` is one a scan up to `max_seq` looks at in a
+/// log that ends at `last_seq`. One ahead of the log is skipped with a `warn!`.
+pub fn in_range(seq: u64, last_seq: u64, max_seq: u64) -> bool {
+    if seq > last_seq {
+        tracing::warn!(seq, last_seq, "snapshot ahead of the log skipped");
+        return false;
+    }
+    seq <= max_seq
+}
+
+/// The state bytes of the value stored under `seq` if its checksum verifies and its
+/// chain hash is the log's at `seq` (`chain_hash_at`); otherwise `None`, with a
+/// `warn!` naming the seq and the reason.
+pub fn trusted(
+    seq: u64,
+    value: &[u8],
+    chain_hash_at: impl FnOnce(u64) -> Option<Hash>,
+) -> Option<&[u8]> {
+    match open_snapshot(seq, value) {
+        Ok((chain_hash, state)) => {
+            if chain_hash_at(seq) != Some(chain_hash) {
+                tracing::warn!(
+                    seq,
+                    "snapshot skipped: its chain hash is not the log's at its seq"
+                );
+                return None;
+            }
+            Some(state)
+        }
+        Err(reason) => {
+            tracing::warn!(seq, %reason, "corrupt snapshot skipped");
+            None
+        }
+    }
 }
 
 /// The chain hash and state bytes of a stored snapshot, or why it is not trustworthy.
@@ -76,11 +125,7 @@ pub(crate) fn save(inner: &Inner, seq: u64, state: &[u8]) -> Result<(), LogError
     } else {
         chain_hash_at(inner, seq).unwrap_or(GENESIS_HASH)
     };
-    let mut value = Vec::with_capacity(SNAPSHOT_HEADER + state.len());
-    value.push(SNAPSHOT_MAGIC_V2);
-    value.extend_from_slice(&checksum(seq, &chain_hash, state));
-    value.extend_from_slice(&chain_hash);
-    value.extend_from_slice(state);
+    let value = encode(seq, &chain_hash, state);
     let mut batch = inner.db.batch().durability(Some(PersistMode::SyncData));
     batch.insert(&inner.snapshots, &seq_key(seq)[..], value);
     batch.commit().map_err(|e| w.poison(e))?;
@@ -107,27 +152,13 @@ pub(crate) fn scan(
             tracing::warn!(key = %hex::encode(&key), "snapshot with a malformed key skipped");
             continue;
         };
-        if seq > last_seq {
-            tracing::warn!(seq, last_seq, "snapshot ahead of the log skipped");
+        if !in_range(seq, last_seq, max_seq) {
             continue;
         }
-        if seq > max_seq {
-            continue;
-        }
-        match open_snapshot(seq, &value) {
-            Ok((chain_hash, state)) => {
-                if chain_hash_at(inner, seq) != Some(chain_hash) {
-                    tracing::warn!(
-                        seq,
-                        "snapshot skipped: its chain hash is not the log's at its seq"
-                    );
-                    continue;
-                }
-                if accept(seq, state) {
-                    return Some(seq);
-                }
+        if let Some(state) = trusted(seq, &value, |seq| chain_hash_at(inner, seq)) {
+            if accept(seq, state) {
+                return Some(seq);
             }
-            Err(reason) => tracing::warn!(seq, %reason, "corrupt snapshot skipped"),
         }
     }
     None
@@ -244,10 +275,7 @@ mod tests {
     fn open_snapshot_checks_magic_length_checksum_and_version() {
         let state = b"projection bytes";
         let chain = [7u8; 32];
-        let mut value = vec![SNAPSHOT_MAGIC_V2];
-        value.extend_from_slice(&checksum(9, &chain, state));
-        value.extend_from_slice(&chain);
-        value.extend_from_slice(state);
+        let value = encode(9, &chain, state);
         assert_eq!(open_snapshot(9, &value), Ok((chain, &state[..])));
         assert!(
             open_snapshot(10, &value).is_err(),

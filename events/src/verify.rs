@@ -1,6 +1,7 @@
 //! The hash-chain verifier behind `dcloud audit verify`: walks every stored record in
 //! seq order and names the first sequence number that is missing, unreadable, edited or
-//! out of chain. Works on a live [`FjallLog`] or offline on a data directory.
+//! out of chain. Works on a live [`FjallLog`] or offline on a data directory; other
+//! backends feed their stored records to the same [`ChainCheck`].
 
 use std::fmt;
 use std::path::Path;
@@ -84,53 +85,100 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, LogError> {
     Ok(verify_keyspace(&db, &events)?)
 }
 
+/// The chain check of a whole log, fed its stored records in order from seq 1: every
+/// backend's verifier, so that they agree on what "broken" means.
+pub struct ChainCheck {
+    decoder: Decoder,
+    prev_hash: Hash,
+    next_seq: u64,
+}
+
+impl Default for ChainCheck {
+    fn default() -> Self {
+        ChainCheck::new()
+    }
+}
+
+impl ChainCheck {
+    pub fn new() -> Self {
+        ChainCheck {
+            decoder: Decoder::new(),
+            prev_hash: GENESIS_HASH,
+            next_seq: 1,
+        }
+    }
+
+    /// The seq the next record must carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// The error naming the next expected seq as bad for `reason`.
+    pub fn bad(&self, reason: BadRecord) -> VerifyError {
+        VerifyError {
+            first_bad_seq: self.next_seq,
+            reason,
+        }
+    }
+
+    /// Checks the record stored under `seq` (a gap if it is not the next one): header,
+    /// body hash, chain link, previous hash and body validation.
+    pub fn check(&mut self, seq: u64, record: &[u8]) -> Result<(), VerifyError> {
+        if seq != self.next_seq {
+            return Err(self.bad(BadRecord::Missing { next_stored: seq }));
+        }
+        let view = RecordView::parse(seq, record)
+            .map_err(|e| self.bad(BadRecord::Undecodable(reason_of(e))))?;
+        if !view.body_hash_ok() {
+            return Err(self.bad(BadRecord::BodyHash));
+        }
+        if !view.header.link_ok() {
+            return Err(self.bad(BadRecord::Link));
+        }
+        if view.header.prev_hash != self.prev_hash {
+            return Err(self.bad(BadRecord::PrevHash));
+        }
+        if !view.header.is_compacted() {
+            if let Err(e) = self.decoder.validate_view(&view) {
+                return Err(self.bad(BadRecord::Undecodable(reason_of(e))));
+            }
+        }
+        self.prev_hash = view.header.hash;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// The report of a chain that verified up to here.
+    pub fn finish(self) -> VerifyReport {
+        let last_seq = self.next_seq - 1;
+        VerifyReport {
+            events: last_seq,
+            last_seq,
+            last_hash: self.prev_hash,
+        }
+    }
+}
+
 /// Walks the `events` keyspace from seq 1.
 pub(crate) fn verify_keyspace(
     db: &Database,
     events: &Keyspace,
 ) -> Result<VerifyReport, VerifyError> {
-    let mut decoder = Decoder::new();
-    let mut prev_hash = GENESIS_HASH;
+    let mut check = ChainCheck::new();
     let mut cursor = Cursor::new(&db.snapshot(), events, 1, u64::MAX);
     loop {
-        let expected = cursor.expected();
-        let bad = |reason| VerifyError {
-            first_bad_seq: expected,
-            reason,
-        };
         let seq = match cursor.advance() {
             None => break,
             Some(Ok(seq)) => seq,
             Some(Err(Walk::Missing { next_stored })) => {
-                return Err(bad(BadRecord::Missing { next_stored }))
+                return Err(check.bad(BadRecord::Missing { next_stored }))
             }
-            Some(Err(Walk::Unreadable(why))) => return Err(bad(BadRecord::Unreadable(why))),
-            Some(Err(Walk::Damaged(why))) => return Err(bad(BadRecord::Undecodable(why))),
+            Some(Err(Walk::Unreadable(why))) => return Err(check.bad(BadRecord::Unreadable(why))),
+            Some(Err(Walk::Damaged(why))) => return Err(check.bad(BadRecord::Undecodable(why))),
         };
-        let view = RecordView::parse(seq, cursor.record())
-            .map_err(|e| bad(BadRecord::Undecodable(reason_of(e))))?;
-        if !view.body_hash_ok() {
-            return Err(bad(BadRecord::BodyHash));
-        }
-        if !view.header.link_ok() {
-            return Err(bad(BadRecord::Link));
-        }
-        if view.header.prev_hash != prev_hash {
-            return Err(bad(BadRecord::PrevHash));
-        }
-        if !view.header.is_compacted() {
-            decoder
-                .validate_view(&view)
-                .map_err(|e| bad(BadRecord::Undecodable(reason_of(e))))?;
-        }
-        prev_hash = view.header.hash;
+        check.check(seq, cursor.record())?;
     }
-    let last_seq = cursor.expected() - 1;
-    Ok(VerifyReport {
-        events: last_seq,
-        last_seq,
-        last_hash: prev_hash,
-    })
+    Ok(check.finish())
 }
 
 fn reason_of(e: LogError) -> String {

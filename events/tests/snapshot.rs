@@ -1,6 +1,6 @@
-//! Snapshots: the newest valid one is used, a corrupt one is skipped with a warning
-//! naming its seq (never trusted), snapshots ahead of the log are ignored, pruning
-//! keeps the newest K.
+//! Snapshots on fjall beyond the shared suite (`suite.rs`): a snapshot corrupted,
+//! moved, truncated or copied from another history in the keyspace is skipped with a
+//! warning naming its seq, never trusted.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use common::{fill, open};
 use dcloud_events::record::seq_key;
 use dcloud_events::snapshot::SNAPSHOT_MAGIC_V2;
-use dcloud_events::{EventLog, FjallLog};
+use dcloud_events::EventLog;
 use fjall::{Database, KeyspaceCreateOptions};
 
 fn state(seq: u64) -> Vec<u8> {
@@ -70,40 +70,6 @@ fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
 }
 
 #[test]
-fn newest_valid_snapshot_is_the_newest() {
-    let dir = log_with_snapshots();
-    let log = open(&dir);
-    assert_eq!(
-        log.newest_valid_snapshot(&decode),
-        Some((30, "state@30".to_owned()))
-    );
-    assert_eq!(log.snapshot_seqs().expect("seqs"), vec![10, 20, 30]);
-    let dyn_log: &dyn EventLog = &log;
-    assert_eq!(
-        dyn_log.newest_valid_snapshot(&decode),
-        Some((30, "state@30".to_owned()))
-    );
-    // A closure taken by reference, as the server's start-up passes it.
-    assert_eq!(
-        dyn_log.newest_valid_snapshot_upto(25, &|bytes| decode(bytes).map_err(|e| e.len())),
-        Some((20, "state@20".to_owned()))
-    );
-    assert_eq!(dyn_log.newest_valid_snapshot_upto(9, &decode), None);
-}
-
-#[test]
-fn a_snapshot_survives_reopen() {
-    let dir = log_with_snapshots();
-    let log = open(&dir);
-    log.save_snapshot(40, &state(40)).expect("save");
-    drop(log);
-    assert_eq!(
-        open(&dir).newest_valid_snapshot(&decode),
-        Some((40, "state@40".to_owned()))
-    );
-}
-
-#[test]
 fn a_corrupt_snapshot_is_skipped_with_a_warning_and_an_older_one_used() {
     let dir = log_with_snapshots();
     tamper_snapshots(dir.path(), |s| {
@@ -123,19 +89,6 @@ fn a_corrupt_snapshot_is_skipped_with_a_warning_and_an_older_one_used() {
 }
 
 #[test]
-fn a_snapshot_the_decoder_refuses_is_skipped() {
-    let dir = log_with_snapshots();
-    let log = open(&dir);
-    log.save_snapshot(35, b"garbage").expect("save");
-    let (found, logs) = capture_logs(|| log.newest_valid_snapshot(&decode));
-    assert_eq!(found, Some((30, "state@30".to_owned())));
-    assert!(
-        logs.contains("does not decode") && logs.contains("seq=35"),
-        "{logs}"
-    );
-}
-
-#[test]
 fn snapshots_moved_truncated_or_ahead_of_the_log_are_not_trusted() {
     let dir = log_with_snapshots();
     tamper_snapshots(dir.path(), |s| {
@@ -152,29 +105,6 @@ fn snapshots_moved_truncated_or_ahead_of_the_log_are_not_trusted() {
     for seq in ["seq=99", "seq=30", "seq=25"] {
         assert!(logs.contains(seq), "{seq} not named in {logs}");
     }
-}
-
-#[test]
-fn no_valid_snapshot_means_none() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = open(&dir);
-    assert_eq!(log.newest_valid_snapshot(&decode), None);
-    fill(&log, 1, 5);
-    log.save_snapshot(5, b"not a state").expect("save");
-    assert_eq!(log.newest_valid_snapshot(&decode), None);
-}
-
-#[test]
-fn prune_keeps_the_newest_k() {
-    let dir = log_with_snapshots();
-    let log: FjallLog = open(&dir);
-    log.save_snapshot(40, &state(40)).expect("save");
-    assert_eq!(log.prune_snapshots(2).expect("prune"), 2);
-    assert_eq!(log.snapshot_seqs().expect("seqs"), vec![30, 40]);
-    assert_eq!(log.prune_snapshots(2).expect("prune again"), 0);
-    assert_eq!(log.prune_snapshots(0).expect("prune all"), 2);
-    assert_eq!(log.snapshot_seqs().expect("seqs"), Vec::<u64>::new());
-    assert_eq!(log.newest_valid_snapshot(&decode), None);
 }
 
 /// A snapshot carries the chain hash at its seq and is checked against the log on

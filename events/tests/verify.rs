@@ -89,26 +89,15 @@ fn broken(dir: &Path) -> VerifyError {
 }
 
 #[test]
-fn a_clean_log_verifies_offline_and_online() {
+fn verify_dir_offline_agrees_with_the_live_log() {
     let dir = log_of_20();
     let report = verify_dir(dir.path()).expect("verifies");
     let log = open(&dir);
-    assert_eq!(
-        (report.events, report.last_seq, report.last_hash),
-        (20, 20, log.last_hash())
-    );
+    assert_eq!((report.last_seq, report.last_hash), (20, log.last_hash()));
     assert_eq!(log.verify().expect("online"), report);
-}
-
-#[test]
-fn an_empty_log_verifies() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    drop(open(&dir));
-    let report = verify_dir(dir.path()).expect("verifies");
-    assert_eq!(
-        (report.events, report.last_seq, report.last_hash),
-        (0, 0, dcloud_events::GENESIS_HASH)
-    );
+    let empty = tempfile::tempdir().expect("tempdir");
+    drop(open(&empty));
+    assert_eq!(verify_dir(empty.path()).expect("empty").last_seq, 0);
 }
 
 #[test]
@@ -358,35 +347,6 @@ fn lone_records_of_the_layout_before_frames_still_read_verify_and_extend() {
     assert_eq!(log.verify().expect("verifies").last_seq, 11);
     let seqs: Vec<u64> = log.read_range(4, 9).map(|e| e.expect("read").seq).collect();
     assert_eq!(seqs, vec![4, 5, 6, 7, 8, 9]);
-}
-
-#[test]
-fn a_batch_larger_than_a_frame_spans_frames_and_reads_from_anywhere() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = open(&dir);
-    let n = frame::MAX_FRAME_RECORDS as u64 * 2 + 7;
-    fill(&log, 1, n);
-    fill(&log, 1, 3);
-    for (from, to) in [
-        (1, n + 3),
-        (255, 260),
-        (256, 257),
-        (n, n + 2),
-        (n + 3, n + 9),
-    ] {
-        let seqs: Vec<u64> = log
-            .read_range(from, to)
-            .map(|e| e.expect("read").seq)
-            .collect();
-        assert_eq!(
-            seqs,
-            (from..=to.min(n + 3)).collect::<Vec<_>>(),
-            "{from}..={to}"
-        );
-    }
-    assert_eq!(log.verify().expect("verifies").last_seq, n + 3);
-    drop(log);
-    assert_eq!(verify_dir(dir.path()).expect("offline").last_seq, n + 3);
 }
 
 #[test]

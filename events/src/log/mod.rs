@@ -304,16 +304,7 @@ impl EventLog for FjallLog {
                 hash = encoder.encode_into(&body, &prev_hash, buf)?;
                 Ok::<(), LogError>(())
             })?;
-            out.push(Envelope {
-                seq,
-                time_ms: body.time_ms,
-                actor: body.actor,
-                correlation: body.correlation,
-                schema: crate::envelope::SCHEMA_VERSION,
-                prev_hash,
-                hash,
-                event: body.event,
-            });
+            out.push(body.into_envelope(prev_hash, hash));
             prev_hash = hash;
             if w.frame.len() == MAX_FRAME_RECORDS {
                 fjall_batch.insert(&inner.events, seq_key(frame_first), w.frame.bytes());
