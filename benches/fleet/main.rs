@@ -95,17 +95,23 @@ async fn run(n: u64, deploys: u64, opts: &Opts) -> anyhow::Result<()> {
     );
 
     // Idle subscriptions alone: `n` more assignment streams (one per node, as its
-    // agent has) over 16 sockets, nothing flowing on them.
-    let extra = load::idle_subscriptions(&url, &admin, n, 16).await?;
+    // agent has) over 16 sockets, nothing flowing on them; then `n` more again. The
+    // second batch's growth is the steady cost (the first also warms the allocator).
+    let first = load::idle_subscriptions(&url, &admin, n, 16).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_subs = server.rss()?;
+    let second = load::idle_subscriptions(&url, &admin, n, 16).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_subs2 = server.rss()?;
     println!(
-        "{} more idle subscriptions on 16 sockets: RSS {:.0} MB -> {:.1} KB per idle subscription",
-        n,
+        "idle subscriptions ({n} more, then {n} more, 16 sockets each): RSS {:.0} MB, then {:.0} MB -> {:.1} KB, then {:.1} KB per idle subscription",
         mb(rss_subs),
-        (rss_subs.saturating_sub(rss_idle)) as f64 / n as f64 / 1e3
+        mb(rss_subs2),
+        (rss_subs.saturating_sub(rss_idle)) as f64 / n as f64 / 1e3,
+        (rss_subs2.saturating_sub(rss_subs)) as f64 / n as f64 / 1e3
     );
-    drop(extra);
+    drop(first);
+    drop(second);
 
     let cpu0 = server.cpu_secs()?;
     let quiet0 = load::metric(&url, "dcloud_heartbeats_quiet_total").await?;

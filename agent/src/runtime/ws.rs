@@ -120,15 +120,22 @@ impl WsConnection {
                         }
                     },
                     Message::Close(frame) => {
+                        let code = frame.as_ref().map(|f| u16::from(f.code));
                         let why = frame.map(|f| format!("{} {}", f.code, f.reason));
-                        return Err(AgentError::Api {
-                            op: "connection_init",
-                            code: "UNAUTHENTICATED".to_string(),
-                            message: format!(
-                                "the server closed the connection: {}",
-                                why.unwrap_or_default()
-                            ),
-                        });
+                        let why = why.unwrap_or_default();
+                        // Only a refused token (4401/4403) is final; a server going
+                        // away, restarting or over its limits is tried again later.
+                        if matches!(code, Some(4401 | 4403)) {
+                            return Err(AgentError::Api {
+                                op: "connection_init",
+                                code: "UNAUTHENTICATED".to_string(),
+                                message: format!("the server refused the token: {why}"),
+                            });
+                        }
+                        return Err(unavailable(
+                            url,
+                            format!("the server closed the connection: {why}"),
+                        ));
                     }
                     _ => {}
                 }
@@ -280,5 +287,69 @@ impl WsPool {
         let c = WsConnection::connect_with(&self.url, &self.token, &self.tls).await?;
         *current = Some(c.clone());
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::WsConnection;
+    use crate::error::AgentError;
+
+    /// A server that answers `connection_init` by closing with `code`; its URL.
+    #[allow(clippy::result_large_err)] // the handshake callback's type is tungstenite's
+    async fn closing_server(code: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let protocol = |_: &Request, mut resp: Response| {
+                resp.headers_mut().insert(
+                    "Sec-WebSocket-Protocol",
+                    HeaderValue::from_static("graphql-transport-ws"),
+                );
+                Ok(resp)
+            };
+            let mut ws = tokio_tungstenite::accept_hdr_async(tcp, protocol)
+                .await
+                .expect("upgrade");
+            let _init = ws.next().await;
+            let frame = CloseFrame {
+                code: CloseCode::from(code),
+                reason: "bye".into(),
+            };
+            let _ = ws.send(Message::Close(Some(frame))).await;
+        });
+        format!("ws://{addr}/graphql/ws")
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_final_and_a_server_going_away_is_not() {
+        let err = WsConnection::connect(&closing_server(4403).await, "t")
+            .await
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&err, AgentError::Api { code, .. } if code == "UNAUTHENTICATED"),
+            "{err:?}"
+        );
+        for code in [1001, 1012, 4429] {
+            let err = WsConnection::connect(&closing_server(code).await, "t")
+                .await
+                .err()
+                .expect("closed");
+            assert!(
+                matches!(err, AgentError::ServerUnavailable { .. }),
+                "close {code}: {err:?}"
+            );
+        }
     }
 }
