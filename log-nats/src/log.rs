@@ -220,6 +220,14 @@ impl JetStreamLog {
         }
     }
 
+    /// The head as this handle knows it (its appends and what it caught up with):
+    /// seq and chain hash, read together.
+    pub fn head(&self) -> (u64, Hash) {
+        self.inner
+            .lock_writer()
+            .map_or((0, GENESIS_HASH), |w| w.head())
+    }
+
     /// Whether a failed write or another writer made the log refuse writes.
     pub fn is_stopped(&self) -> bool {
         self.inner
@@ -236,6 +244,77 @@ impl JetStreamLog {
     /// The configuration the log was opened with.
     pub fn config(&self) -> &JetStreamConfig {
         &self.inner.cfg
+    }
+
+    /// Takes in what other writers appended to the stream after this handle's head:
+    /// each record is checked (body hash, chain link to the one before, no gap), then
+    /// the head moves and tails see the records live, as if appended here. Returns how
+    /// many records were taken in. A standby's handle follows the leader's this way
+    /// (see [`JetStreamLog::follow`]); a writer that took in another's records has
+    /// lost the race: its next append with the old head is refused as a conflict.
+    pub fn catch_up(&self) -> Result<u64, LogError> {
+        self.inner.catch_up()
+    }
+
+    /// Keeps this handle caught up ([`JetStreamLog::catch_up`]) in the background:
+    /// at once whenever a message is published on the log's subject (one core NATS
+    /// subscription wakes it), and at least every `every` whatever arrives. Runs until
+    /// the log is dropped; a failed catch-up is logged and tried again at the next
+    /// wake-up.
+    pub fn follow(&self, every: std::time::Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        let (client, subject) = (self.inner.client.clone(), self.inner.subject.clone());
+        let Some(rt) = self.inner.rt.0.as_ref() else {
+            return;
+        };
+        rt.spawn(async move {
+            use futures::StreamExt as _;
+            let mut wake = match client.subscribe(subject).await {
+                Ok(sub) => Some(sub),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot subscribe to the log's subject; following by polling only");
+                    None
+                }
+            };
+            let mut failing = false;
+            loop {
+                let woken = match wake.as_mut() {
+                    Some(sub) => tokio::select! {
+                        m = sub.next() => m.is_some(),
+                        () = tokio::time::sleep(every) => false,
+                    },
+                    None => {
+                        tokio::time::sleep(every).await;
+                        false
+                    }
+                };
+                // A wake-up can come before the batch it belongs to is committed (its
+                // messages are seen as published): look again shortly if it was early.
+                let tries: &[u64] = if woken { &[0, 5, 25, 100] } else { &[0] };
+                for &delay in tries {
+                    if delay > 0 {
+                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    let taken = tokio::task::spawn_blocking(move || inner.catch_up()).await;
+                    match taken {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(_)) => {
+                            failing = false;
+                            break;
+                        }
+                        Ok(Err(e)) => {
+                            if !failing {
+                                tracing::warn!(error = %e, "following the JetStream log failed; trying again");
+                            }
+                            failing = true;
+                            break;
+                        }
+                        Err(_) => return,
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -303,6 +382,75 @@ impl Inner {
                 0,
                 format!("stream seq {stream_seq} could not be read"),
             )),
+        }
+    }
+
+    /// See [`JetStreamLog::catch_up`]. The stream is read without the writer's lock;
+    /// what was read is taken in under it only if no append of this handle moved the
+    /// head meanwhile (else it reads again).
+    fn catch_up(&self) -> Result<u64, LogError> {
+        let mut taken = 0u64;
+        let mut entries = Vec::new();
+        let mut decoder = dcloud_events::record::Decoder::new();
+        loop {
+            let from = self.lock_writer()?.last_stream_seq + 1;
+            let messages = self.get_batch(from, MESSAGES_PER_READ)?;
+            if messages.is_empty() {
+                return Ok(taken);
+            }
+            let mut guard = self.lock_writer()?;
+            let w = &mut *guard;
+            if w.last_stream_seq + 1 != from {
+                continue;
+            }
+            let mut envs = Vec::new();
+            let (mut seq, mut hash, mut stream_seq) = (w.last_seq, w.last_hash, w.last_stream_seq);
+            for (at, payload) in &messages {
+                if *at != stream_seq + 1 {
+                    return Err(LogError::corrupt(
+                        seq + 1,
+                        format!("stream seq {} is missing (next is {at})", stream_seq + 1),
+                    ));
+                }
+                if let Err(reason) = frame_records(payload, &mut entries) {
+                    return Err(LogError::corrupt(
+                        seq + 1,
+                        format!("stream seq {at}: {reason}"),
+                    ));
+                }
+                for e in &entries {
+                    if e.seq != seq + 1 {
+                        return Err(LogError::corrupt(
+                            seq + 1,
+                            format!("stream seq {at} holds seq {} next", e.seq),
+                        ));
+                    }
+                    let env = decoder.decode_checked(e.seq, &payload[e.range.clone()])?;
+                    if env.prev_hash != hash {
+                        return Err(LogError::corrupt(
+                            e.seq,
+                            "prev_hash does not match the hash of the record before it",
+                        ));
+                    }
+                    seq = e.seq;
+                    hash = env.hash;
+                    envs.push(env);
+                }
+                stream_seq = *at;
+            }
+            w.last_seq = seq;
+            w.last_hash = hash;
+            w.last_stream_seq = stream_seq;
+            if let Ok(mut head) = self.head.lock() {
+                *head = (seq, stream_seq);
+            }
+            self.committed.store(seq, Ordering::Release);
+            taken += envs.len() as u64;
+            if let Some(live) = &w.live {
+                if live.receiver_count() > 0 && !envs.is_empty() {
+                    let _ = live.send(LiveBatch::from(envs));
+                }
+            }
         }
     }
 

@@ -285,3 +285,68 @@ fn many_blocking_reads_from_one_task_of_another_runtime_do_not_stall() {
         }
     });
 }
+
+/// A standby's handle on the same stream takes in the writer's records (checked, in
+/// order), its tails see them live, and once the writer is gone it writes on from
+/// there; the old writer, still holding the old head, is fenced out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_following_handle_sees_the_writers_records_live_and_can_take_over() {
+    let nats = Nats::new();
+    let leader = nats.open();
+    let before = fill(&leader, 2, 300); // several frames
+    let standby = nats.open();
+    assert_eq!(standby.last_seq(), 600);
+    standby.follow(std::time::Duration::from_millis(200));
+    let mut tail = standby.subscribe(599);
+    assert_eq!(tail.next().await.expect("tail").seq, 599);
+    assert_eq!(tail.next().await.expect("tail").seq, 600);
+
+    // Explicitly, without waiting for the follower.
+    let more = leader.append(600, new_events(601, 10)).expect("append");
+    assert!(standby.catch_up().is_ok());
+    assert_eq!(standby.last_seq(), 610);
+    assert_eq!(standby.last_hash(), leader.last_hash());
+    for want in &more {
+        let got = tail.next().await.expect("tail");
+        assert_eq!(&got, want);
+    }
+    // Live, through the follower alone: a batch of two frames and a single record.
+    let batch = leader.append(610, new_events(611, 300)).expect("append");
+    let single = leader.append(910, new_events(911, 1)).expect("append");
+    for want in batch.iter().chain(&single) {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), tail.next())
+            .await
+            .expect("the follower delivers within 5 s")
+            .expect("tail");
+        assert_eq!(&got, want);
+    }
+    assert_eq!(standby.last_seq(), 911);
+
+    // The standby writes on; the old leader's append with its old head is refused.
+    standby
+        .append(911, new_events(912, 2))
+        .expect("the standby appends after the leader's last record");
+    assert!(matches!(
+        leader.append(911, new_events(5000, 1)),
+        Err(LogError::Conflict { .. })
+    ));
+    let all = read_all(&standby);
+    assert_eq!(all.len(), 913);
+    assert_eq!(all[..600], before[..]);
+    assert_eq!(standby.verify().expect("verifies").last_seq, 913);
+}
+
+/// A record published behind the log's back (not a frame of the chain) is not taken in.
+#[test]
+fn catching_up_refuses_a_message_that_is_not_a_frame_of_the_chain() {
+    let nats = Nats::new();
+    let log = nats.open();
+    fill(&log, 1, 3);
+    let other = nats.open();
+    publish_raw(&nats.cfg.url, log.config().subject(), b"not a frame");
+    match other.catch_up() {
+        Err(LogError::Corrupt { seq: 4, .. }) => {}
+        other => panic!("expected a corrupt record at 4, got {other:?}"),
+    }
+    assert_eq!(other.last_seq(), 3, "nothing taken in");
+}
