@@ -12,6 +12,12 @@
 //! Fail-stop: when an append cannot be made durable, or the writer panics, the writer
 //! stops for good; every later command is refused and [`WriterHandle::fatal`] says
 //! why. A restart replays the log.
+//!
+//! Standby ([`spawn_standby`], for a log other servers write, as JetStream's): the
+//! writer refuses every command with [`WriterError::NotLeader`] and folds what it is
+//! handed of the log ([`WriterHandle::follow`]) into both copies, until
+//! [`WriterHandle::promote`] makes it the leader, from the log's head. A leader that
+//! is handed an event it did not append (another server wrote) stops: it was fenced.
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -63,11 +69,20 @@ pub enum WriterError {
     /// writer goes on (reads too); writes are taken again once space is freed.
     #[error("storage full: {0}")]
     StorageFull(String),
+    /// This server is a standby: another one writes the log. Nothing was done; send
+    /// the command to the leader (`leader`: its URL, when known).
+    #[error("this server is a standby; writes go to the leader{}", leader.as_deref().map(|l| format!(" at {l}")).unwrap_or_else(|| " (none elected yet)".into()))]
+    NotLeader { leader: Option<String> },
 }
 
 /// What the writer thread consumes.
 enum Msg {
     Submit(Box<Submission>),
+    /// Envelopes of the log, in order, as a standby follows it (and, once leader, its
+    /// own appends again, which are skipped).
+    Followed(Vec<Envelope>),
+    /// Become the leader if the state holds the whole log; the answer says whether.
+    Promote(oneshot::Sender<Result<u64, String>>),
     Shutdown,
 }
 
@@ -116,9 +131,81 @@ struct Shared {
     /// durable), so whoever reads the state for an event it took from the log waits
     /// for this to reach it first.
     applied: tokio::sync::watch::Sender<u64>,
+    /// False while a standby (see the module doc).
+    leading: std::sync::atomic::AtomicBool,
+    /// The leader's URL as a standby last learnt it (for `NotLeader`).
+    leader_hint: Mutex<Option<String>>,
 }
 
 impl WriterHandle {
+    /// Whether this writer leads (always, unless spawned by [`spawn_standby`] and not
+    /// promoted yet).
+    pub fn is_leader(&self) -> bool {
+        self.shared
+            .leading
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records where the leader is, for the `NotLeader` answers of a standby.
+    pub fn set_leader_hint(&self, leader: Option<String>) {
+        *self
+            .shared
+            .leader_hint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = leader;
+    }
+
+    /// The leader's URL as last learnt (a leader's own, once it leads a shared log).
+    pub fn leader_hint(&self) -> Option<String> {
+        self.shared
+            .leader_hint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Why a writer that does not lead refuses: it stopped, or it is a standby.
+    fn refusal(&self) -> WriterError {
+        if self.fatal().is_some() {
+            self.stopped()
+        } else {
+            self.not_leader()
+        }
+    }
+
+    fn not_leader(&self) -> WriterError {
+        WriterError::NotLeader {
+            leader: self
+                .shared
+                .leader_hint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    /// Hands the writer envelopes read from the log (in order, each batch following
+    /// the last; seqs it already holds are skipped). A standby folds them; a leader
+    /// that is handed one past its own head stops (another server wrote the log).
+    /// `Err` once the writer has stopped.
+    pub async fn follow(&self, envelopes: Vec<Envelope>) -> Result<(), WriterError> {
+        self.tx
+            .send(Msg::Followed(envelopes))
+            .await
+            .map_err(|_| self.stopped())
+    }
+
+    /// Makes a standby the leader, from the log's head: `Ok(seq)` (the head it leads
+    /// from) once its state holds every event of the log, `Err` with the reason when
+    /// it does not yet (follow, then try again). A leader answers `Ok` at once.
+    pub async fn promote(&self) -> Result<u64, String> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Msg::Promote(tx)).await.is_err() {
+            return Err(self.stopped().to_string());
+        }
+        rx.await.unwrap_or_else(|_| Err(self.stopped().to_string()))
+    }
+
     /// Decides `cmd` and, when it yields events, makes them durable. Returns the
     /// envelopes appended for it (possibly none: e.g. a heartbeat between log intervals).
     pub async fn submit(
@@ -141,6 +228,9 @@ impl WriterHandle {
         correlation: String,
         key: Option<String>,
     ) -> Result<Vec<Envelope>, WriterError> {
+        if !self.is_leader() {
+            return Err(self.refusal());
+        }
         let (reply, rx) = oneshot::channel();
         let sub = Submission {
             cmd,
@@ -176,6 +266,9 @@ impl WriterHandle {
         actor: Actor,
         correlation: String,
     ) -> Result<Vec<Envelope>, WriterError> {
+        if !self.is_leader() {
+            return Err(self.refusal());
+        }
         let (reply, rx) = oneshot::channel();
         let sub = Submission {
             cmd,
@@ -236,6 +329,20 @@ impl WriterHandle {
         })
     }
 
+    /// Stops the writer for good from outside (a leader that lost its lease): from now
+    /// on [`WriterHandle::fatal`] says `why` and every command is refused.
+    pub fn stop_with(&self, why: String) {
+        self.shared
+            .leading
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.shared
+            .fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(why);
+        let _ = self.tx.try_send(Msg::Shutdown);
+    }
+
     /// Stops taking commands, lets the writer finish the batch in hand, and returns
     /// once its thread has exited. Commands still queued, and any submitted through
     /// other handles afterwards, are refused with `Stopped`.
@@ -273,12 +380,28 @@ pub fn spawn(log: Arc<dyn EventLog>, state: State, config: WriterConfig) -> Writ
     spawn_with(log, state, config, QueueLimits::default())
 }
 
+/// A writer that starts as a standby over a log another server writes (see the module
+/// doc): it leads once [`WriterHandle::promote`] succeeds.
+pub fn spawn_standby(log: Arc<dyn EventLog>, state: State, config: WriterConfig) -> WriterHandle {
+    spawn_inner(log, state, config, QueueLimits::default(), false)
+}
+
 /// [`spawn`] with a queue of the given limits.
 pub fn spawn_with(
     log: Arc<dyn EventLog>,
     state: State,
     config: WriterConfig,
     limits: QueueLimits,
+) -> WriterHandle {
+    spawn_inner(log, state, config, limits, true)
+}
+
+fn spawn_inner(
+    log: Arc<dyn EventLog>,
+    state: State,
+    config: WriterConfig,
+    limits: QueueLimits,
+    leading: bool,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::channel(limits.capacity.max(1));
     let working = state.clone();
@@ -290,6 +413,8 @@ pub fn spawn_with(
         fatal: Mutex::new(None),
         thread: Mutex::new(None),
         storage: std::sync::OnceLock::new(),
+        leading: std::sync::atomic::AtomicBool::new(leading),
+        leader_hint: Mutex::new(None),
     });
     let worker = shared.clone();
     let thread = thread::Builder::new()
@@ -322,7 +447,28 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig, mut worki
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Submit(s) => batch.push(*s),
+                Msg::Submit(s) if h.leading.load(std::sync::atomic::Ordering::Acquire) => {
+                    batch.push(*s)
+                }
+                Msg::Submit(s) => {
+                    let leader = h
+                        .leader_hint
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    let _ = s.reply.send(Err(WriterError::NotLeader { leader }));
+                }
+                Msg::Followed(envs) => {
+                    if let Err(why) = fold_followed(h, &mut working, envs) {
+                        error!(reason = %why, "the writer stops");
+                        *h.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                        stop = Some(why);
+                        break;
+                    }
+                }
+                Msg::Promote(reply) => {
+                    let _ = reply.send(promote(h, config, &working, &mut keys));
+                }
                 Msg::Shutdown => {
                     shutdown = true;
                     break;
@@ -331,6 +477,14 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig, mut worki
             if batch.len() < MAX_BATCH {
                 next = rx.try_recv().ok();
             }
+        }
+        if stop.is_some() {
+            for s in batch.drain(..) {
+                let _ = s
+                    .reply
+                    .send(Err(WriterError::Stopped(stop.clone().unwrap_or_default())));
+            }
+            break;
         }
         if !batch.is_empty() {
             // A panic anywhere in deciding, appending or folding leaves the working
@@ -377,6 +531,66 @@ fn run(h: &Shared, mut rx: mpsc::Receiver<Msg>, config: &WriterConfig, mut worki
         }
     }
     info!(reason = %why, "writer stopped");
+}
+
+/// Folds envelopes read from the log into both copies of the state (a standby), or
+/// checks that they are the leader's own appends. `Err`: the writer must stop.
+fn fold_followed(h: &Shared, working: &mut State, envs: Vec<Envelope>) -> Result<(), String> {
+    let leading = h.leading.load(std::sync::atomic::Ordering::Acquire);
+    let held = working.last_seq();
+    let fresh: Vec<Envelope> = envs.into_iter().filter(|e| e.seq > held).collect();
+    let Some(first) = fresh.first() else {
+        return Ok(());
+    };
+    if leading {
+        return Err(format!(
+            "another server appended to the log (seq {} after this leader's {}): this server was fenced out",
+            first.seq,
+            working.last_seq()
+        ));
+    }
+    let mut live = h.state.write().unwrap_or_else(|p| p.into_inner());
+    for env in fresh {
+        if env.seq != working.last_seq() + 1 {
+            return Err(format!(
+                "following the log: seq {} came after {}",
+                env.seq,
+                working.last_seq()
+            ));
+        }
+        working.apply(&env);
+        live.apply(&env);
+    }
+    let last = live.last_seq();
+    drop(live);
+    h.applied.send_replace(last);
+    Ok(())
+}
+
+/// A standby becomes the leader when its state holds the whole log as the log knows
+/// it (the caller holds the lease and caught the log up first).
+fn promote(
+    h: &Shared,
+    config: &WriterConfig,
+    working: &State,
+    keys: &mut RequestKeys,
+) -> Result<u64, String> {
+    use std::sync::atomic::Ordering;
+    if h.leading.load(Ordering::Acquire) {
+        return Ok(working.last_seq());
+    }
+    let head = h.log.last_seq();
+    if working.last_seq() != head {
+        return Err(format!(
+            "the state holds seq {} and the log {head}: not caught up yet",
+            working.last_seq()
+        ));
+    }
+    *keys = RequestKeys::load(&*h.log, (config.clock)())
+        .map_err(|e| format!("reading the idempotency keys from the log: {e}"))?;
+    h.leading.store(true, Ordering::Release);
+    info!(seq = head, "this server leads: the writer takes commands");
+    Ok(head)
 }
 
 /// What became of one submission of a batch.
@@ -559,6 +773,9 @@ fn clone_answer(a: &Result<Vec<Envelope>, WriterError>) -> Result<Vec<Envelope>,
         Err(WriterError::Domain(e)) => Err(WriterError::Domain(e.clone())),
         Err(WriterError::Stopped(why)) => Err(WriterError::Stopped(why.clone())),
         Err(WriterError::StorageFull(why)) => Err(WriterError::StorageFull(why.clone())),
+        Err(WriterError::NotLeader { leader }) => Err(WriterError::NotLeader {
+            leader: leader.clone(),
+        }),
         Err(WriterError::Overloaded {
             queued,
             retry_after_ms,

@@ -47,6 +47,10 @@ pub enum ApiError {
     /// freed; reads go on. Nothing was written.
     #[error("storage full: {0}; writes are refused until space is freed (reads still work)")]
     StorageFull(String),
+    /// This server is a standby (another server writes the log): nothing was done.
+    /// `leader` is the leader's URL when known (`extensions.leader`): send it there.
+    #[error("not the leader: this server is a standby{}; send writes to the leader", leader.as_deref().map(|l| format!(" (the leader is {l})")).unwrap_or_else(|| ", and no leader is elected yet".into()))]
+    NotLeader { leader: Option<String> },
 }
 
 impl ApiError {
@@ -81,6 +85,7 @@ impl ApiError {
             "QUOTA_EXCEEDED" => 429,
             "RATE_LIMITED" => 429,
             "STORAGE_FULL" => 507,
+            "NOT_LEADER" => 503,
             _ => 500,
         }
     }
@@ -106,6 +111,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "UNAVAILABLE",
             ApiError::RateLimited { .. } => "RATE_LIMITED",
             ApiError::StorageFull(_) => "STORAGE_FULL",
+            ApiError::NotLeader { .. } => "NOT_LEADER",
             ApiError::Domain(d) => match d {
                 DomainError::Validation(_) | DomainError::Invalid(_) => "BAD_USER_INPUT",
                 DomainError::Conflict { .. } | DomainError::AlreadyExists { .. } => "CONFLICT",
@@ -164,6 +170,9 @@ pub fn to_graphql_error(err: &ApiError, request_id: &str) -> async_graphql::Erro
         | ApiError::RateLimited { retry_after_ms, .. } => {
             ext.set("retryAfterMs", *retry_after_ms);
         }
+        ApiError::NotLeader {
+            leader: Some(leader),
+        } => ext.set("leader", leader.clone()),
         _ => {}
     }
     let mut e = async_graphql::Error::new(message);
@@ -196,6 +205,21 @@ mod tests {
 
     fn ext(err: &ApiError) -> async_graphql::ErrorExtensionValues {
         to_graphql_error(err, "r1").extensions.unwrap_or_default()
+    }
+
+    #[test]
+    fn not_leader_names_the_leader_when_known() {
+        let known = ApiError::NotLeader {
+            leader: Some("http://10.0.0.1:7070".into()),
+        };
+        let e = ext(&known);
+        assert_eq!(e.get("code"), Some(&Value::from("NOT_LEADER")));
+        assert_eq!(e.get("leader"), Some(&Value::from("http://10.0.0.1:7070")));
+        assert!(known.to_string().contains("http://10.0.0.1:7070"));
+        assert_eq!(known.http_status(), 503);
+        let unknown = ApiError::NotLeader { leader: None };
+        assert_eq!(ext(&unknown).get("leader"), None);
+        assert!(unknown.to_string().contains("no leader is elected yet"));
     }
 
     #[test]

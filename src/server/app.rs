@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
 
-use dcloud_events::{EventLog, FjallLog};
 use dcloud_graphql::{DcloudSchema, SchemaOptions};
 use tokio::sync::watch;
 
@@ -18,6 +17,7 @@ use super::metrics::Metrics;
 use super::{bootstrap, ServerConfig};
 use crate::checkpoint::{Checkpoint, CheckpointSigner};
 use crate::storage::StorageGate;
+use crate::store::LogStore;
 use crate::writer::{system_clock, WriterConfig};
 use crate::WriterHandle;
 
@@ -36,7 +36,7 @@ pub struct AppState {
 struct Inner {
     backend: Arc<ServerBackend>,
     storage: Arc<StorageGate>,
-    log: Arc<FjallLog>,
+    log: LogStore,
     /// Signed checkpoints of the head (set by [`AppState::open`]).
     checkpoints: OnceLock<Checkpoints>,
     checkpoint_lock: Mutex<()>,
@@ -51,22 +51,28 @@ struct Inner {
 const SERVICE_TOKEN_CONTEXT: &str = "dcloud 2026 per-deployment service tokens v1";
 
 impl AppState {
-    /// Opens the log in `config.data`, recovers the state, starts the writer, and
-    /// creates the first admin token when none exists (returned, and written to
-    /// `DATA/admin.token` with mode 0600). Not ready until [`AppState::set_ready`].
+    /// Opens the log (in `config.data`, or the shared one `config.log` names),
+    /// recovers the state, starts the writer, and creates the first admin token when
+    /// none exists (returned, and written to `DATA/admin.token` with mode 0600). Not
+    /// ready until [`AppState::set_ready`].
+    ///
+    /// On a shared log the writer starts as a standby and nothing is written here: the
+    /// cluster id and the first admin token are made once this server leads
+    /// (`ha.rs`).
     pub async fn open(config: &ServerConfig) -> anyhow::Result<(AppState, Option<String>)> {
-        let log: Arc<FjallLog> = crate::store::open_log(&config.data)?;
-        let (state, _recovery) = crate::store::recover(&*log, None, true)?;
-        let writer = crate::spawn_writer(
-            log.clone() as Arc<dyn EventLog>,
-            state,
-            WriterConfig {
-                settings: config.settings.clone(),
-                snapshot_every: config.snapshot_every,
-                keep_snapshots: config.keep_snapshots,
-                clock: system_clock(),
-            },
-        );
+        let log = LogStore::open(&config.data, &config.log)?;
+        let (state, _recovery) = crate::store::recover(&*log.as_dyn(), None, true)?;
+        let writer_config = WriterConfig {
+            settings: config.settings.clone(),
+            snapshot_every: config.snapshot_every,
+            keep_snapshots: config.keep_snapshots,
+            clock: system_clock(),
+        };
+        let writer = if log.is_shared() {
+            crate::writer::spawn_standby(log.as_dyn(), state, writer_config)
+        } else {
+            crate::spawn_writer(log.as_dyn(), state, writer_config)
+        };
         let app = AppState::new(writer, log, config);
         let signer = CheckpointSigner::load_or_create(&config.data)?;
         app.backend()
@@ -76,13 +82,28 @@ impl AppState {
             .clone()
             .unwrap_or_else(|| crate::checkpoint::default_path(&config.data));
         let _ = app.inner.checkpoints.set(Checkpoints { signer, path });
-        bootstrap::ensure_cluster_id(&app).await?;
-        let token = bootstrap::ensure_admin_token(&app, &config.data).await?;
+        if !app.writer().is_leader() {
+            return Ok((app, None));
+        }
+        let token = app.bootstrap(&config.data).await?;
         Ok((app, token))
     }
 
+    /// What a leader writes once, on the first start of a cluster: its id and the
+    /// first admin token (returned when made now).
+    pub(super) async fn bootstrap(&self, data: &std::path::Path) -> anyhow::Result<Option<String>> {
+        bootstrap::ensure_cluster_id(self).await?;
+        bootstrap::ensure_admin_token(self, data).await
+    }
+
+    /// The open log.
+    pub fn log(&self) -> &LogStore {
+        &self.inner.log
+    }
+
     /// State over a writer already running on `log`.
-    pub fn new(writer: WriterHandle, log: Arc<FjallLog>, config: &ServerConfig) -> AppState {
+    pub fn new(writer: WriterHandle, log: impl Into<LogStore>, config: &ServerConfig) -> AppState {
+        let log = log.into();
         let storage = Arc::new(StorageGate::new(&config.data, config.storage_reserve_bytes));
         writer.guard_storage(storage.clone());
         let backend = Arc::new(ServerBackend::new(

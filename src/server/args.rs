@@ -90,6 +90,27 @@ pub struct ServerArgs {
     /// DATA/checkpoint.json].
     #[arg(long, env = "DCLOUD_CHECKPOINT_FILE")]
     pub checkpoint_file: Option<PathBuf>,
+    /// Where the event log lives: `data` (DATA/log, this server alone) or a NATS
+    /// JetStream cluster, `nats://HOST:PORT[,nats://HOST:PORT…]`, whose stream several
+    /// servers share: one leads and writes, the others are standbys that follow it,
+    /// serve reads and take over when it is gone [default: data].
+    #[arg(long, env = "DCLOUD_EVENT_LOG")]
+    pub log: Option<String>,
+    /// The JetStream stream of the log (letters, digits, '-', '_') [default: dcloud].
+    #[arg(long, env = "DCLOUD_LOG_STREAM")]
+    pub log_stream: Option<String>,
+    /// Replicas of the JetStream stream: 3 in a cluster, 1 on a single nats-server
+    /// [default: 1].
+    #[arg(long, env = "DCLOUD_LOG_REPLICAS")]
+    pub log_replicas: Option<usize>,
+    /// On a shared log: a leader that has not renewed its lease for this long (ms)
+    /// has lost it, and a standby takes over [default: 3000].
+    #[arg(long, env = "DCLOUD_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
+    /// On a shared log: the URL clients reach this server at, which standbys give as
+    /// the leader's [default: http(s)://LISTEN].
+    #[arg(long, env = "DCLOUD_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
 }
 
 /// The `--config` file: the same settings as the flags, kebab-case keys.
@@ -118,6 +139,11 @@ pub struct FileConfig {
     pub max_query_fields: Option<usize>,
     pub storage_reserve_bytes: Option<u64>,
     pub checkpoint_file: Option<PathBuf>,
+    pub log: Option<String>,
+    pub log_stream: Option<String>,
+    pub log_replicas: Option<usize>,
+    pub lease_ttl_ms: Option<u64>,
+    pub advertise_url: Option<String>,
 }
 
 impl FileConfig {
@@ -190,10 +216,41 @@ impl ServerArgs {
         if let Some(v) = self.storage_reserve_bytes.or(file.storage_reserve_bytes) {
             c.storage_reserve_bytes = v;
         }
-        if let Some(v) = self.checkpoint_file.clone().or(file.checkpoint_file) {
+        if let Some(v) = self
+            .checkpoint_file
+            .clone()
+            .or(file.checkpoint_file.clone())
+        {
             c.checkpoint_file = Some(v);
         }
+        self.layer_log(&file, &mut c)?;
         Ok(c)
+    }
+
+    /// Where the log lives, and on a shared one the lease and the advertised URL.
+    fn layer_log(&self, file: &FileConfig, c: &mut ServerConfig) -> anyhow::Result<()> {
+        let stream = self
+            .log_stream
+            .clone()
+            .or(file.log_stream.clone())
+            .unwrap_or_else(|| "dcloud".into());
+        let replicas = self.log_replicas.or(file.log_replicas).unwrap_or(1);
+        anyhow::ensure!(
+            (1..=5).contains(&replicas),
+            "log-replicas: 1 (a single nats-server) to 5, 3 in a cluster; got {replicas}"
+        );
+        let ttl = Duration::from_millis(self.lease_ttl_ms.or(file.lease_ttl_ms).unwrap_or(3000));
+        let advertise = self.advertise_url.clone().or(file.advertise_url.clone());
+        if let Some(a) = &advertise {
+            anyhow::ensure!(
+                a.starts_with("http://") || a.starts_with("https://"),
+                "advertise-url: expected http(s)://HOST:PORT, got {a:?}"
+            );
+        }
+        if let Some(v) = self.log.clone().or(file.log.clone()) {
+            c.log = crate::store::LogLocation::parse(&v, &stream, replicas, ttl, advertise)?;
+        }
+        Ok(())
     }
 
     /// The edge's settings: TLS and the per-caller limits.
@@ -415,6 +472,64 @@ mod tests {
             .args;
         let err = zero.layer_over(FileConfig::default()).expect_err("zero");
         assert!(err.to_string().contains("writes-per-second"), "{err}");
+    }
+
+    #[test]
+    fn a_shared_log_is_read_from_flags_and_bad_values_name_the_setting() {
+        let args = Cli::try_parse_from([
+            "x",
+            "--data",
+            "/d",
+            "--log",
+            "nats://10.0.0.1:4222,nats://10.0.0.2:4222",
+            "--log-replicas",
+            "3",
+            "--lease-ttl-ms",
+            "2000",
+            "--advertise-url",
+            "http://10.0.0.11:7070",
+        ])
+        .expect("flags")
+        .args;
+        let c = args.layer_over(FileConfig::default()).expect("config");
+        let crate::store::LogLocation::JetStream(shared) = c.log else {
+            panic!("a JetStream log");
+        };
+        assert_eq!(
+            shared.jetstream.url,
+            "nats://10.0.0.1:4222,nats://10.0.0.2:4222"
+        );
+        assert_eq!(shared.jetstream.stream, "dcloud");
+        assert_eq!(shared.jetstream.replicas, 3);
+        assert_eq!(shared.lease_ttl, Duration::from_millis(2000));
+        assert_eq!(shared.advertise.as_deref(), Some("http://10.0.0.11:7070"));
+
+        let file: FileConfig =
+            serde_json::from_str(r#"{"data": "/d", "log": "data"}"#).expect("file config");
+        let c = ServerArgs::default().layer_over(file).expect("config");
+        assert!(matches!(c.log, crate::store::LogLocation::Data));
+
+        for (flags, names) in [
+            (vec!["--log", "http://10.0.0.1:4222"], "log:"),
+            (
+                vec!["--log", "nats://a:4222", "--log-replicas", "9"],
+                "log-replicas",
+            ),
+            (
+                vec!["--log", "nats://a:4222", "--lease-ttl-ms", "10"],
+                "lease-ttl-ms",
+            ),
+            (
+                vec!["--log", "nats://a:4222", "--advertise-url", "a:1"],
+                "advertise-url",
+            ),
+        ] {
+            let mut argv = vec!["x", "--data", "/d"];
+            argv.extend(flags);
+            let args = Cli::try_parse_from(argv).expect("flags").args;
+            let err = args.layer_over(FileConfig::default()).expect_err("refused");
+            assert!(err.to_string().contains(names), "{names}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dcloud_events::{Envelope, Event, EventLog, FjallLog, VerifyError, VerifyReport};
+use dcloud_events::{Envelope, Event, EventLog, VerifyError, VerifyReport};
 use dcloud_graphql::types::usage::UsageSample;
 use dcloud_graphql::{ApiError, Backend, StateGuard};
 use dcloud_projections::{decide, Actor, Command, Ctx, Settings};
@@ -22,7 +22,7 @@ pub struct ServerBackend {
     writer: WriterHandle,
     /// The last signed checkpoint this process wrote (see `AppState::write_checkpoint`).
     checkpoint: std::sync::Mutex<Option<crate::checkpoint::Checkpoint>>,
-    log: Arc<FjallLog>,
+    log: crate::store::LogStore,
     settings: Settings,
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
@@ -35,7 +35,7 @@ pub struct ServerBackend {
 impl ServerBackend {
     pub fn new(
         writer: WriterHandle,
-        log: Arc<FjallLog>,
+        log: crate::store::LogStore,
         settings: Settings,
         metrics: Arc<Metrics>,
         liveness: Arc<Liveness>,
@@ -184,6 +184,7 @@ pub(super) fn api_error(e: WriterError) -> ApiError {
             retry_after_ms,
         },
         WriterError::StorageFull(why) => ApiError::StorageFull(why),
+        WriterError::NotLeader { leader } => ApiError::NotLeader { leader },
     }
 }
 
@@ -225,7 +226,7 @@ impl Backend for ServerBackend {
     }
 
     fn log(&self) -> Arc<dyn EventLog> {
-        self.log.clone()
+        self.log.as_dyn()
     }
 
     fn verify_chain(&self) -> Result<VerifyReport, VerifyError> {

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 /// Last-heard times per node, and when this table started (after a restart every node
 /// gets one TTL of grace from then).
 pub struct Liveness {
-    started: Instant,
+    started: Mutex<Instant>,
     seen: Mutex<HashMap<String, Seen>>,
 }
 
@@ -30,7 +30,7 @@ impl Default for Liveness {
 impl Liveness {
     pub fn new() -> Liveness {
         Liveness {
-            started: Instant::now(),
+            started: Mutex::new(Instant::now()),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -53,6 +53,12 @@ impl Liveness {
         }
     }
 
+    /// Every node gets one TTL of grace from now, as after a restart (a standby that
+    /// became the leader heard from no agent before).
+    pub fn restart_grace(&self) {
+        *self.started.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+
     pub fn last_seen_ms(&self, node_id: &str) -> Option<i64> {
         self.lock().get(node_id).map(|s| s.wall_ms)
     }
@@ -63,11 +69,12 @@ impl Liveness {
         alive: impl IntoIterator<Item = &'a str>,
         ttl: Duration,
     ) -> Vec<String> {
+        let started = *self.started.lock().unwrap_or_else(|p| p.into_inner());
         let seen = self.lock();
         let now = Instant::now();
         alive
             .into_iter()
-            .filter(|id| is_overdue(seen.get(*id).map(|s| s.at), self.started, now, ttl))
+            .filter(|id| is_overdue(seen.get(*id).map(|s| s.at), started, now, ttl))
             .map(str::to_string)
             .collect()
     }

@@ -219,6 +219,21 @@ pub(super) fn render_storage(out: &mut String, s: &crate::storage::StorageStatus
     );
 }
 
+/// Who leads: 1 on the server whose writer takes commands (always, on a log of its
+/// own), 0 on a standby; with the leader's URL as a label when known.
+pub(super) fn render_leader(out: &mut String, leading: bool, leader: Option<&str>) {
+    let label = leader
+        .map(|l| format!("{{leader=\"{}\"}}", l.replace(['\\', '"', '\n'], "_")))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "# HELP dcloud_leader 1 when this server leads (its writer takes commands), 0 on a standby.\n\
+         # TYPE dcloud_leader gauge\n\
+         dcloud_leader{label} {}",
+        u8::from(leading)
+    );
+}
+
 fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(
         out,

@@ -12,6 +12,7 @@ mod bootstrap;
 mod dev;
 mod exec;
 mod graphql;
+mod ha;
 mod idle;
 mod limits;
 mod liveness;
@@ -86,6 +87,9 @@ pub struct ServerConfig {
     pub checkpoint_file: Option<PathBuf>,
     /// How often a checkpoint is written when the head moved.
     pub checkpoint_every: Duration,
+    /// Where the event log lives: the data directory, or a JetStream stream shared
+    /// with other servers (one leads, the others are standbys).
+    pub log: crate::store::LogLocation,
 }
 
 impl ServerConfig {
@@ -108,6 +112,7 @@ impl ServerConfig {
             storage_reserve_bytes: crate::storage::DEFAULT_RESERVE_BYTES,
             checkpoint_file: None,
             checkpoint_every: Duration::from_secs(1),
+            log: crate::store::LogLocation::Data,
         }
     }
 }
@@ -134,6 +139,8 @@ pub struct Server {
     stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     timers: JoinHandle<()>,
+    /// The lease holder of a shared log (released on a clean stop).
+    lease: Option<JoinHandle<()>>,
 }
 
 /// Opens the data directory (log, recovery, writer, admin token), binds `listen`,
@@ -198,20 +205,40 @@ pub fn serve(
         log.last_seq() + 1,
         stop.subscribe(),
     ));
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let lease = match (&config.log, app.log()) {
+        (crate::store::LogLocation::JetStream(shared), crate::store::LogStore::JetStream(log)) => {
+            tokio::spawn(ha::follow(app.clone(), stop.subscribe()));
+            let advertise = shared
+                .advertise
+                .clone()
+                .unwrap_or_else(|| format!("{scheme}://{addr}"));
+            Some(tokio::spawn(ha::run(
+                app.clone(),
+                log.clone(),
+                shared.clone(),
+                advertise,
+                config.data.clone(),
+                stop.subscribe(),
+            )))
+        }
+        _ => None,
+    };
     app.set_ready(true);
     info!(%addr, data = %config.data.display(), dev_mode = config.dev_mode, tls = config.tls.is_some(), "server listening");
     Ok(Server {
         addr,
         admin_token,
-        scheme: if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
+        scheme,
         app,
         stop,
         http,
         timers,
+        lease,
     })
 }
 
@@ -271,6 +298,9 @@ impl Server {
         self.app.set_ready(false);
         let _ = self.stop.send(true);
         let _ = self.timers.await;
+        if let Some(lease) = self.lease {
+            let _ = tokio::time::timeout(Duration::from_secs(3), lease).await;
+        }
         // A last checkpoint of the head (when the writer has not failed).
         if self.app.writer().fatal().is_none() {
             timers::checkpoint(&self.app).await;

@@ -51,6 +51,13 @@ async fn readyz(State(app): State<AppState>) -> Response {
                 s.free_bytes, s.reserve_bytes
             )
             .into_response(),
+            _ if app.log().is_shared() => match (app.writer().is_leader(), app.writer().leader_hint()) {
+                (true, _) => "ready (leader)\n".into_response(),
+                (false, Some(leader)) => {
+                    format!("ready (standby; the leader is {leader})\n").into_response()
+                }
+                (false, None) => "ready (standby; no leader elected yet)\n".into_response(),
+            },
             _ => "ready\n".into_response(),
         }
     } else {
@@ -69,6 +76,11 @@ async fn readyz(State(app): State<AppState>) -> Response {
 async fn metrics(State(app): State<AppState>) -> Response {
     let mut text = app.metrics().render(&app.writer().state());
     super::metrics::render_storage(&mut text, &app.storage().status());
+    super::metrics::render_leader(
+        &mut text,
+        app.writer().is_leader(),
+        app.writer().leader_hint().as_deref(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -33,16 +33,17 @@ pub(super) async fn run(app: AppState, config: ServerConfig, mut stop: watch::Re
                     break;
                 }
             }
-            due = liveness.tick() => {
+            // A standby writes nothing: the leader runs these.
+            due = liveness.tick(), if app.writer().is_leader() => {
                 let lag = tokio::time::Instant::now().saturating_duration_since(due);
                 mark_lost(&app, super::liveness::lost_after(ttl, lag)).await;
                 evict_lost(&app, super::backend::now_ms()).await;
             }
-            _ = maintenance.tick() => {
+            _ = maintenance.tick(), if app.writer().is_leader() => {
                 submit(&app, Command::ExpireServices, "timer:services").await;
                 submit(&app, Command::RetryPending, "timer:pending").await;
             }
-            _ = idle.tick() => {
+            _ = idle.tick(), if app.writer().is_leader() => {
                 check_idle(&app, &mut tracker, super::backend::now_ms()).await;
             }
             _ = checkpoints.tick() => checkpoint(&app).await,
@@ -168,6 +169,6 @@ async fn submit(app: &AppState, cmd: Command, correlation: &str) {
             warn!(correlation, error = %e, "timer command deferred")
         }
         // Said once by the storage gate when it starts refusing.
-        Err(WriterError::StorageFull(_)) => {}
+        Err(WriterError::StorageFull(_) | WriterError::NotLeader { .. }) => {}
     }
 }

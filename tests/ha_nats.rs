@@ -1,0 +1,239 @@
+//! Leader and standbys on a shared JetStream log, with real processes: `dcloud server
+//! --log nats://…` twice on one nats-server (the pinned one, `scripts/install-nats-server.sh`).
+//! The standby follows the leader (a token made on the leader authenticates on it),
+//! refuses writes naming the leader, takes over when the leader is SIGKILLed, and a
+//! leader stopping cleanly hands the lease over at once. The chain verifies throughout.
+
+#[path = "../log-nats/tests/common/mod.rs"]
+mod nats;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// One `dcloud server` process on the shared log; killed when dropped.
+struct Node {
+    url: String,
+    data: PathBuf,
+    child: Option<Child>,
+    args: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+impl Node {
+    fn start(nats: &str, stream: &str, data: &Path) -> Node {
+        let port = free_port();
+        let args = vec![
+            "server".to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--log".into(),
+            nats.into(),
+            "--log-stream".into(),
+            stream.into(),
+            "--lease-ttl-ms".into(),
+            "1500".into(),
+        ];
+        let mut node = Node {
+            url: format!("http://127.0.0.1:{port}"),
+            data: data.to_path_buf(),
+            child: None,
+            args,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.data.with_extension("log")).expect("log file");
+        std::fs::create_dir_all(&self.data).expect("data dir");
+        let child = Command::new(env!("CARGO_BIN_EXE_dcloud"))
+            .args(&self.args)
+            .env("DCLOUD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dcloud server");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, and wait for the process to exit.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn readyz(url: &str) -> Option<String> {
+    let r = reqwest::get(format!("{url}/readyz")).await.ok()?;
+    r.text().await.ok()
+}
+
+async fn gql(url: &str, token: &str, query: &str, variables: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{url}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .expect("graphql request")
+        .json()
+        .await
+        .expect("graphql json")
+}
+
+/// Waits until `/readyz` of `node` starts with `want`; panics with its log after `limit`.
+async fn wait_ready(node: &Node, want: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if let Some(text) = readyz(&node.url).await {
+            if text.starts_with(want) {
+                return started.elapsed();
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} did not say {want:?} within {limit:?}; its log:\n{}",
+            node.url,
+            node.server_log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const CREATE_TOKEN: &str =
+    "mutation($name: String!) { createToken(role: USER, name: $name) { token } }";
+const ME: &str = "{ me { name role } }";
+const VERIFY: &str = "{ verifyChain { ok lastSeq } }";
+
+async fn create_token(url: &str, admin: &str, name: &str) -> Value {
+    gql(url, admin, CREATE_TOKEN, json!({"name": name})).await
+}
+
+/// Polls `me` with `token` on `url` until it authenticates as `name`.
+async fn eventually_known(url: &str, token: &str, name: &str) {
+    let started = Instant::now();
+    loop {
+        let r = gql(url, token, ME, json!({})).await;
+        if r["data"]["me"]["name"] == name {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{url} never knew the token {name}: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn admin_token(data: &Path) -> String {
+    std::fs::read_to_string(data.join("admin.token"))
+        .expect("the leader wrote admin.token")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_follows_refuses_writes_and_takes_over_when_the_leader_dies() {
+    let nats = nats::server();
+    let stream = format!("ha{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = Node::start(&nats.url, &stream, &dir.path().join("a"));
+    wait_ready(&a, "ready (leader)", Duration::from_secs(30)).await;
+    let mut b = Node::start(&nats.url, &stream, &dir.path().join("b"));
+    let standby = format!("ready (standby; the leader is {})", a.url);
+    wait_ready(&b, &standby, Duration::from_secs(30)).await;
+    let admin = admin_token(&a.data);
+
+    // Written on the leader, known to the standby: it follows the log.
+    let made = create_token(&a.url, &admin, "alice").await;
+    let alice = made["data"]["createToken"]["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("token: {made}"))
+        .to_string();
+    eventually_known(&b.url, &alice, "alice").await;
+
+    // A write sent to the standby is refused, naming the leader; nothing is written.
+    let refused = create_token(&b.url, &admin, "bob").await;
+    let err = &refused["errors"][0];
+    assert_eq!(err["extensions"]["code"], "NOT_LEADER", "{refused}");
+    assert_eq!(err["extensions"]["leader"], a.url.as_str(), "{refused}");
+    let metrics = reqwest::get(format!("{}/metrics", b.url))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!("dcloud_leader{{leader=\"{}\"}} 0", a.url)),
+        "the standby's metrics name the leader"
+    );
+
+    // The leader dies: the standby takes the lease once it expires and writes on.
+    let head_before = gql(&b.url, &admin, VERIFY, json!({})).await["data"]["verifyChain"]
+        ["lastSeq"]
+        .as_u64()
+        .expect("lastSeq");
+    a.kill();
+    let took = wait_ready(&b, "ready (leader)", Duration::from_secs(30)).await;
+    eprintln!("leader killed -> standby leads: {took:?}");
+    let carol = create_token(&b.url, &admin, "carol").await;
+    assert!(carol["errors"].is_null(), "the new leader writes: {carol}");
+    eventually_known(&b.url, &alice, "alice").await;
+    let v = gql(&b.url, &admin, VERIFY, json!({})).await;
+    assert_eq!(v["data"]["verifyChain"]["ok"], true, "{v}");
+    assert!(v["data"]["verifyChain"]["lastSeq"].as_u64() > Some(head_before));
+
+    // The old leader comes back as a standby of the new one, with what it wrote.
+    a.spawn();
+    let standby = format!("ready (standby; the leader is {})", b.url);
+    wait_ready(&a, &standby, Duration::from_secs(30)).await;
+    let carol_token = carol["data"]["createToken"]["token"]
+        .as_str()
+        .expect("token")
+        .to_string();
+    eventually_known(&a.url, &carol_token, "carol").await;
+
+    // A leader stopping cleanly releases the lease, and the standby leads.
+    b.stop();
+    let took = wait_ready(&a, "ready (leader)", Duration::from_secs(30)).await;
+    eprintln!("leader stopped -> standby leads: {took:?}");
+    let dave = create_token(&a.url, &admin, "dave").await;
+    assert!(dave["errors"].is_null(), "{dave}");
+    let v = gql(&a.url, &admin, VERIFY, json!({})).await;
+    assert_eq!(v["data"]["verifyChain"]["ok"], true, "{v}");
+}
