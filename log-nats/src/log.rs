@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     /// The same end as `(log seq, stream seq)`, read together (for `locate`).
     head: Mutex<(u64, u64)>,
     pub(crate) writer: Mutex<Writer>,
+    /// Set while [`JetStreamLog::follow`] should not read (see `pause_following`).
+    follow_paused: std::sync::atomic::AtomicBool,
     rt: Runtime,
 }
 
@@ -181,6 +183,7 @@ impl JetStreamLog {
                 live: Some(live),
                 stopped: None,
             }),
+            follow_paused: std::sync::atomic::AtomicBool::new(false),
             rt,
         };
         Ok(JetStreamLog {
@@ -259,8 +262,9 @@ impl JetStreamLog {
     /// Keeps this handle caught up ([`JetStreamLog::catch_up`]) in the background:
     /// at once whenever a message is published on the log's subject (one core NATS
     /// subscription wakes it), and at least every `every` whatever arrives. Runs until
-    /// the log is dropped; a failed catch-up is logged and tried again at the next
-    /// wake-up.
+    /// the log is dropped; a failed catch-up is logged and tried again. While paused
+    /// ([`JetStreamLog::pause_following`]: a leader's handle, which appends itself) it
+    /// neither subscribes nor reads.
     pub fn follow(&self, every: std::time::Duration) {
         let weak = Arc::downgrade(&self.inner);
         let (client, subject) = (self.inner.client.clone(), self.inner.subject.clone());
@@ -268,53 +272,77 @@ impl JetStreamLog {
             return;
         };
         rt.spawn(async move {
-            use futures::StreamExt as _;
-            let mut wake = match client.subscribe(subject).await {
-                Ok(sub) => Some(sub),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot subscribe to the log's subject; following by polling only");
-                    None
-                }
-            };
+            use futures::{FutureExt as _, StreamExt as _};
+            let mut wake: Option<async_nats::Subscriber> = None;
+            // Catch-ups still to try shortly after a wake-up: the wake-up is the
+            // message as published, which can come before its batch is committed.
+            let mut again = 0u32;
             let mut failing = false;
             loop {
+                let paused = match weak.upgrade() {
+                    Some(inner) => inner.follow_paused.load(Ordering::Acquire),
+                    None => return,
+                };
+                if paused {
+                    wake = None;
+                    again = 0;
+                    tokio::time::sleep(every).await;
+                    continue;
+                }
+                if wake.is_none() {
+                    match client.subscribe(subject.clone()).await {
+                        Ok(sub) => wake = Some(sub),
+                        Err(e) => tracing::warn!(error = %e, "cannot subscribe to the log's subject; following by polling"),
+                    }
+                }
+                let wait = if again > 0 {
+                    std::time::Duration::from_millis(20)
+                } else {
+                    every
+                };
                 let woken = match wake.as_mut() {
                     Some(sub) => tokio::select! {
-                        m = sub.next() => m.is_some(),
-                        () = tokio::time::sleep(every) => false,
+                        m = sub.next() => match m {
+                            Some(_) => {
+                                // Those queued behind it are covered by this catch-up.
+                                while let Some(Some(_)) = sub.next().now_or_never() {}
+                                true
+                            }
+                            None => {
+                                wake = None;
+                                false
+                            }
+                        },
+                        () = tokio::time::sleep(wait) => false,
                     },
                     None => {
-                        tokio::time::sleep(every).await;
+                        tokio::time::sleep(wait).await;
                         false
                     }
                 };
-                // A wake-up can come before the batch it belongs to is committed (its
-                // messages are seen as published): look again shortly if it was early.
-                let tries: &[u64] = if woken { &[0, 5, 25, 100] } else { &[0] };
-                for &delay in tries {
-                    if delay > 0 {
-                        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-                    }
-                    let Some(inner) = weak.upgrade() else { return };
-                    let taken = tokio::task::spawn_blocking(move || inner.catch_up()).await;
-                    match taken {
-                        Ok(Ok(0)) => {}
-                        Ok(Ok(_)) => {
-                            failing = false;
-                            break;
+                if woken {
+                    again = 5;
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                match tokio::task::spawn_blocking(move || inner.catch_up()).await {
+                    Ok(Ok(0)) => again = again.saturating_sub(1),
+                    Ok(Ok(_)) => failing = false,
+                    Ok(Err(e)) => {
+                        if !failing {
+                            tracing::warn!(error = %e, "following the JetStream log failed; trying again");
                         }
-                        Ok(Err(e)) => {
-                            if !failing {
-                                tracing::warn!(error = %e, "following the JetStream log failed; trying again");
-                            }
-                            failing = true;
-                            break;
-                        }
-                        Err(_) => return,
+                        failing = true;
                     }
+                    Err(_) => return,
                 }
             }
         });
+    }
+
+    /// Pauses or resumes [`JetStreamLog::follow`] (a server pauses it once it leads:
+    /// its own appends move the head, and another writer is fenced by the stream).
+    pub fn pause_following(&self, paused: bool) {
+        self.inner.follow_paused.store(paused, Ordering::Release);
     }
 }
 

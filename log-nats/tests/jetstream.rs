@@ -350,3 +350,27 @@ fn catching_up_refuses_a_message_that_is_not_a_frame_of_the_chain() {
     }
     assert_eq!(other.last_seq(), 3, "nothing taken in");
 }
+
+/// A paused follower (a leader's handle) reads nothing; resumed, it catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_follower_takes_nothing_in_until_resumed() {
+    let nats = Nats::new();
+    let writer = nats.open();
+    fill(&writer, 1, 3);
+    let other = nats.open();
+    other.pause_following(true);
+    other.follow(std::time::Duration::from_millis(50));
+    writer.append(3, new_events(4, 2)).expect("append");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(other.last_seq(), 3, "paused: nothing taken in");
+    other.pause_following(false);
+    let started = std::time::Instant::now();
+    while other.last_seq() != 5 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "resumed, it catches up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(other.last_hash(), writer.last_hash());
+}

@@ -241,6 +241,8 @@ async fn take_over(
             }
         }
     }
+    // It appends itself now: the stream's sequence check fences any other writer.
+    log.pause_following(true);
     app.writer().set_leader_hint(Some(url.to_string()));
     // Every node gets one TTL of grace from now, as after a restart.
     app.liveness().restart_grace();
