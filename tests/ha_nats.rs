@@ -45,6 +45,9 @@ impl Node {
             stream.into(),
             "--lease-ttl-ms".into(),
             "1500".into(),
+            // Silent nodes are lost after 2 s (the agents heartbeat every 500 ms).
+            "--node-ttl-ms".into(),
+            "2000".into(),
         ];
         let mut node = Node {
             url: format!("http://127.0.0.1:{port}"),
@@ -236,4 +239,137 @@ async fn a_standby_follows_refuses_writes_and_takes_over_when_the_leader_dies() 
     assert!(dave["errors"].is_null(), "{dave}");
     let v = gql(&a.url, &admin, VERIFY, json!({})).await;
     assert_eq!(v["data"]["verifyChain"]["ok"], true, "{v}");
+}
+
+const CATALOG: &str = r#"{"os": "busybox", "base-image": "dcloud-test/busybox:latest",
+  "init-steps": ["true"], "specifications": {}}"#;
+const ENVIRONMENT: &str = r#"{"env-name": "sim-job", "version": "1", "os": "busybox",
+  "languages": [], "resources": {"ram": "256M", "cpu": "0.5", "gpu": "0", "storage": 1}}"#;
+
+/// `dcloud --server LIST --token T ARGS…` to the end; its stdout, or a panic with both
+/// streams.
+fn cli(servers: &str, token: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_dcloud"))
+        .env_remove("DCLOUD_TOKEN")
+        .env_remove("DCLOUD_SERVER")
+        .args(["--server", servers, "--token", token])
+        .args(args)
+        .output()
+        .expect("run dcloud");
+    assert!(
+        out.status.success(),
+        "dcloud {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every deployment's status, node and how often it was scheduled.
+async fn placements(url: &str, admin: &str) -> Vec<(String, Option<String>, usize)> {
+    let q = "{ deployments(first: 1000) { nodes { status nodeId history { status } } } }";
+    let r = gql(url, admin, q, json!({})).await;
+    r["data"]["deployments"]["nodes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("deployments: {r}"))
+        .iter()
+        .map(|d| {
+            let scheduled = d["history"].as_array().map_or(0, |h| {
+                h.iter().filter(|s| s["status"] == "SCHEDULED").count()
+            });
+            (
+                d["status"].as_str().unwrap_or_default().to_string(),
+                d["nodeId"].as_str().map(str::to_string),
+                scheduled,
+            )
+        })
+        .collect()
+}
+
+async fn all_running(url: &str, admin: &str, n: usize) {
+    let started = Instant::now();
+    loop {
+        let p = placements(url, admin).await;
+        if p.len() == n && p.iter().all(|(s, _, _)| s == "RUNNING") {
+            for (_, node, scheduled) in &p {
+                assert!(node.is_some());
+                assert_eq!(*scheduled, 1, "each deployment placed once: {p:?}");
+            }
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not all {n} running on {url}: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A sim fleet and the CLI given both servers (`--server standby,leader`): writes find
+/// the leader, and when it is SIGKILLed they find the new one; the agents' nodes stay
+/// alive, every deployment runs, none is placed twice, the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_and_the_cli_fail_over_across_a_list_of_servers() {
+    let nats = nats::server();
+    let stream = format!("hafleet{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = Node::start(&nats.url, &stream, &dir.path().join("a"));
+    wait_ready(&a, "ready (leader)", Duration::from_secs(30)).await;
+    let b = Node::start(&nats.url, &stream, &dir.path().join("b"));
+    wait_ready(&b, "ready (standby", Duration::from_secs(30)).await;
+    let admin = admin_token(&a.data);
+    let q = "mutation($d: String!) { upsertCatalog(document: $d) { os } }";
+    gql(&a.url, &admin, q, json!({"d": CATALOG})).await;
+    let q = "mutation($d: String!) { createEnvironment(document: $d) { id } }";
+    gql(&a.url, &admin, q, json!({"d": ENVIRONMENT})).await;
+
+    // The standby first in both lists.
+    let standby_first = format!("{},{}", b.url, a.url);
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_dcloud"))
+        .env_remove("DCLOUD_TOKEN")
+        .env_remove("DCLOUD_SERVER")
+        .env("DCLOUD_LOG", "warn")
+        .args(["--server", &standby_first, "--token", &admin])
+        .args(["agent", "--driver", "sim", "--sim-nodes", "4"])
+        .args(["--heartbeat-interval", "500ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the agent");
+    for _ in 0..6 {
+        cli(&standby_first, &admin, &["deploy", "sim-job", "-q"]);
+    }
+    all_running(&b.url, &admin, 6).await;
+
+    a.kill();
+    wait_ready(&b, "ready (leader)", Duration::from_secs(30)).await;
+    // The dead leader first now; `--watch` follows each to RUNNING.
+    let dead_first = format!("{},{}", a.url, b.url);
+    for _ in 0..6 {
+        cli(&dead_first, &admin, &["deploy", "sim-job", "--watch"]);
+    }
+    all_running(&b.url, &admin, 12).await;
+    // Past the one node TTL of grace the new leader gave every node: still alive only
+    // if the agents heartbeat it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes = gql(
+        &b.url,
+        &admin,
+        "{ nodes(first: 10) { nodes { id state } } }",
+        json!({}),
+    )
+    .await;
+    let nodes = nodes["data"]["nodes"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .clone();
+    assert_eq!(nodes.len(), 4, "{nodes:?}");
+    assert!(
+        nodes.iter().all(|n| n["state"] == "READY"),
+        "the agents heartbeat the new leader: {nodes:?}"
+    );
+    let v = gql(&b.url, &admin, VERIFY, json!({})).await;
+    assert_eq!(v["data"]["verifyChain"]["ok"], true, "{v}");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }

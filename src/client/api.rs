@@ -92,11 +92,12 @@ fn parse_error(raw: Value) -> GqlError {
     }
 }
 
-/// A connection to one server with one token.
+/// A connection to the server (or to the first of several that answers: `--server
+/// a,b,c`, a leader and its standbys) with one token.
 pub struct Api {
     tls: dcloud_agent::runtime::ClientTls,
     http: reqwest::Client,
-    base: String,
+    servers: std::sync::Arc<dcloud_agent::runtime::Servers>,
     token: String,
 }
 
@@ -114,10 +115,12 @@ impl Api {
             .apply(reqwest::Client::builder())?
             .build()
             .context("cannot build the http client")?;
+        let servers = dcloud_agent::runtime::Servers::parse(&global.server)
+            .with_context(|| format!("--server {:?}", global.server))?;
         Ok(Api {
             tls,
             http,
-            base: global.server.trim_end_matches('/').to_string(),
+            servers: std::sync::Arc::new(servers),
             token,
         })
     }
@@ -131,19 +134,15 @@ impl Api {
         &self.tls
     }
 
-    /// `ws://…/graphql/ws` (or `wss://`) for the server's base URL.
+    /// `ws://…/graphql/ws` (or `wss://`) of the server in use.
     pub fn ws_url(&self) -> String {
-        let rest = self
-            .base
-            .strip_prefix("https://")
-            .map(|r| format!("wss://{r}"))
-            .or_else(|| {
-                self.base
-                    .strip_prefix("http://")
-                    .map(|r| format!("ws://{r}"))
-            })
-            .unwrap_or_else(|| format!("ws://{}", self.base));
-        format!("{rest}/graphql/ws")
+        self.servers.current().1.ws.clone()
+    }
+
+    /// The base URL of the server in use.
+    pub fn base(&self) -> String {
+        let http = &self.servers.current().1.http;
+        http.strip_suffix("/graphql").unwrap_or(http).to_string()
     }
 
     /// Runs one operation; `Ok(data)` or [`GqlErrors`] (inside the anyhow error) when the
@@ -155,10 +154,17 @@ impl Api {
     /// first attempt did, so a retry never does the work twice.
     pub async fn run(&self, query: &str, variables: Value) -> anyhow::Result<Value> {
         if !is_mutation(query) {
-            return self
-                .attempt(query, &variables, None)
-                .await
-                .map_err(Attempt::into_error);
+            // Each server once: one that cannot be reached is left for the next.
+            let mut tries = self.servers.len();
+            loop {
+                tries -= 1;
+                match self.attempt(query, &variables, None).await {
+                    Err(Attempt::NoAnswer(e)) if tries > 0 => {
+                        tracing::debug!(error = %e, "no answer; asking the next server");
+                    }
+                    other => return other.map_err(Attempt::into_error),
+                }
+            }
         }
         let key = uuid::Uuid::new_v4().simple().to_string();
         let deadline = std::time::Instant::now() + RETRY_FOR;
@@ -182,7 +188,14 @@ impl Api {
         variables: &Value,
         key: Option<&str>,
     ) -> Result<Value, Attempt> {
-        let url = format!("{}/graphql", self.base);
+        let (index, endpoints) = self.servers.current();
+        let url = endpoints.http.clone();
+        let base = self.base();
+        // Whatever went wrong with this server, the next try goes to the next one.
+        let moved_on = |e: anyhow::Error| {
+            self.servers.failed(index);
+            Attempt::NoAnswer(e)
+        };
         let mut req = self
             .http
             .post(&url)
@@ -192,19 +205,28 @@ impl Api {
             req = req.header("idempotency-key", k);
         }
         let resp = req.send().await.map_err(|e| {
-            Attempt::NoAnswer(
-                anyhow::Error::new(e).context(format!("cannot reach the server at {}", self.base)),
-            )
+            moved_on(anyhow::Error::new(e).context(format!("cannot reach the server at {base}")))
         })?;
         let status = resp.status();
         let text = resp.text().await.map_err(|e| {
-            Attempt::NoAnswer(
-                anyhow::Error::new(e).context(format!("cannot read the answer of {url}")),
-            )
+            moved_on(anyhow::Error::new(e).context(format!("cannot read the answer of {url}")))
         })?;
+        if let Some(leader) = not_leader(&text) {
+            // A standby: nothing was done; the leader it names (if one of ours) is next.
+            if !leader.as_deref().is_some_and(|l| self.servers.leader_is(l)) {
+                self.servers.failed(index);
+            }
+            return Err(Attempt::NoAnswer(anyhow::anyhow!(
+                "{base} is a standby ({})",
+                leader.map_or_else(
+                    || "no leader elected yet".to_string(),
+                    |l| format!("the leader is {l}")
+                )
+            )));
+        }
         if matches!(status.as_u16(), 502..=504) {
             // A proxy without a server behind it, or a server that is stopping.
-            return Err(Attempt::NoAnswer(anyhow::anyhow!(
+            return Err(moved_on(anyhow::anyhow!(
                 "the server answered http {status} for {url}: {}",
                 text.chars().take(200).collect::<String>()
             )));
@@ -228,6 +250,22 @@ impl Api {
         }
         Ok(body.get("data").cloned().unwrap_or(Value::Null))
     }
+}
+
+/// `Some(leader)` when `text` is a standby's `NOT_LEADER` answer (`leader`: the URL it
+/// names, if any).
+fn not_leader(text: &str) -> Option<Option<String>> {
+    if !text.contains("NOT_LEADER") {
+        return None;
+    }
+    let body: Value = serde_json::from_str(text).ok()?;
+    let first = body.pointer("/errors/0")?;
+    (first.pointer("/extensions/code")?.as_str()? == "NOT_LEADER").then(|| {
+        first
+            .pointer("/extensions/leader")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
 }
 
 /// How long a mutation without an answer is retried (same idempotency key).

@@ -8,6 +8,7 @@ use dcloud_events::model::{ContainerUsage, NodeFingerprint, Usage};
 use serde_json::{json, Value};
 
 use super::protocol::first_error;
+use super::servers::Servers;
 use super::tls::ClientTls;
 use super::wire::{self, Snapshot};
 use crate::driver::Report;
@@ -51,7 +52,7 @@ impl Endpoints {
 #[derive(Clone)]
 pub struct GqlClient {
     http: reqwest::Client,
-    url: String,
+    servers: std::sync::Arc<Servers>,
     token: String,
     /// Bounds the requests (so the connections) in flight from this process: a
     /// thousand simulated nodes heartbeating at once must not open a thousand sockets.
@@ -67,8 +68,19 @@ impl GqlClient {
     }
 
     /// A client trusting `tls` for https:// URLs. An empty `token` sends no
-    /// `Authorization` header (what `joinNode` needs).
+    /// `Authorization` header (what `joinNode` needs). `url` is a GraphQL endpoint
+    /// (`…/graphql`) or a server's base URL, or several base URLs, comma separated.
     pub fn with_tls(url: String, token: String, tls: &ClientTls) -> Result<GqlClient, AgentError> {
+        GqlClient::over(std::sync::Arc::new(Servers::parse(&url)?), token, tls)
+    }
+
+    /// A client of `servers` (shared with the process's websocket pools).
+    pub fn over(
+        servers: std::sync::Arc<Servers>,
+        token: String,
+        tls: &ClientTls,
+    ) -> Result<GqlClient, AgentError> {
+        let url = servers.describe();
         let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
@@ -82,7 +94,7 @@ impl GqlClient {
             })?;
         Ok(GqlClient {
             http,
-            url,
+            servers,
             token,
             inflight: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_INFLIGHT)),
         })
@@ -92,14 +104,20 @@ impl GqlClient {
     pub fn with_token(&self, token: String) -> GqlClient {
         GqlClient {
             http: self.http.clone(),
-            url: self.url.clone(),
+            servers: self.servers.clone(),
             token,
             inflight: self.inflight.clone(),
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The GraphQL endpoint of the server in use.
+    pub fn url(&self) -> String {
+        self.servers.current().1.http.clone()
+    }
+
+    /// The servers this client (and the pools made from it) use.
+    pub fn servers(&self) -> &std::sync::Arc<Servers> {
+        &self.servers
     }
 
     /// Runs one operation; returns its `data`.
@@ -122,18 +140,65 @@ impl GqlClient {
         variables: Value,
         key: Option<&str>,
     ) -> Result<Value, AgentError> {
-        let unavailable = |reason: String| AgentError::ServerUnavailable {
-            url: self.url.clone(),
-            reason,
-        };
         let _permit = self
             .inflight
             .acquire()
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(|e| AgentError::ServerUnavailable {
+                url: self.url(),
+                reason: e.to_string(),
+            })?;
+        // Each server at most once, plus the leader a standby names.
+        let mut last = None;
+        for _ in 0..=self.servers.len() {
+            let (index, endpoints) = self.servers.current();
+            let url = endpoints.http.clone();
+            match self.send(&url, op, query, &variables, key).await {
+                Err(Retry::Unavailable(e)) => {
+                    self.servers.failed(index);
+                    last = Some(e);
+                }
+                Err(Retry::NotLeader(leader)) => {
+                    let moved = leader.as_deref().is_some_and(|l| self.servers.leader_is(l));
+                    if !moved {
+                        self.servers.failed(index);
+                    }
+                    last = Some(AgentError::ServerUnavailable {
+                        url,
+                        reason: match leader {
+                            Some(l) => format!("a standby; the leader is {l}"),
+                            None => "a standby, and no leader is elected yet".into(),
+                        },
+                    });
+                }
+                Ok(answer) => return answer,
+            }
+        }
+        Err(last.unwrap_or_else(|| AgentError::ServerUnavailable {
+            url: self.servers.describe(),
+            reason: "no server answered".into(),
+        }))
+    }
+
+    /// One try at `url`: `Err` for a server that cannot be reached or is a standby,
+    /// else its answer.
+    async fn send(
+        &self,
+        url: &str,
+        op: &'static str,
+        query: &str,
+        variables: &Value,
+        key: Option<&str>,
+    ) -> Result<Result<Value, AgentError>, Retry> {
+        let unavailable = |reason: String| {
+            Retry::Unavailable(AgentError::ServerUnavailable {
+                url: url.to_string(),
+                reason,
+            })
+        };
         let mut req = self
             .http
-            .post(&self.url)
+            .post(url)
             .json(&json!({ "query": query, "variables": variables }));
         if !self.token.is_empty() {
             req = req.bearer_auth(&self.token);
@@ -147,12 +212,15 @@ impl GqlClient {
             .text()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
-        parse_response(op, status.as_u16(), &body).map_err(|e| match e {
-            AgentError::Protocol { .. } if status.is_server_error() => {
-                unavailable(format!("http {status}"))
+        if let Some(leader) = not_leader(&body) {
+            return Err(Retry::NotLeader(leader));
+        }
+        match parse_response(op, status.as_u16(), &body) {
+            Err(AgentError::Protocol { .. }) if status.is_server_error() => {
+                Err(unavailable(format!("http {status}")))
             }
-            e => e,
-        })
+            answer => Ok(answer),
+        }
     }
 
     pub async fn register_node(
@@ -310,6 +378,29 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
 }
 
 /// A GraphQL response body → its `data`, or the first error.
+/// Why one try at a server is retried at another.
+enum Retry {
+    /// It cannot be reached (or answered 5xx without a GraphQL body).
+    Unavailable(AgentError),
+    /// It is a standby; the leader's base URL when it named one.
+    NotLeader(Option<String>),
+}
+
+/// `Some(leader)` when `body` is a standby's `NOT_LEADER` answer.
+fn not_leader(body: &str) -> Option<Option<String>> {
+    if !body.contains("NOT_LEADER") {
+        return None;
+    }
+    let value: Value = serde_json::from_str(body).ok()?;
+    let (code, _) = first_error(&value)?;
+    (code == "NOT_LEADER").then(|| {
+        value
+            .pointer("/errors/0/extensions/leader")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+}
+
 pub fn parse_response(op: &'static str, status: u16, body: &str) -> Result<Value, AgentError> {
     let value: Value = serde_json::from_str(body).map_err(|e| AgentError::Protocol {
         op,

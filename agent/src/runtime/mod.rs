@@ -14,6 +14,7 @@ pub mod client;
 pub mod node;
 pub mod protocol;
 pub mod seq;
+pub mod servers;
 pub mod sessions;
 pub mod tls;
 pub mod wire;
@@ -27,6 +28,7 @@ use tracing::info;
 pub use client::{Endpoints, GqlClient};
 pub use node::{run_node, NodeSpec, RuntimeConfig, UsageSource};
 pub use seq::SeqTracker;
+pub use servers::Servers;
 pub use tls::ClientTls;
 pub use ws::{WsConnection, WsPool};
 
@@ -45,7 +47,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Clients for the server at `server` (`http://host:port`) acting with `token`.
+    /// Clients for the server at `server` (`http://host:port`, or several such URLs,
+    /// comma separated: a leader and its standbys) acting with `token`.
     pub fn new(server: &str, token: &str, config: RuntimeConfig) -> Result<Shared, AgentError> {
         Shared::with_tls(server, token, config, ClientTls::default())
     }
@@ -57,11 +60,11 @@ impl Shared {
         config: RuntimeConfig,
         tls: ClientTls,
     ) -> Result<Shared, AgentError> {
-        let endpoints = Endpoints::from_base(server)?;
+        let servers = Arc::new(Servers::parse(server)?);
         Ok(Shared {
-            client: GqlClient::with_tls(endpoints.http, token.to_string(), &tls)?,
-            sessions_ws: WsPool::new(endpoints.ws.clone(), token.to_string()).with_tls(tls.clone()),
-            ws: WsPool::new(endpoints.ws, token.to_string()).with_tls(tls.clone()),
+            client: GqlClient::over(servers.clone(), token.to_string(), &tls)?,
+            sessions_ws: WsPool::over(servers.clone(), token.to_string()).with_tls(tls.clone()),
+            ws: WsPool::over(servers, token.to_string()).with_tls(tls.clone()),
             config,
             tls,
         })
@@ -72,9 +75,9 @@ impl Shared {
     pub fn with_token(&self, token: &str) -> Shared {
         Shared {
             client: self.client.with_token(token.to_string()),
-            ws: WsPool::new(self.ws.url().to_string(), token.to_string())
+            ws: WsPool::over(self.ws.servers().clone(), token.to_string())
                 .with_tls(self.tls.clone()),
-            sessions_ws: WsPool::new(self.ws.url().to_string(), token.to_string())
+            sessions_ws: WsPool::over(self.ws.servers().clone(), token.to_string())
                 .with_tls(self.tls.clone()),
             config: self.config.clone(),
             tls: self.tls.clone(),
@@ -100,7 +103,7 @@ pub async fn run_node_pairs(nodes: Vec<(Arc<Shared>, NodeSpec)>) -> Result<(), A
             message: format!("{}: {e}", dir.display()),
         })?;
     }
-    info!(nodes = nodes.len(), server = %shared.client.url(), "agent starting");
+    info!(nodes = nodes.len(), servers = %shared.client.servers().describe(), "agent starting");
     let mut set = JoinSet::new();
     for (shared, spec) in nodes {
         set.spawn(run_node(shared, spec));

@@ -215,7 +215,7 @@ pub async fn run_node(shared: Arc<Shared>, spec: NodeSpec) -> Result<(), AgentEr
         by_deployment: HashMap::new(),
         grace: config.grace,
         own_ws: config.connection_per_node.then(|| {
-            super::WsPool::new(shared.ws.url().to_string(), shared.ws.token().to_string())
+            super::WsPool::over(shared.ws.servers().clone(), shared.ws.token().to_string())
         }),
     };
     let mut attempt = 0u32;

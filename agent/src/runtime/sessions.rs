@@ -120,7 +120,8 @@ pub fn session_url(ws_url: &str, session_id: &str) -> String {
 }
 
 async fn connect(shared: &Shared, session_id: &str) -> Result<Socket, AgentError> {
-    let url = session_url(shared.ws.url(), session_id);
+    // The server that asked for the session (the one its request came from) holds it.
+    let url = session_url(&shared.sessions_ws.url(), session_id);
     let unavailable = |e: &dyn std::fmt::Display| AgentError::ServerUnavailable {
         url: url.clone(),
         reason: e.to_string(),

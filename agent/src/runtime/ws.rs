@@ -246,16 +246,17 @@ async fn drive<S>(
 /// A shared connection: every node of the process subscribes over the same socket;
 /// the first caller after it drops makes the next one.
 pub struct WsPool {
-    url: String,
+    servers: std::sync::Arc<super::Servers>,
     token: String,
     tls: ClientTls,
     current: Mutex<Option<WsConnection>>,
 }
 
 impl WsPool {
-    pub fn new(url: String, token: String) -> Self {
+    /// A pool for the current one of `servers` (moving on when it cannot be reached).
+    pub fn over(servers: std::sync::Arc<super::Servers>, token: String) -> Self {
         WsPool {
-            url,
+            servers,
             token,
             tls: ClientTls::default(),
             current: Mutex::new(None),
@@ -268,8 +269,14 @@ impl WsPool {
         self
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
+    /// The websocket URL of the server in use.
+    pub fn url(&self) -> String {
+        self.servers.current().1.ws.clone()
+    }
+
+    /// The servers the pool connects to.
+    pub fn servers(&self) -> &std::sync::Arc<super::Servers> {
+        &self.servers
     }
 
     /// The token the connections authenticate with (session sockets use it too).
@@ -284,7 +291,15 @@ impl WsPool {
             return Ok(c.clone());
         }
         *current = None;
-        let c = WsConnection::connect_with(&self.url, &self.token, &self.tls).await?;
+        let (index, endpoints) = self.servers.current();
+        let c = match WsConnection::connect_with(&endpoints.ws, &self.token, &self.tls).await {
+            Ok(c) => c,
+            Err(e @ AgentError::ServerUnavailable { .. }) => {
+                self.servers.failed(index);
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         *current = Some(c.clone());
         Ok(c)
     }
