@@ -24,9 +24,10 @@ struct Cli {
     /// Output format of client commands.
     #[arg(long, global = true, value_enum, default_value_t = Output::Table)]
     output: Output,
-    /// The server's base URL [default: the URL a running server wrote into
-    /// DATA/server.json, DATA being $DCLOUD_DATA or ./.dcloud; else
-    /// http://127.0.0.1:7070].
+    /// The server's base URL, or several comma separated (a leader and its standbys
+    /// on a shared log: requests go to the first that answers, writes to the leader)
+    /// [default: the URL a running server wrote into DATA/server.json, DATA being
+    /// $DCLOUD_DATA or ./.dcloud; else http://127.0.0.1:7070].
     #[arg(long, global = true, env = "DCLOUD_SERVER")]
     server: Option<String>,
     /// Bearer token (admin, user, agent or auditor).

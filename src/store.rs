@@ -85,6 +85,9 @@ impl LogLocation {
     }
 }
 
+/// How long a server starting on a JetStream log waits for it to be reachable.
+const JETSTREAM_START_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The open log, whichever backend holds it.
 #[derive(Clone)]
 pub enum LogStore {
@@ -105,13 +108,31 @@ impl LogStore {
         match location {
             LogLocation::Data => Ok(LogStore::Fjall(open_log(data)?)),
             LogLocation::JetStream(shared) => {
+                // The data directory still holds this server's keys and tokens.
+                crate::durable_file::create_dir_durably(data)
+                    .with_context(|| format!("creating data directory {}", data.display()))?;
                 let cfg = shared.jetstream.clone();
-                let log = dcloud_log_nats::JetStreamLog::open(cfg.clone()).with_context(|| {
-                    format!(
-                        "opening the event log on JetStream (stream {} at {})",
-                        cfg.stream, cfg.url
-                    )
-                })?;
+                // A cluster that is starting has no JetStream leader for a while: wait
+                // for it rather than exit (a server that cannot be reached is the same).
+                let started = std::time::Instant::now();
+                let log = loop {
+                    match dcloud_log_nats::JetStreamLog::open(cfg.clone()) {
+                        Err(e @ dcloud_events::LogError::Remote { .. })
+                            if started.elapsed() < JETSTREAM_START_WAIT =>
+                        {
+                            tracing::warn!(error = %e, "the JetStream log is not reachable yet; trying again");
+                            std::thread::sleep(std::time::Duration::from_secs(1));
+                        }
+                        other => {
+                            break other.with_context(|| {
+                                format!(
+                                    "opening the event log on JetStream (stream {} at {})",
+                                    cfg.stream, cfg.url
+                                )
+                            })?
+                        }
+                    }
+                };
                 log.follow(std::time::Duration::from_millis(250));
                 Ok(LogStore::JetStream(Arc::new(log)))
             }

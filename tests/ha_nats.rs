@@ -60,8 +60,8 @@ impl Node {
     }
 
     fn spawn(&mut self) {
+        // The server makes its data directory.
         let log = std::fs::File::create(self.data.with_extension("log")).expect("log file");
-        std::fs::create_dir_all(&self.data).expect("data dir");
         let child = Command::new(env!("CARGO_BIN_EXE_dcloud"))
             .args(&self.args)
             .env("DCLOUD_LOG", "info")
@@ -372,4 +372,27 @@ async fn agents_and_the_cli_fail_over_across_a_list_of_servers() {
     assert_eq!(v["data"]["verifyChain"]["ok"], true, "{v}");
     let _ = agent.kill();
     let _ = agent.wait();
+}
+
+/// `scripts/dev-ha.sh --smoke`: the three-node nats cluster and three servers it starts
+/// elect a leader, deploy through the list of servers, survive the leader's SIGKILL,
+/// and the chain verifies (the script exits non-zero otherwise).
+#[test]
+fn the_dev_ha_script_runs_a_cluster_that_survives_its_leader() {
+    nats::server_binary();
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-ha.sh"))
+        .arg("--smoke")
+        .env("DCLOUD_BIN", env!("CARGO_BIN_EXE_dcloud"))
+        .env("DCLOUD_NATS_SERVER", nats::server_binary())
+        .output()
+        .expect("run the script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dev-ha.sh --smoke failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("leads after"), "{stdout}");
+    assert!(stdout.contains("chain verified"), "{stdout}");
 }
