@@ -213,7 +213,7 @@ async fn killing_nats_nodes_and_the_leader_loses_no_acknowledged_deploy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut nats_nodes, nats_urls) = nats_cluster(dir.path());
     let stream = "faults";
-    let http: Vec<String> = (0..2)
+    let http: Vec<String> = (0..3)
         .map(|_| format!("http://127.0.0.1:{}", free_port()))
         .collect();
     let servers: Arc<Mutex<Vec<Proc>>> = Arc::new(Mutex::new(
@@ -237,6 +237,10 @@ async fn killing_nats_nodes_and_the_leader_loses_no_acknowledged_deploy() {
                         "3".into(),
                         "--lease-ttl-ms".into(),
                         "1500".into(),
+                        // Every heartbeat logged: a node's `containers` is then what
+                        // its agent last said it runs.
+                        "--heartbeat-log-interval-ms".into(),
+                        "0".into(),
                     ],
                     data.with_extension("log"),
                 );
@@ -398,6 +402,54 @@ async fn killing_nats_nodes_and_the_leader_loses_no_acknowledged_deploy() {
             "{} deployments not running: {:?}",
             not_running.len(),
             not_running.iter().take(5).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The agents run exactly what the log assigns their nodes.
+    let started = Instant::now();
+    loop {
+        let q = "{ nodes(first: 10) { nodes { id deploymentIds containers { deploymentId } } } }";
+        let r = gql(&http[l], &admin, q, json!({}))
+            .await
+            .unwrap_or_default();
+        let nodes = r["data"]["nodes"]["nodes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let set = |v: &Value, key: Option<&str>| -> std::collections::BTreeSet<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| match key {
+                            Some(k) => x[k].as_str().map(str::to_string),
+                            None => x.as_str().map(str::to_string),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let differ: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| {
+                let assigned = set(&n["deploymentIds"], None);
+                let running = set(&n["containers"], Some("deploymentId"));
+                (assigned != running).then(|| {
+                    format!(
+                        "{}: assigned {} running {}",
+                        n["id"],
+                        assigned.len(),
+                        running.len()
+                    )
+                })
+            })
+            .collect();
+        if nodes.len() == 4 && differ.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the agents do not run what the log assigns: {differ:?} ({} nodes)",
+            nodes.len()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

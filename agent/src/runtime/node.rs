@@ -281,6 +281,42 @@ async fn register(
     }
 }
 
+/// How long a node waits for a server whose state is behind what the node already saw
+/// (a standby a moment behind its leader) before it tries another.
+const BEHIND_WAIT: Duration = Duration::from_secs(5);
+
+/// The node's assignments from a server whose state holds at least seq `seen` (what
+/// this node already acted on). A snapshot older than that would miss deployments the
+/// node runs, and reconciling with it would stop them: a server behind is asked again
+/// until it caught up, and after [`BEHIND_WAIT`] left for the next server.
+async fn fresh_snapshot(
+    shared: &Shared,
+    node_id: &str,
+    seen: u64,
+    wait: Duration,
+) -> Result<wire::Snapshot, AgentError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let (index, _) = shared.client.servers().current();
+        let snapshot = shared.client.node_assignments(node_id).await?;
+        if snapshot.seq >= seen {
+            return Ok(snapshot);
+        }
+        if started.elapsed() >= wait {
+            shared.client.servers().failed(index);
+            return Err(AgentError::ServerUnavailable {
+                url: shared.client.url(),
+                reason: format!(
+                    "its state is at seq {}, behind the {seen} this node already saw",
+                    snapshot.seq
+                ),
+            });
+        }
+        debug!(%node_id, snapshot_seq = snapshot.seq, seen, "the server is behind; asking again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// One connected stretch; returns why it ended.
 async fn session(
     shared: &Shared,
@@ -289,7 +325,7 @@ async fn session(
     st: &mut NodeState,
     attempt: &mut u32,
 ) -> AgentError {
-    let snapshot = match shared.client.node_assignments(&st.node_id).await {
+    let snapshot = match fresh_snapshot(shared, &st.node_id, st.seq.last(), BEHIND_WAIT).await {
         Ok(s) => s,
         Err(AgentError::Api { code, .. }) if code == "NOT_FOUND" => {
             // The server does not know this node (any more): register again.
@@ -656,5 +692,66 @@ async fn heartbeats(
             }
             Err(e) => debug!(%node_id, error = %e, "heartbeat not delivered"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GraphQL server on loopback whose `nodeAssignments` answers the seqs of
+    /// `answers` in turn (the last one from then on).
+    async fn assignments_server(answers: Vec<u64>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            let mut last = 0;
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                if let Some(seq) = answers.next() {
+                    last = seq;
+                }
+                let body =
+                    format!(r#"{{"data":{{"nodeAssignments":{{"seq":{last},"items":[]}}}}}}"#);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_behind_what_the_node_saw_is_asked_for_again() {
+        let url = assignments_server(vec![5, 5, 12]).await;
+        let shared = Shared::new(&url, "t", RuntimeConfig::default()).expect("shared");
+        let s = fresh_snapshot(&shared, "n1", 10, Duration::from_secs(5))
+            .await
+            .expect("a snapshot once the server caught up");
+        assert_eq!(s.seq, 12);
+        // One that stays behind is left, after the wait, as unavailable.
+        let url = assignments_server(vec![5]).await;
+        let shared = Shared::new(&url, "t", RuntimeConfig::default()).expect("shared");
+        match fresh_snapshot(&shared, "n1", 10, Duration::from_millis(200)).await {
+            Err(AgentError::ServerUnavailable { reason, .. }) => {
+                assert!(reason.contains("behind"), "{reason}")
+            }
+            other => panic!("expected unavailable, got {other:?}"),
+        }
+        // A server at or past what the node saw answers at once.
+        let s = fresh_snapshot(&shared, "n1", 5, Duration::from_millis(200))
+            .await
+            .expect("snapshot");
+        assert_eq!(s.seq, 5);
     }
 }
