@@ -315,7 +315,7 @@ async fn agents_and_the_cli_fail_over_across_a_list_of_servers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut a = Node::start(&nats.url, &stream, &dir.path().join("a"));
     wait_ready(&a, "ready (leader)", Duration::from_secs(30)).await;
-    let b = Node::start(&nats.url, &stream, &dir.path().join("b"));
+    let mut b = Node::start(&nats.url, &stream, &dir.path().join("b"));
     wait_ready(&b, "ready (standby", Duration::from_secs(30)).await;
     let admin = admin_token(&a.data);
     let q = "mutation($d: String!) { upsertCatalog(document: $d) { os } }";
@@ -325,6 +325,31 @@ async fn agents_and_the_cli_fail_over_across_a_list_of_servers() {
 
     // The standby first in both lists.
     let standby_first = format!("{},{}", b.url, a.url);
+
+    // A watch of a deployment that waits (no nodes yet). The deploy went to the leader
+    // (the standby answered NOT_LEADER), and so did the watch's subscription; the
+    // leader dies under it: the watch resumes on the new leader from the last seq it
+    // saw.
+    let watch = Command::new(env!("CARGO_BIN_EXE_dcloud"))
+        .env_remove("DCLOUD_TOKEN")
+        .env_remove("DCLOUD_SERVER")
+        .args(["--server", &standby_first, "--token", &admin])
+        .args(["deploy", "sim-job", "--watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the watch");
+    let started = Instant::now();
+    while placements(&a.url, &admin).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the watch's deploy"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.kill();
+    wait_ready(&b, "ready (leader)", Duration::from_secs(30)).await;
     let mut agent = Command::new(env!("CARGO_BIN_EXE_dcloud"))
         .env_remove("DCLOUD_TOKEN")
         .env_remove("DCLOUD_SERVER")
@@ -336,7 +361,26 @@ async fn agents_and_the_cli_fail_over_across_a_list_of_servers() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the agent");
-    for _ in 0..6 {
+    // The agent places the waiting deployment: the resumed watch sees it run.
+    let watched = watch.wait_with_output().expect("the watch ends");
+    let (out, err) = (
+        String::from_utf8_lossy(&watched.stdout),
+        String::from_utf8_lossy(&watched.stderr),
+    );
+    assert!(watched.status.success(), "the watch: {out}\n{err}");
+    assert!(
+        err.contains("resuming after seq"),
+        "the watch resumed: {err}"
+    );
+    assert!(out.contains("RUNNING") || out.contains("running"), "{out}");
+    // Back to A leading and B standing by (B stops cleanly: A takes over at once).
+    a.spawn();
+    wait_ready(&a, "ready (standby", Duration::from_secs(30)).await;
+    b.stop();
+    wait_ready(&a, "ready (leader)", Duration::from_secs(30)).await;
+    b.spawn();
+    wait_ready(&b, "ready (standby", Duration::from_secs(30)).await;
+    for _ in 0..5 {
         cli(&standby_first, &admin, &["deploy", "sim-job", "-q"]);
     }
     all_running(&b.url, &admin, 6).await;

@@ -139,6 +139,12 @@ impl Api {
         self.servers.current().1.ws.clone()
     }
 
+    /// The server in use went away (its websocket closed): use the next one.
+    pub fn move_on(&self) {
+        let (index, _) = self.servers.current();
+        self.servers.failed(index);
+    }
+
     /// The base URL of the server in use.
     pub fn base(&self) -> String {
         let http = &self.servers.current().1.http;

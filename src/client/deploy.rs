@@ -602,31 +602,59 @@ async fn follow(
         return Ok(code);
     }
     let json_out = tracker.out == Output::Json;
-    match Subscription::open(api, UPDATES, json!({"id": id, "after": after})).await {
-        Ok(mut sub) => loop {
-            match sub.next().await {
-                Ok(Some(data)) => {
-                    let u = &data["deploymentUpdates"];
-                    if json_out {
-                        println!("{u}");
+    // A subscription that ends (its server went away) is opened again after the last
+    // seq seen, on whichever server answers (`--server a,b,c`), for up to RETRY_FOR;
+    // then the deployment is polled instead.
+    let mut after = after;
+    let mut pause = Duration::from_millis(100);
+    let mut gave_up_at = std::time::Instant::now() + super::api::RETRY_FOR;
+    'subscribe: loop {
+        if std::time::Instant::now() > gave_up_at {
+            eprintln!("warning: the subscription keeps ending; polling instead");
+            break;
+        }
+        match Subscription::open(api, UPDATES, json!({"id": id, "after": after})).await {
+            Ok(mut sub) => loop {
+                match sub.next().await {
+                    Ok(Some(data)) => {
+                        let u = &data["deploymentUpdates"];
+                        if let Some(seq) = u["seq"].as_i64() {
+                            after = after.max(seq);
+                        }
+                        if json_out {
+                            println!("{u}");
+                        }
+                        tracker.show(&Update::from_event(u));
+                        if let Some(code) = tracker.done(until_running) {
+                            return Ok(code);
+                        }
+                        pause = Duration::from_millis(100);
+                        gave_up_at = std::time::Instant::now() + super::api::RETRY_FOR;
                     }
-                    tracker.show(&Update::from_event(u));
-                    if let Some(code) = tracker.done(until_running) {
-                        return Ok(code);
+                    Err(err) if err.downcast_ref::<GqlErrors>().is_some() => return Err(err),
+                    Ok(None) => {
+                        eprintln!("warning: the subscription ended; resuming after seq {after}");
+                        api.move_on();
+                        break;
+                    }
+                    Err(err) => {
+                        eprintln!("warning: {err:#}; resuming after seq {after}");
+                        api.move_on();
+                        break;
                     }
                 }
-                Err(err) if err.downcast_ref::<GqlErrors>().is_some() => return Err(err),
-                Ok(None) => {
-                    eprintln!("warning: the subscription ended; polling instead");
-                    break;
-                }
-                Err(err) => {
-                    eprintln!("warning: {err:#}; polling instead");
-                    break;
-                }
+            },
+            Err(err) if std::time::Instant::now() + pause < gave_up_at => {
+                tracing::debug!(error = %format!("{err:#}"), "cannot open the subscription; trying again");
+                api.move_on();
             }
-        },
-        Err(err) => eprintln!("warning: {err:#}; polling instead"),
+            Err(err) => {
+                eprintln!("warning: {err:#}; polling instead");
+                break 'subscribe;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
     let q = format!("query($id: ID!) {{ deployment(id: $id) {{ {FIELDS} }} }}");
     loop {
