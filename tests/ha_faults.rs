@@ -1,11 +1,12 @@
 //! Failover under load with real processes: a 3-node nats-server cluster (R3,
-//! `sync_interval: always`), two `dcloud server --log nats://…` under a small
+//! `sync_interval: always`), three `dcloud server --log nats://…` under a small
 //! supervisor (a server whose log write failed stops, fail-stop, and is started
-//! again), a simulated fleet that knows both servers, and a stream of deploys. Rounds
+//! again), a simulated fleet that knows every server, and a stream of deploys. Rounds
 //! of SIGKILL: a nats node that does not lead the stream, then the one that does, then
-//! the leading DCloud server, each brought back before the next. Afterwards every
-//! acknowledged deploy is in the log and running, none was placed twice, and the chain
-//! verifies.
+//! the leading DCloud server, each brought back before the next (two rounds; set
+//! `HA_FAULT_ROUNDS` for more). Afterwards every acknowledged deploy is in the log and
+//! running, none was placed twice, each node's agent runs exactly what the log assigns
+//! it, and the chain verifies.
 
 #[path = "../log-nats/tests/common/mod.rs"]
 mod nats;
@@ -312,7 +313,12 @@ async fn killing_nats_nodes_and_the_leader_loses_no_acknowledged_deploy() {
     };
 
     let pause = |secs: u64| tokio::time::sleep(Duration::from_secs(secs));
-    for round in 0..2 {
+    // Two rounds in CI; `HA_FAULT_ROUNDS=10 cargo test --test ha_faults` for more.
+    let rounds: u32 = std::env::var("HA_FAULT_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    for round in 0..rounds {
         pause(2).await;
         // A nats node that does not lead the stream.
         let lead = stream_leader(&nats_urls, stream).await;
