@@ -57,9 +57,11 @@ enum Cmd {
     },
     /// Rebuild the state from the log (up to --to) and print it.
     Replay {
-        /// Data directory of a stopped server.
-        #[arg(long, env = "DCLOUD_DATA")]
-        data: PathBuf,
+        /// Data directory of a stopped server (or `--log nats://…`).
+        #[arg(long, env = "DCLOUD_DATA", required_unless_present = "log")]
+        data: Option<PathBuf>,
+        #[command(flatten)]
+        jetstream: offline::JetStreamArgs,
         /// Stop at this sequence number (default: the end of the log).
         #[arg(long)]
         to: Option<u64>,
@@ -85,6 +87,8 @@ enum AuditCmd {
         /// The server's public key (hex) the checkpoint must be signed with.
         #[arg(long, requires = "expect_head")]
         public_key: Option<String>,
+        #[command(flatten)]
+        jetstream: offline::JetStreamArgs,
     },
 }
 
@@ -110,9 +114,13 @@ fn main() -> ExitCode {
                     data,
                     expect_head,
                     public_key,
+                    jetstream,
                 },
         } => {
             init_tracing();
+            if jetstream.log.is_some() {
+                return finish(verify_jetstream(&jetstream, expect_head.is_some(), &global));
+            }
             let head = expect_head.as_deref().map(|f| offline::ExpectedHead {
                 file: f,
                 public_key: public_key.as_deref(),
@@ -121,13 +129,39 @@ fn main() -> ExitCode {
         }
         Cmd::Replay {
             data,
+            jetstream,
             to,
             no_snapshot,
         } => {
             init_tracing();
-            offline::replay(&data, to, !no_snapshot, global.output)
+            match (jetstream.open(), data) {
+                (Ok(Some(log)), _) => offline::replay_log(&log, to, !no_snapshot, global.output),
+                (Ok(None), Some(data)) => offline::replay(&data, to, !no_snapshot, global.output),
+                (Ok(None), None) => Err(anyhow::anyhow!("pass --data DIR or --log nats://…")),
+                (Err(e), _) => Err(e),
+            }
         }
     };
+    finish(result)
+}
+
+/// `audit verify --log nats://…` (no checkpoint: those anchor a data directory's log).
+fn verify_jetstream(
+    jetstream: &offline::JetStreamArgs,
+    expect_head: bool,
+    global: &Global,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        !expect_head,
+        "--expect-head checks a data directory's log; with --log verify the chain alone"
+    );
+    let log = jetstream
+        .open()?
+        .ok_or_else(|| anyhow::anyhow!("--log is missing"))?;
+    offline::audit_verify_jetstream(&log, global.output)
+}
+
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,5 +1,6 @@
-//! The offline tools over a data directory: `audit verify` (walk the hash chain) and
-//! `replay` (rebuild the state up to a sequence number and print it).
+//! The offline tools over a data directory, or over a log on JetStream (`--log
+//! nats://…`): `audit verify` (walk the hash chain) and `replay` (rebuild the state
+//! up to a sequence number and print it).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,96 @@ use crate::store;
 pub enum Output {
     Table,
     Json,
+}
+
+/// `--log nats://… [--log-stream S] [--log-replicas N]` of the offline tools: a log on
+/// JetStream instead of a data directory's (it may be in use by servers: reading it is
+/// safe).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct JetStreamArgs {
+    /// Read the log from a NATS JetStream cluster, `nats://HOST:PORT[,…]`, instead of
+    /// a data directory (as `server --log`).
+    #[arg(long)]
+    pub log: Option<String>,
+    /// The log's stream (as `server --log-stream`).
+    #[arg(long, default_value = "dcloud", requires = "log")]
+    pub log_stream: String,
+    /// The stream's replicas (as `server --log-replicas`).
+    #[arg(long, default_value_t = 1, requires = "log")]
+    pub log_replicas: usize,
+}
+
+impl JetStreamArgs {
+    /// Opens the log these name, if they name one.
+    pub fn open(&self) -> anyhow::Result<Option<dcloud_log_nats::JetStreamLog>> {
+        let Some(url) = &self.log else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            url.starts_with("nats://") || url.starts_with("tls://"),
+            "--log: expected nats://HOST:PORT[,nats://HOST:PORT…], got {url:?}"
+        );
+        let cfg = dcloud_log_nats::JetStreamConfig::new(url.clone(), self.log_stream.clone())
+            .replicas(self.log_replicas);
+        let log = dcloud_log_nats::JetStreamLog::open(cfg).with_context(|| {
+            format!(
+                "opening the event log on JetStream (stream {} at {url})",
+                self.log_stream
+            )
+        })?;
+        Ok(Some(log))
+    }
+}
+
+/// `audit verify --log nats://…`: the JetStream log's whole chain, reported as for a
+/// data directory.
+pub fn audit_verify_jetstream(
+    log: &dcloud_log_nats::JetStreamLog,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    match log.verify() {
+        Ok(report) => {
+            print_ok(output, &report, None);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(bad) => {
+            print_failure(
+                output,
+                &HeadFailure {
+                    first_bad_seq: Some(bad.first_bad_seq),
+                    missing: None,
+                    reason: bad.reason.to_string(),
+                },
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn print_ok(output: Output, report: &dcloud_events::VerifyReport, anchored: Option<u64>) {
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "ok": true,
+                "events": report.events,
+                "last_seq": report.last_seq,
+                "last_hash": hex::encode(report.last_hash),
+                "checkpoint_seq": anchored,
+            })
+        ),
+        Output::Table => {
+            let anchor = anchored.map_or(String::new(), |s| {
+                format!("; head anchored by the checkpoint at seq {s}")
+            });
+            println!(
+                "ok: {} events, chain verified up to seq {} (last hash {}){anchor}",
+                report.events,
+                report.last_seq,
+                hex::encode(report.last_hash)
+            )
+        }
+    }
 }
 
 /// `audit verify --expect-head`: a signed checkpoint the log must reach.
@@ -57,29 +148,7 @@ pub fn audit_verify(
                     }
                 },
             };
-            match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::json!({
-                        "ok": true,
-                        "events": report.events,
-                        "last_seq": report.last_seq,
-                        "last_hash": hex::encode(report.last_hash),
-                        "checkpoint_seq": anchored,
-                    })
-                ),
-                Output::Table => {
-                    let anchor = anchored.map_or(String::new(), |s| {
-                        format!("; head anchored by the checkpoint at seq {s}")
-                    });
-                    println!(
-                        "ok: {} events, chain verified up to seq {} (last hash {}){anchor}",
-                        report.events,
-                        report.last_seq,
-                        hex::encode(report.last_hash)
-                    )
-                }
-            }
+            print_ok(output, &report, anchored);
             Ok(ExitCode::SUCCESS)
         }
         Err(LogError::Verify(bad)) => {
@@ -334,13 +403,23 @@ pub fn replay(
         ),
         Err(e) => return Err(e).context("opening the event log"),
     };
+    replay_log(&*log, to, use_snapshot, output)
+}
+
+/// `dcloud replay` over an open log (a data directory's, or one on JetStream).
+pub fn replay_log(
+    log: &dyn dcloud_events::EventLog,
+    to: Option<u64>,
+    use_snapshot: bool,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
     if let Some(to) = to {
-        let last = dcloud_events::EventLog::last_seq(&*log);
+        let last = log.last_seq();
         if to > last {
             anyhow::bail!("--to {to} is past the end of the log (last seq is {last})");
         }
     }
-    let (state, rec) = store::recover(&*log, to, use_snapshot)?;
+    let (state, rec) = store::recover(log, to, use_snapshot)?;
     let summary = summarize(&state, rec.snapshot_seq, rec.replayed);
     match output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),

@@ -239,6 +239,36 @@ async fn a_standby_follows_refuses_writes_and_takes_over_when_the_leader_dies() 
     assert!(dave["errors"].is_null(), "{dave}");
     let v = gql(&a.url, &admin, VERIFY, json!({})).await;
     assert_eq!(v["data"]["verifyChain"]["ok"], true, "{v}");
+
+    // The offline tools read the same log from JetStream, beside the running server.
+    let last = v["data"]["verifyChain"]["lastSeq"]
+        .as_u64()
+        .expect("lastSeq");
+    let offline = |args: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_dcloud"))
+            .args(args)
+            .args([
+                "--log",
+                &nats.url,
+                "--log-stream",
+                &stream,
+                "--output",
+                "json",
+            ])
+            .output()
+            .expect("run dcloud");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let verified = offline(&["audit", "verify"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert!(verified["last_seq"].as_u64() >= Some(last), "{verified}");
+    let replayed = offline(&["replay", "--to", &last.to_string()]);
+    assert_eq!(replayed["seq"].as_u64(), Some(last), "{replayed}");
 }
 
 const CATALOG: &str = r#"{"os": "busybox", "base-image": "dcloud-test/busybox:latest",
