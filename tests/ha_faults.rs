@@ -169,7 +169,7 @@ async fn stream_leader(urls: &str, stream: &str) -> Option<String> {
 
 /// Every deployment (pages of 1,000), or `None` if a page was not answered.
 async fn all_deployments(url: &str, admin: &str) -> Option<Vec<Value>> {
-    let q = "query($o: Int) { deployments(first: 1000, offset: $o) { nodes { id status history { status } } } }";
+    let q = "query($o: Int) { deployments(first: 1000, offset: $o) { nodes { id status nodeId history { status } } } }";
     let mut all = Vec::new();
     loop {
         let r = gql(url, admin, q, json!({"o": all.len()})).await?;
@@ -285,7 +285,9 @@ async fn killing_nats_nodes_and_the_leader_loses_no_acknowledged_deploy() {
         ],
         dir.path().join("agent.log"),
     );
-    agent.env.push(("DCLOUD_LOG".into(), "warn".into()));
+    agent
+        .env
+        .push(("DCLOUD_LOG".into(), "info,dcloud_agent=debug".into()));
     agent.start();
 
     // The stream of deploys: one after another to whichever server takes it.
@@ -403,12 +405,29 @@ async fn killing_nats_nodes_and_the_leader_loses_no_acknowledged_deploy() {
         if not_running.is_empty() {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "{} deployments not running: {:?}",
-            not_running.len(),
-            not_running.iter().take(5).collect::<Vec<_>>()
-        );
+        if started.elapsed() >= Duration::from_secs(90) {
+            // What the agent and the servers said of them.
+            let ids: Vec<&str> = not_running
+                .iter()
+                .filter_map(|d| d["id"].as_str())
+                .collect();
+            let mut said = String::new();
+            for f in std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+                for line in text.lines().filter(|l| ids.iter().any(|id| l.contains(id))) {
+                    said.push_str(&format!("{}: {line}\n", f.path().display()));
+                }
+            }
+            panic!(
+                "{} deployments not running: {:?}\n{said}",
+                not_running.len(),
+                not_running.iter().take(5).collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // The agents run exactly what the log assigns their nodes.

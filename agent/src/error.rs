@@ -79,14 +79,23 @@ impl AgentError {
     /// True when retrying later may succeed without any change: the engine or server
     /// is away, the engine reported a conflict (409: a name still held by a container
     /// being removed) that passes once the other operation ends, or the server pushed
-    /// back (`RATE_LIMITED`, `OVERLOADED`: retried with backoff, never dropped).
+    /// back (`RATE_LIMITED`, `OVERLOADED`: retried with backoff, never dropped), is
+    /// stopping or not leading (`UNAVAILABLE`, `NOT_LEADER`), or failed itself
+    /// (`INTERNAL`: e.g. its writer stopped under this very request; the outcome is
+    /// settled by retrying with the same idempotency key once it is back).
     pub fn is_transient(&self) -> bool {
         match self {
             AgentError::EngineUnavailable { .. } | AgentError::ServerUnavailable { .. } => true,
             AgentError::Engine {
                 status: Some(409), ..
             } => true,
-            AgentError::Api { code, .. } => code == "RATE_LIMITED" || code == "OVERLOADED",
+            // Pushback, a server that is stopping or away for now (its writer stopped:
+            // a restart, or another server leads), or its own failure: the request was
+            // not at fault, and retrying it (with its idempotency key) is safe.
+            AgentError::Api { code, .. } => matches!(
+                code.as_str(),
+                "RATE_LIMITED" | "OVERLOADED" | "UNAVAILABLE" | "INTERNAL" | "NOT_LEADER"
+            ),
             _ => false,
         }
     }

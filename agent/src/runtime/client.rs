@@ -469,6 +469,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.is_transient(), "pushback is retried: {err:?}");
+        for code in ["UNAVAILABLE", "INTERNAL"] {
+            let body = format!(
+                r#"{{"errors": [{{"message": "stopping", "extensions": {{"code": "{code}"}}}}]}}"#
+            );
+            let err = parse_response("reportStatus", 200, &body).unwrap_err();
+            assert!(err.is_transient(), "a server stopping is retried: {err:?}");
+        }
+        let err = parse_response(
+            "reportStatus",
+            200,
+            r#"{"errors": [{"message": "no", "extensions": {"code": "BAD_USER_INPUT"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(!err.is_transient(), "a refusal is final: {err:?}");
 
         let err = parse_response("op", 502, "<html>bad gateway</html>").unwrap_err();
         assert!(matches!(err, AgentError::Protocol { .. }), "{err:?}");

@@ -632,6 +632,9 @@ async fn deliver_reports(
             {
                 Ok(()) => break,
                 Err(e) if e.is_transient() => {
+                    if attempt % 10 == 0 {
+                        warn!(deployment = %dep, ?report, error = %e, attempt, "report not taken yet; retrying");
+                    }
                     attempt += 1;
                     tokio::time::sleep(shared.config.backoff(attempt)).await;
                 }
