@@ -4,6 +4,9 @@
 //! the leader and times leader killed → first write accepted by the new leader; the
 //! killed server is started again (it comes back as a standby) before the next round.
 //!
+//! Before each kill it also times the standby's lag: from the leader's answer to a
+//! write until the standby's state holds the leader's head.
+//!
 //! `cargo bench --bench failover` (`FAILOVER_KILLS`, default 20; `FAILOVER_TTL_MS`,
 //! the lease TTL, default the server's 3000). Needs nats-server 2.12.1+
 //! (`scripts/install-nats-server.sh`).
@@ -93,7 +96,7 @@ async fn readyz(http: &reqwest::Client, url: &str) -> String {
 
 /// One write (a token); `true` once accepted.
 async fn write(http: &reqwest::Client, url: &str, admin: &str, n: u64) -> bool {
-    let q = "mutation($n: String!) { createToken(role: USER, name: $n) { id } }";
+    let q = "mutation($n: String!) { createToken(role: USER, name: $n) { token } }";
     let Ok(r) = http
         .post(format!("{url}/graphql"))
         .bearer_auth(admin)
@@ -106,7 +109,19 @@ async fn write(http: &reqwest::Client, url: &str, admin: &str, n: u64) -> bool {
     };
     r.json::<Value>()
         .await
-        .is_ok_and(|v| v["data"]["createToken"]["id"].is_string())
+        .is_ok_and(|v| v["data"]["createToken"]["token"].is_string())
+}
+
+/// The seq the state of the server at `url` was read at (`clusterTotals.seq`).
+async fn head(http: &reqwest::Client, url: &str, admin: &str) -> Option<u64> {
+    let r = http
+        .post(format!("{url}/graphql"))
+        .bearer_auth(admin)
+        .json(&json!({"query": "{ clusterTotals { seq } }"}))
+        .send()
+        .await
+        .ok()?;
+    r.json::<Value>().await.ok()?["data"]["clusterTotals"]["seq"].as_u64()
 }
 
 async fn wait_for(http: &reqwest::Client, server: &Server, want: &str) {
@@ -156,6 +171,7 @@ async fn main() {
     };
     let mut n = 0u64;
     let mut times = Vec::with_capacity(kills);
+    let mut lags = Vec::with_capacity(kills);
     println!("failover on a 3-node nats cluster (R3, sync_interval: always), lease TTL {ttl_ms} ms, {kills} kills");
     for round in 0..kills {
         // Both up, one leading, and the standby knows the admin token.
@@ -173,12 +189,24 @@ async fn main() {
         let l = leader.expect("a leader");
         let s = 1 - l;
         wait_for(&http, &servers[s], "ready (standby").await;
+        // Standby lag: from the leader's answer to a write until the standby's state
+        // holds the leader's head (both read over HTTP with the admin token).
         n += 1;
         assert!(
             write(&http, &servers[l].url, &admin, n).await,
             "the leader writes"
         );
-        // Long enough for the standby to have followed the token and the write.
+        let written = Instant::now();
+        let target = head(&http, &servers[l].url, &admin)
+            .await
+            .expect("the leader's head");
+        while head(&http, &servers[s].url, &admin).await < Some(target) {
+            assert!(
+                written.elapsed() < Duration::from_secs(10),
+                "the standby follows"
+            );
+        }
+        lags.push(written.elapsed());
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         servers[l].kill();
@@ -204,6 +232,12 @@ async fn main() {
         servers[l].spawn();
     }
     times.sort();
+    lags.sort();
+    println!(
+        "standby lag (a write answered by the leader -> the standby's state at the leader's head, polled over HTTP): p50 {:.1} ms, max {:.1} ms",
+        percentile(&lags, 0.5).as_secs_f64() * 1e3,
+        lags.last().expect("lags").as_secs_f64() * 1e3
+    );
     println!(
         "failover over {} kills: p50 {} ms, max {} ms, min {} ms (lease TTL {ttl_ms} ms)",
         times.len(),

@@ -26,6 +26,10 @@ use crate::{open, remote, snapshot};
 /// How many appended batches a slow subscriber may fall behind before it re-reads
 /// from the stream (as fjall's log).
 const LIVE_CAPACITY: usize = 1024;
+/// After a wake-up whose batch was not committed yet, a follower looks again after
+/// these many milliseconds (a commit follows its messages within a millisecond or
+/// two on a quiet cluster).
+const AGAIN_MS: [u64; 6] = [1, 2, 5, 10, 20, 50];
 /// Tries of one chunk whose outcome stays unknown before the log gives up (fail-stop).
 const PUBLISH_TRIES: u32 = 3;
 
@@ -295,10 +299,10 @@ impl JetStreamLog {
                         Err(e) => tracing::warn!(error = %e, "cannot subscribe to the log's subject; following by polling"),
                     }
                 }
-                let wait = if again > 0 {
-                    std::time::Duration::from_millis(20)
-                } else {
-                    every
+                // Soon after a wake-up, then less and less often.
+                let wait = match again {
+                    0 => every,
+                    n => std::time::Duration::from_millis(AGAIN_MS[AGAIN_MS.len() - n as usize]),
                 };
                 let woken = match wake.as_mut() {
                     Some(sub) => tokio::select! {
@@ -321,7 +325,7 @@ impl JetStreamLog {
                     }
                 };
                 if woken {
-                    again = 5;
+                    again = AGAIN_MS.len() as u32;
                 }
                 let Some(inner) = weak.upgrade() else { return };
                 match tokio::task::spawn_blocking(move || inner.catch_up()).await {
