@@ -217,7 +217,7 @@ impl Api {
         let text = resp.text().await.map_err(|e| {
             moved_on(anyhow::Error::new(e).context(format!("cannot read the answer of {url}")))
         })?;
-        if let Some(leader) = not_leader(&text) {
+        if let Some(leader) = dcloud_agent::runtime::client::not_leader(&text) {
             // A standby: nothing was done; the leader it names (if one of ours) is next.
             if !leader.as_deref().is_some_and(|l| self.servers.leader_is(l)) {
                 self.servers.failed(index);
@@ -256,22 +256,6 @@ impl Api {
         }
         Ok(body.get("data").cloned().unwrap_or(Value::Null))
     }
-}
-
-/// `Some(leader)` when `text` is a standby's `NOT_LEADER` answer (`leader`: the URL it
-/// names, if any).
-fn not_leader(text: &str) -> Option<Option<String>> {
-    if !text.contains("NOT_LEADER") {
-        return None;
-    }
-    let body: Value = serde_json::from_str(text).ok()?;
-    let first = body.pointer("/errors/0")?;
-    (first.pointer("/extensions/code")?.as_str()? == "NOT_LEADER").then(|| {
-        first
-            .pointer("/extensions/leader")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    })
 }
 
 /// How long a mutation without an answer is retried (same idempotency key).

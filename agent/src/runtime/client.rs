@@ -386,8 +386,9 @@ enum Retry {
     NotLeader(Option<String>),
 }
 
-/// `Some(leader)` when `body` is a standby's `NOT_LEADER` answer.
-fn not_leader(body: &str) -> Option<Option<String>> {
+/// `Some(leader)` when `body` is a standby's `NOT_LEADER` answer (`leader`: the URL it
+/// names, if any). The CLI reads answers with it too.
+pub fn not_leader(body: &str) -> Option<Option<String>> {
     if !body.contains("NOT_LEADER") {
         return None;
     }
